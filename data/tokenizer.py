@@ -1,0 +1,86 @@
+"""Tokenizers behind one small interface; a checkpoint stores the kind and its vocabulary.
+
+Character-level now. The design card's `tokenizers` library is where a BPE tokenizer
+would live later: it would implement the same four methods and a `kind`.
+"""
+from __future__ import annotations
+
+import unicodedata
+from typing import Literal, Protocol
+
+import numpy as np
+
+UNKNOWN_CHAR = "\ufffd"  # reserved token for characters outside the vocabulary
+
+UnknownPolicy = Literal["error", "replace"]
+
+
+class UnknownCharactersError(ValueError):
+    """Text holds characters the vocabulary lacks."""
+
+
+def normalize(text: str) -> str:
+    """NFC, so that a letter with points has one spelling whatever the source."""
+    return unicodedata.normalize("NFC", text)
+
+
+def describe_chars(chars: set[str] | list[str], limit: int = 10) -> str:
+    shown = sorted(chars)[:limit]
+    desc = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in shown)
+    return desc + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+class Tokenizer(Protocol):
+    kind: str
+
+    @property
+    def vocab_size(self) -> int: ...
+    def encode(self, text: str, unknown: UnknownPolicy = "error") -> np.ndarray: ...
+    def decode(self, ids) -> str: ...
+    def to_dict(self) -> dict: ...
+
+
+class CharTokenizer:
+    """One token per (NFC-normalized) character; id 0 is reserved for unknown characters."""
+
+    kind = "char"
+
+    def __init__(self, chars: list[str]):
+        chars = [c for c in chars if c != UNKNOWN_CHAR]
+        if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
+            raise ValueError("vocabulary must be distinct single characters")
+        self.chars = [UNKNOWN_CHAR] + chars
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        return cls(sorted(set(normalize(text))))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def unknown_chars(self, text: str) -> set[str]:
+        return set(normalize(text)) - self.stoi.keys()
+
+    def encode(self, text: str, unknown: UnknownPolicy = "error") -> np.ndarray:
+        """Ids as uint16 (vocabularies are small). Characters outside the vocabulary raise
+        UnknownCharactersError naming them, or map to the reserved token with unknown='replace'."""
+        text = normalize(text)
+        missing = self.unknown_chars(text)
+        if missing and unknown == "error":
+            raise UnknownCharactersError(f"{len(missing)} character(s) not in the model's vocabulary: {describe_chars(missing)}")
+        get = self.stoi.get
+        return np.fromiter((get(c, 0) for c in text), dtype=np.uint16, count=len(text))
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": "".join(self.chars[1:])}
+
+
+def tokenizer_from_dict(d: dict) -> Tokenizer:
+    if d.get("kind") == "char":
+        return CharTokenizer(list(d["chars"]))
+    raise ValueError(f"unknown tokenizer kind {d.get('kind')!r}")

@@ -1,0 +1,72 @@
+"""Checkpoints: written atomically, read with `weights_only=True` so that a file crafted
+to run code when unpickled is refused instead of executed.
+
+A checkpoint is a plain dict:
+    model_config  dict for ModelConfig
+    model         state_dict
+    tokenizer     dict (see data.tokenizer.tokenizer_from_dict)
+    corpus        corpus identity (see data.corpora.Corpus.identity)
+    iter          number of optimizer steps taken
+    train_args    the training settings, to resume with the same schedule
+    optimizer     optimizer state_dict (optional)
+    rng           RNG states (optional)
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.transformer import ModelConfig, TransformerLM
+
+REQUIRED_KEYS = ("model_config", "model", "tokenizer", "corpus", "iter")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read or is not a charlens checkpoint (one-line message)."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write `state` to `path` through a temporary file in the same folder and a rename,
+    so that a crash mid-write never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely; raise CheckpointError with one clear line on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"refused to load {path}: it holds objects a safe checkpoint may not hold ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file)") from None
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        raise CheckpointError(f"{path} is not a charlens checkpoint (missing {', '.join(k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state)})")
+    return state
+
+
+def model_from_checkpoint(state: dict[str, Any], device: str | torch.device = "cpu") -> TransformerLM:
+    """Rebuild the model in eval mode (dropout off) from a loaded checkpoint."""
+    model = TransformerLM(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
