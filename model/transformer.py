@@ -185,7 +185,7 @@ class TransformerLM(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
         attention = torch.stack(patterns, dim=1) if return_attention else None
         return logits, loss, attention
 
