@@ -1,0 +1,158 @@
+"""Head ablation: does the model use what a head visibly does?
+
+A head is zero-ablated (its output z set to 0) or mean-ablated (z set to its mean over the
+held-out positions) through `attn.head_output_hook`, and the change in next-character loss on
+held-out text is measured, overall and on the positions the head's behaviour concerns: the
+query rows where, in the clean run, the head puts at least `focus` of its attention on the
+behaviour's targets (for `induction`: the second copy of random sequences repeated twice).
+A head with a validated behaviour whose ablation moves neither loss by `tol` nats or more is
+flagged visible but unused.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from analysis.cache import run_with_cache
+from analysis.detectors import REGISTRY, CharBatch
+from model.transformer import TransformerLM
+
+AblationMode = Literal["zero", "mean"]
+Head = tuple[int, int]
+
+
+@contextmanager
+def ablated(model: TransformerLM, heads: Iterable[Head], mode: AblationMode = "zero",
+            means: torch.Tensor | None = None) -> Iterator[None]:
+    """Within the block, the given (layer, head) outputs are replaced by 0 or by `means`
+    (L, nh, hs); any head_output_hook already installed runs first."""
+    if mode == "mean" and means is None:
+        raise ValueError("mean ablation needs the heads' mean outputs (head_output_means)")
+    by_layer: dict[int, list[int]] = {}
+    for l, h in heads:
+        by_layer.setdefault(l, []).append(h)
+    saved = []
+    for l, hs in by_layer.items():
+        attn = model.blocks[l].attn
+        saved.append((attn, attn.head_output_hook))
+
+        def hook(y: torch.Tensor, l: int = l, hs: list[int] = hs, first=attn.head_output_hook) -> torch.Tensor:
+            y = (first(y) if first is not None else y).clone()  # (B, nh, T, hs)
+            y[:, hs] = 0.0 if mode == "zero" else means[l, hs].to(y)[:, None, :]
+            return y
+        attn.head_output_hook = hook
+    try:
+        yield
+    finally:
+        for attn, hook in saved:
+            attn.head_output_hook = hook
+
+
+def _batches(ids: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    for start in range(0, ids.size(0), batch_size):
+        yield ids[start : start + batch_size]
+
+
+@torch.no_grad()
+def head_output_means(model: TransformerLM, ids: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Mean output z of every head over all windows and positions: (L, nh, hs)."""
+    total, count = 0.0, 0
+    for batch in _batches(ids, batch_size):
+        z = run_with_cache(model, batch).stack("z")  # (B, L, nh, T, hs)
+        total = total + z.sum(dim=(0, 3))
+        count += z.size(0) * z.size(3)
+    return total / count
+
+
+@torch.no_grad()
+def position_losses(model: TransformerLM, windows: torch.Tensor) -> torch.Tensor:
+    """Next-character loss at every position: windows (B, T+1) -> (B, T)."""
+    logits, _, _ = model(windows[:, :-1])
+    return F.cross_entropy(logits.transpose(1, 2), windows[:, 1:], reduction="none")
+
+
+def loss_change(model: TransformerLM, windows: torch.Tensor, heads: Sequence[Head], mode: AblationMode = "zero",
+                means: torch.Tensor | None = None, batch_size: int = 32) -> float:
+    """Mean loss change (nats per character) when a set of heads is ablated together."""
+    total, count = 0.0, 0
+    for batch in _batches(windows, batch_size):
+        clean = position_losses(model, batch)
+        with ablated(model, heads, mode, means):
+            total += (position_losses(model, batch) - clean).sum().item()
+        count += clean.numel()
+    return total / count
+
+
+def repeated_random_windows(token_ids: Sequence[int], n: int, T: int, seed: int = 0) -> torch.Tensor:
+    """`n` windows (n, T+1) made of a random sequence of length ceil((T+1)/2) repeated twice."""
+    g = torch.Generator().manual_seed(seed)
+    half = (T + 2) // 2
+    pool = torch.as_tensor(list(token_ids), dtype=torch.long)
+    seq = pool[torch.randint(len(pool), (n, half), generator=g)]
+    return torch.cat([seq, seq], dim=1)[:, : T + 1]
+
+
+@dataclass
+class HeadAblation:
+    delta_loss: float  # mean loss change over all held-out positions
+    delta_loss_targeted: float  # over the positions the behaviour concerns (NaN when there are none)
+    n_targeted: int
+    visible_but_unused: bool
+
+    def as_dict(self) -> dict:
+        targeted = None if np.isnan(self.delta_loss_targeted) else round(self.delta_loss_targeted, 6)
+        return {"ablation_delta_loss": round(self.delta_loss, 6), "ablation_delta_loss_targeted": targeted,
+                "ablation_n_targeted": self.n_targeted, "visible_but_unused": self.visible_but_unused}
+
+
+@torch.no_grad()
+def ablation_study(
+    model: TransformerLM, windows: torch.Tensor, classes: torch.Tensor, behaviours: dict[Head, str],
+    validated: set[Head] = frozenset(), mode: AblationMode = "zero", tol: float = 0.01, focus: float = 0.5,
+    induction_windows: torch.Tensor | None = None, batch_size: int = 32, progress: bool = False,
+) -> dict[Head, HeadAblation]:
+    """Ablate each head of `behaviours` ({(layer, head): detector name or "none"}) on its own.
+    windows, classes: (N, T+1) token ids and class codes of held-out text."""
+    means = head_output_means(model, windows[:, :-1], batch_size) if mode == "mean" else None
+    heads = list(behaviours)
+    sums = {h: np.zeros(4) for h in heads}  # delta sum, count, targeted delta sum, targeted count
+    bar = tqdm(total=len(heads) * windows.size(0), desc=f"{mode}-ablation", unit="win", disable=not progress, leave=False)
+    for batch, batch_classes in zip(_batches(windows, batch_size), _batches(classes, batch_size)):
+        inputs = batch[:, :-1]
+        cache = run_with_cache(model, inputs)
+        clean = position_losses(model, batch)  # (B, T), on the same kernel path as the ablated runs
+        chars = CharBatch(inputs, batch_classes[:, :-1])
+        for head in heads:
+            l, h = head
+            with ablated(model, [head], mode, means):
+                delta = position_losses(model, batch) - clean
+            name = behaviours[head]
+            if name in REGISTRY and name != "induction":
+                mass = (cache.layer(l, "pattern")[:, h] * REGISTRY[name].targets(chars)).sum(-1)  # (B, T)
+                rows = mass >= focus
+                rows[:, 0] = False
+                sums[head][2:] += (delta[rows].sum().item(), rows.sum().item())
+            sums[head][:2] += (delta.sum().item(), delta.numel())
+            bar.update(batch.size(0))
+    bar.close()
+    if induction_windows is not None:
+        T = windows.size(1) - 1
+        second = slice((T + 2) // 2, T)  # predictions of the second copy's characters (after its first)
+        for head in (hd for hd in heads if behaviours[hd] == "induction"):
+            for batch in _batches(induction_windows, batch_size):
+                clean = position_losses(model, batch)
+                with ablated(model, [head], mode, means):
+                    delta = (position_losses(model, batch) - clean)[:, second]
+                sums[head][2:] += (delta.sum().item(), delta.numel())
+    out = {}
+    for head, (d, n, dt, nt) in sums.items():
+        delta, targeted = d / n, (dt / nt if nt else float("nan"))
+        moved = abs(delta) >= tol or (nt > 0 and abs(targeted) >= tol)
+        out[head] = HeadAblation(delta, targeted, int(nt), head in validated and not moved)
+    return out
