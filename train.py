@@ -47,12 +47,22 @@ NOT_SETTINGS = ("resume", "preset", "lang", "text", "keep_niqqud")  # flags that
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 
 
+class NonFiniteLoss(Exception):
+    """The loss became inf or nan: training stops without saving the damaged weights."""
+
+
+def require_finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"the {what} is {value}")
+    return value
+
+
 class UsageError(Exception):
     """Bad arguments: reported as one line, exit status 2, before any work."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train a character-level transformer (see README, section trainer).")
+    p = argparse.ArgumentParser(prog="train.py", description="Train a character-level transformer (see README, section trainer).")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--lang", choices=LANGS, help="default corpus: en = King James Bible, he = Hebrew Bible")
     src.add_argument("--text", metavar="FILE", help="train on a UTF-8 text file; its last 10%% is the validation split")
@@ -298,31 +308,26 @@ def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optiona
     chars_per_step = s["batch_size"] * s["block_size"]
     try:
         for it in bar:
-            t0 = time.perf_counter()
+            step, t0 = it + 1, time.perf_counter()
             lr = lr_at(it, s)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = get_batch(splits["train"], s["block_size"], s["batch_size"], batch_rng, device)
             with autocast:
                 _, loss, _ = step_model(x, y)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                bar.close()
-                print(f"error: the loss became {loss_value} at step {it} (try a lower --lr); the last good checkpoint "
-                      f"is {out if out.exists() else 'not written yet'}", file=sys.stderr)
-                return 1
+            loss_value = require_finite(loss.item(), f"training loss at step {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if s["grad_clip"] > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"])
             optimizer.step()
             dt = time.perf_counter() - t0
-            step = it + 1
             if it % 10 == 0:
                 history.append({"kind": "step", "iter": step, "loss": loss_value, "lr": lr, "ms": dt * 1e3})
             bar.set_postfix(loss=f"{loss_value:.3f}", chars_s=f"{chars_per_step / dt:,.0f}", refresh=False)
             if step % s["eval_interval"] == 0 or step == s["max_iters"]:
                 losses = estimate_loss(model, splits, s, device, autocast)
+                require_finite(losses["train"] + losses["val"], f"evaluation loss at step {step}")
                 history.append({"kind": "eval", "iter": step, "train_loss": losses["train"], "val_loss": losses["val"]})
                 bar.write(f"step {step}: train {losses['train']:.4f}, val {losses['val']:.4f}")
                 if step < s["max_iters"]:  # the last step is saved below, with the final validation loss
@@ -338,6 +343,11 @@ def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optiona
         final["val_bits_per_char"] = final["val_loss"] / math.log(2)
         history.append(final)
         save(s["max_iters"])
+    except NonFiniteLoss as e:
+        bar.close()
+        print(f"error: {e} (try a lower --lr); kept the last good checkpoint: "
+              f"{out if out.exists() else 'none was written yet'}", file=sys.stderr)
+        return 1
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     print(f"done: validation loss {final['val_loss']:.4f} nats/char = {final['val_bits_per_char']:.4f} bits/char "

@@ -1,0 +1,200 @@
+"""The trainer end to end on a tiny model: outputs, resume determinism, Ctrl-C, bad input, non-finite loss."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from data.corpora import bible_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tiny models run fastest on one thread, and a second thread spin-waits badly on a shared 2-core CPU.
+torch.set_num_threads(1)
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    """40k characters of the King James Bible as a --text corpus."""
+    path = tmp_path_factory.mktemp("corpus") / "kjv_part.txt"
+    path.write_text(bible_corpus("en").train[:40_000], encoding="utf-8")
+    return path
+
+
+def tiny_args(text_file: Path, out: Path, *extra: str) -> list[str]:
+    return ["--text", str(text_file), "--preset", "tiny", "--out", str(out), "--sample-chars", "0", *extra]
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    assert a["iter"] == b["iter"]
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        for k in pa:
+            assert torch.equal(pa[k], pb[k]), k
+    assert torch.equal(a["rng"]["batch"], b["rng"]["batch"])
+    without_timing = lambda h: [{k: v for k, v in r.items() if k != "ms"} for r in h]
+    assert without_timing(a["history"]) == without_timing(b["history"])
+
+
+def test_tiny_run_writes_checkpoint_log_and_plot_and_learns(text_file, tmp_path, capsys):
+    out = tmp_path / "ckpts" / "m.pt"
+    assert train.main(tiny_args(text_file, out, "--max-iters", "60", "--sample-chars", "40")) == 0
+    state = load(out)  # loadable with weights_only=True: plain tensors and containers only
+    assert state["iter"] == 60 and state["corpus"]["kind"] == "file"
+    assert state["model_config"]["n_layer"] == 2 and state["model_config"]["vocab_size"] == len(state["tokenizer"]["chars"]) + 1
+    records = [json.loads(line) for line in (tmp_path / "ckpts" / "m.log.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [r["iter"] for r in evals] == [20, 40, 60]
+    final = records[-1]
+    assert final["kind"] == "final" and final["val_bits_per_char"] == pytest.approx(final["val_loss"] / math.log(2))
+    # Learned something: below the loss of a uniform guess over the vocabulary.
+    assert final["val_loss"] < math.log(state["model_config"]["vocab_size"]) - 0.5
+    assert (tmp_path / "ckpts" / "m.loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list((tmp_path / "ckpts").glob("*.tmp"))
+    printed = capsys.readouterr().out
+    assert "validation loss" in printed and "sample:" in printed
+
+
+def test_default_name_is_the_file_stem(text_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--text", str(text_file), "--preset", "tiny", "--max-iters", "2", "--sample-chars", "0"]) == 0
+    assert (tmp_path / "checkpoints" / "kjv_part.pt").is_file()
+
+
+@pytest.mark.parametrize("stop_at", [7, 20])  # mid-interval, and exactly at an evaluation step
+def test_resume_is_bit_identical_to_an_uninterrupted_run(text_file, tmp_path, stop_at):
+    extra = ("--max-iters", "30", "--dropout", "0.1", "--eval-interval", "10")  # dropout: the global RNG matters too
+    full, part = tmp_path / "full.pt", tmp_path / "part.pt"
+    assert train.main(tiny_args(text_file, full, *extra)) == 0
+    assert train.main(tiny_args(text_file, part, *extra), stop_at=stop_at) == train.INTERRUPTED
+    assert load(part)["iter"] == stop_at
+    assert train.main(["--resume", str(part), "--sample-chars", "0"]) == 0
+    assert_same_training_state(load(full), load(part))
+
+
+def test_raising_max_iters_extends_a_finished_run(text_file, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert train.main(tiny_args(text_file, out, "--max-iters", "20")) == 0
+    before = load(out)
+    assert train.main(["--resume", str(out), "--max-iters", "20"]) == 2  # nothing left to do
+    assert "raise --max-iters" in capsys.readouterr().err
+    assert train.main(["--resume", str(out), "--max-iters", "30", "--sample-chars", "0"]) == 0
+    after = load(out)
+    assert after["iter"] == 30 and after["train_args"]["max_iters"] == 30
+    assert not torch.equal(after["model"]["lm_head.weight"], before["model"]["lm_head.weight"])
+
+
+def test_resume_refuses_changed_architecture(text_file, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert train.main(tiny_args(text_file, out, "--max-iters", "20")) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(out), "--max-iters", "30", "--n-layer", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--n-layer 3 (checkpoint: 2)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(text_file, tmp_path):
+    out = tmp_path / "m.pt"
+    proc = subprocess.Popen([sys.executable, "train.py", *tiny_args(text_file, out, "--max-iters", "1000000")],
+                            cwd=ROOT, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_line = proc.stdout.readline()  # printed just before the first step
+    assert "parameters" in first_line
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == train.INTERRUPTED, stderr
+    assert "Traceback" not in stderr and "interrupted after step" in stderr
+    state = load(out)
+    assert 1 <= state["iter"] < 1_000_000
+    assert state["rng"]["batch"].dtype == torch.uint8
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp_path, monkeypatch, capsys):
+    reference = tmp_path / "ref.pt"
+    extra = ("--max-iters", "40", "--eval-interval", "10")
+    assert train.main(tiny_args(text_file, reference, *extra), stop_at=20) == train.INTERRUPTED
+
+    forward = train.TransformerLM.forward
+    calls = []
+
+    def poisoned(self, idx, targets=None, return_attention=False):
+        logits, loss, att = forward(self, idx, targets, return_attention)
+        if self.training:
+            calls.append(1)
+            if len(calls) == 25:  # the 25th training step
+                loss = loss * float("nan")
+        return logits, loss, att
+
+    monkeypatch.setattr(train.TransformerLM, "forward", poisoned)
+    out = tmp_path / "m.pt"
+    assert train.main(tiny_args(text_file, out, *extra)) == 1
+    err = capsys.readouterr().err
+    assert "training loss at step 25 is nan" in err and str(out) in err
+    kept = load(out)
+    assert kept["iter"] == 20
+    for k, v in load(reference)["model"].items():
+        assert torch.equal(kept["model"][k], v)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lang", "en", "--n-embd", "30", "--n-head", "4"], "divisible"),
+    (["--lang", "en", "--n-layer", "0"], "--n-layer must be positive"),
+    (["--lang", "en", "--batch-size", "-1"], "--batch-size must be positive"),
+    (["--lang", "en", "--lr", "-0.1"], "--lr must be a positive number"),
+    (["--lang", "en", "--keep-niqqud"], "--keep-niqqud only applies"),
+    (["--lang", "he", "--device", "cuda:7x"], "--device"),
+    ([], "choose a corpus"),
+    (["--text", "/nonexistent/corpus.txt"], "not found"),
+    (["--resume", "/nonexistent/m.pt"], "checkpoint not found"),
+])
+def test_bad_arguments_fail_with_one_line_before_any_work(argv, message, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert train.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_unwritable_output_path_fails_before_training(text_file, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert train.main(tiny_args(text_file, blocker / "m.pt")) == 2
+    assert "cannot write the checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--lang", "fr"], ["--lang", "en", "--text", "x.txt"], ["--lang", "en", "--n-layer", "two"]])
+def test_argparse_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as e:
+        train.main(argv)
+    assert e.value.code == 2
+
+
+def test_learning_rate_schedule():
+    s = dict(lr=1e-3, min_lr=1e-4, warmup_iters=100, max_iters=2000)
+    assert train.lr_at(0, s) == pytest.approx(1e-3 / 101)
+    assert train.lr_at(99, s) == pytest.approx(1e-3 * 100 / 101)
+    assert train.lr_at(100, s) == pytest.approx(1e-3)
+    assert train.lr_at(1050, s) == pytest.approx((1e-3 + 1e-4) / 2)
+    assert train.lr_at(2000, s) == pytest.approx(1e-4)
+
+
+def test_batches_are_shifted_windows_from_the_generator():
+    data = torch.arange(1000)
+    x, y = train.get_batch(data, 16, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert x.shape == y.shape == (4, 16)
+    assert torch.equal(y, x + 1) and torch.equal(x[:, 1:], x[:, :-1] + 1)
+    x2, _ = train.get_batch(data, 16, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert torch.equal(x, x2)
