@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from analysis import pipeline
-from analysis.report_md import format_head_table, staged_output_dir, write_outputs
+from analysis.report_md import OutputError, format_head_table, staged_output_dir, write_outputs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass")
     a.add_argument("--threshold", type=float, default=d.threshold,
                    help="a behaviour needs at least this mean attention mass on its target positions")
+    a.add_argument("--min-lift", type=float, default=d.min_lift,
+                   help="a behaviour also needs its mass to beat uniform causal attention by at least this much")
     a.add_argument("--alpha", type=float, default=d.alpha,
                    help="family-wise error rate; each head x detector test uses alpha / (layers*heads*detectors) (Bonferroni)")
     a.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples of windows for the lift intervals")
@@ -74,6 +76,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0.0 < args.threshold <= 1.0:
         raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")
+    if not 0.0 <= args.min_lift < 1.0:
+        raise UsageError(f"--min-lift must be in [0, 1), got {args.min_lift}")
     if not 0.0 < args.alpha < 1.0:
         raise UsageError(f"--alpha must be in (0, 1), got {args.alpha}")
     if args.save_attention and not args.save_attention.endswith(".npz"):
@@ -85,7 +89,7 @@ def check_args(args: argparse.Namespace) -> None:
 def settings_from_args(args: argparse.Namespace) -> pipeline.Settings:
     return pipeline.Settings(
         n_windows=args.windows, batch_size=args.batch_size, threshold=args.threshold, alpha=args.alpha,
-        n_boot=args.n_boot, min_windows=args.min_windows, induction_windows=args.induction_windows, seed=args.seed,
+        min_lift=args.min_lift, n_boot=args.n_boot, min_windows=args.min_windows, induction_windows=args.induction_windows, seed=args.seed,
     )
 
 
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             # Extension point: figures and report.html are written into `tmp` here, from analysis.summary.
             if args.save_attention:
                 pipeline.move_file(tmp / "all_attention.npz", Path(args.save_attention))
-    except (UsageError, pipeline.AnalysisError) as e:
+    except (UsageError, pipeline.AnalysisError, OutputError) as e:
         print(f"analyze.py: error: {e}", file=sys.stderr)
         return 2
     if not args.quiet:

@@ -1,0 +1,40 @@
+"""Tiny checkpoints for the analyzer tests: a file corpus and a model, saved as a real checkpoint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from data.corpora import file_corpus
+from data.tokenizer import CharTokenizer
+from model.checkpoint import save_checkpoint
+from model.transformer import ModelConfig, TransformerLM
+
+ENGLISH = (
+    "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
+    "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters.\n"
+    "And God said, Let there be light: and there was light. And God saw the light, that it was good: "
+    "and God divided the light from the darkness. And God called the light Day, and the darkness he called Night.\n"
+)
+
+
+def write_corpus(path: Path, text: str = ENGLISH, repeat: int = 30) -> Path:
+    path.write_text(text * repeat, encoding="utf-8")
+    return path
+
+
+def make_checkpoint(tmp_path: Path, seed: int = 0, block_size: int = 32, n_layer: int = 2, n_head: int = 2,
+                    n_embd: int = 32, text: str = ENGLISH, model: TransformerLM | None = None) -> tuple[Path, TransformerLM]:
+    """A checkpoint of a freshly initialized (or the given) model trained on nothing, over a file corpus."""
+    corpus_path = write_corpus(tmp_path / f"corpus{seed}.txt", text)
+    corpus = file_corpus(corpus_path, block_size=block_size)
+    tok = CharTokenizer.from_text(corpus.train + corpus.heldout)
+    if model is None:
+        torch.manual_seed(seed)
+        cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+        model = TransformerLM(cfg).eval()
+    state = {"model_config": model.config.to_dict(), "model": model.state_dict(), "tokenizer": tok.to_dict(),
+             "corpus": corpus.identity, "iter": 0, "train_args": {}}
+    path = tmp_path / f"model{seed}.pt"
+    save_checkpoint(state, path)
+    return path, model
