@@ -1,0 +1,35 @@
+"""Attention flow from one query back to the input characters, layer by layer.
+
+Each layer mixes positions by 0.5·I + 0.5·mean-over-heads(A) (the identity stands
+for the residual stream), rows renormalized, as in attention rollout (Abnar &
+Zuidema 2020, `analysis.rollout`). The flow graph follows one query down through
+the layers: the mass arriving at a position of layer l is split over the positions
+it attends to in layer l-1, so every level's node weights sum to 1 and the bottom
+level equals the query's row of `analysis.rollout.attention_rollout`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def layer_mixing(attention: np.ndarray) -> np.ndarray:
+    """Attention (L, H, T, T) -> per-layer mixing matrices (L, T, T): 0.5·I + 0.5·mean_h A."""
+    L, H, T, _ = attention.shape
+    mix = 0.5 * np.eye(T) + 0.5 * attention.astype(np.float64).mean(axis=1)
+    return mix / mix.sum(-1, keepdims=True)
+
+
+def query_flow(attention: np.ndarray, query: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flow of one query position back to the inputs.
+    Returns node weights (L+1, T) — level L is the query alone, level 0 the inputs —
+    and edge flows (L, T, T): edges[l, i, j] is the mass passing from position i of
+    level l+1 to position j of level l."""
+    mix = layer_mixing(attention)
+    L, T, _ = mix.shape
+    nodes = np.zeros((L + 1, T))
+    nodes[L, query] = 1.0
+    edges = np.zeros((L, T, T))
+    for l in range(L - 1, -1, -1):
+        edges[l] = nodes[l + 1][:, None] * mix[l]
+        nodes[l] = edges[l].sum(0)
+    return nodes, edges

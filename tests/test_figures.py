@@ -1,0 +1,139 @@
+"""Figures: drawn from data (summary dicts, attention arrays, characters), checked for
+what they show; Hebrew must come out right to left and in a font that has its glyphs."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from matplotlib import font_manager
+from matplotlib.patches import Rectangle
+from matplotlib.text import Text
+
+from analysis.figures import (attention_heatmap, behaviour_summary, detector_maps, flow_graph, most_class_selective,
+                              offset_profiles, rollout_graph, style, write_figures)
+from analysis.flow import layer_mixing, query_flow
+from analysis.hebrew import char_label, display, font_paths, is_rtl, missing_glyphs, uncovered
+from analysis.rollout import attention_rollout
+from summary_fixture import KINDS, hand_attention, make_examples, make_summary
+
+HEBREW = "בראשית ברא אלהים את השמים ואת הארץ׃ והארץ היתה"
+
+
+def drawn_texts(fig) -> list[Text]:
+    fig.canvas.draw()
+    return [t for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible()]
+
+
+def test_bidi_display_order():
+    assert is_rtl("שלום") and not is_rtl("hello, world")
+    assert display("שלום") == "םולש"  # drawn left to right, so stored reversed
+    assert display("L0H1: שלום עולם") == "L0H1: םלוע םולש"  # the Latin part keeps its order
+    assert display("abc") == "abc"
+    assert char_label(" ") == "␣" and char_label("\n") == "⏎" and char_label("\u05b8") == "◌\u05b8"
+
+
+def test_hebrew_heatmap_glyphs_resolve_to_a_font_that_covers_them():
+    att = hand_attention(HEBREW, [["prev"]])[0, 0]
+    with style(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" when it draws a box
+        fig = attention_heatmap(att, HEBREW, title="L0H0: " + HEBREW[:10])
+        texts = drawn_texts(fig)
+        fig.savefig(__import__("io").BytesIO(), format="png")
+    hebrew_labels = [t for t in texts if is_rtl(t.get_text())]
+    assert len(hebrew_labels) >= len(set(HEBREW) - {" "})  # tick labels and the title
+    for t in hebrew_labels:
+        chain = [font_manager.findfont(font_manager.FontProperties(family=f)) for f in t.get_fontproperties().get_family()]
+        for c in set(t.get_text()):
+            assert any(not missing_glyphs(c, str(path)) for path in chain), f"no font in {chain} draws {c!r}"
+    title = next(t.get_text() for t in texts if t.get_text().startswith("L0H0"))
+    assert title == "L0H0: " + HEBREW[:10][::-1]  # right to left on screen
+    assert uncovered(HEBREW + "\u05b8\u05bc") == [] and font_paths()
+
+
+def test_detector_maps_show_score_above_baseline_and_box_validated_heads():
+    s = make_summary(validated={"previous_char": [(0, 0), (1, 2)], "brand_new_detector": [(1, 1)]})
+    with style():
+        fig = detector_maps([s], "heldout")
+    maps = [ax for ax in fig.axes if ax.get_title() in s["detectors"]]
+    assert [ax.get_title() for ax in maps] == ["previous_char", "brand_new_detector"]
+    for ax in maps:
+        d = s["detectors"][ax.get_title()]
+        shown = ax.images[0].get_array()
+        np.testing.assert_allclose(shown, np.subtract(d["heldout"]["score"], d["heldout"]["baseline"]))
+        boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+        boxed = sorted((int(p.get_y() + 0.5), int(p.get_x() + 0.5)) for p in boxes)
+        assert boxed == sorted(zip(*np.nonzero(d["validated"])))
+
+
+def test_side_by_side_maps_have_one_panel_per_detector_and_model():
+    en, he = make_summary("en"), make_summary("he", "he", validated={"previous_char": [(0, 1)], "space": []})
+    fig = detector_maps([en, he])
+    titles = {ax.get_title() for ax in fig.axes if ax.axison and ax.images}
+    assert "previous_char · en" in titles and "previous_char · he" in titles
+    assert "space · he" in titles and "space · en" not in titles  # a detector one side lacks is left blank
+
+
+def test_behaviour_summary_names_each_head():
+    s = make_summary()
+    fig = behaviour_summary(s)
+    texts = [t.get_text() for t in drawn_texts(fig)]
+    for head in s["heads"]:
+        if head["validated"]:
+            assert any(t.startswith(head["behaviour"] + "\n95%") for t in texts)
+    assert sum(t == "no validated\nbehaviour" for t in texts) == sum(not h["validated"] for h in s["heads"])
+
+
+def test_offset_profiles_overlay_one_line_per_model_in_every_head_panel():
+    en, he = make_summary("en"), make_summary("he", "he")
+    fig = offset_profiles({"en": (en["offset_profile"]["offsets"], en["offset_profile"]["heldout"]),
+                           "he": (he["offset_profile"]["offsets"], he["offset_profile"]["heldout"])})
+    panels = [ax for ax in fig.axes if ax.get_title().startswith("L")]
+    assert len(panels) == 6 and all(len(ax.lines) == 2 for ax in panels)
+    np.testing.assert_allclose(panels[0].lines[0].get_ydata(), en["offset_profile"]["heldout"][0][0])
+
+
+def test_class_selective_head_is_found():
+    s = make_summary()
+    (l, h), ratio = most_class_selective(s)
+    assert (l, h) == (1, 2)  # the fixture makes the last head attend within its own class
+    assert ratio.shape == (4, 4)
+    off_diagonal = ~np.eye(4, dtype=bool)
+    np.testing.assert_allclose(np.diag(ratio), np.log2((0.7 + 0.3 / 4 + 1e-4) / (0.25 + 1e-4)))
+    np.testing.assert_allclose(ratio[off_diagonal], np.log2((0.3 / 4 + 1e-4) / (0.25 + 1e-4)))
+
+
+def test_query_flow_ends_in_the_rollout_row():
+    text = "the cat sat on the mat"
+    att = hand_attention(text, KINDS)  # (L, H, T, T)
+    q = len(text) - 1
+    nodes, edges = query_flow(att, q)
+    np.testing.assert_allclose(nodes.sum(1), 1.0)
+    rollout = attention_rollout(torch.tensor(att)).numpy()
+    np.testing.assert_allclose(nodes[0], rollout[q], atol=1e-12)
+    np.testing.assert_allclose(edges[-1][q], layer_mixing(att)[-1][q])  # top level: the query's own row
+
+
+def test_flow_graphs_draw_rtl_text_mirrored():
+    text = HEBREW[:30]  # shorter than FLOW_CHARS: drawn whole
+    att = hand_attention(text, [["prev", "space"]])
+    fig = flow_graph(att, text, 0, 0)
+    first = [t for t in drawn_texts(fig) if t.get_text() == text[0]]
+    last = [t for t in drawn_texts(fig) if t.get_text() == char_label(text[-1])]
+    assert first[0].get_position()[0] > last[0].get_position()[0]  # first letter on the right
+    assert len(fig.axes[0].collections[0].get_segments()) == len(text)  # one edge per query row
+    fig = rollout_graph(att, text)
+    assert len(fig.axes[0].get_yticklabels()) == 2  # input and one layer
+
+
+def test_write_figures_writes_every_figure(tmp_path):
+    s = make_summary()
+    ex = make_examples(["the cat sat on the mat. a dog r", "in the beginning god created th"])
+    made = write_figures(s, ex, tmp_path)
+    names = {m["name"] for m in made}
+    assert {"behaviours", "detector_maps", "offset_profiles", "class_preference", "heatmap", "heads_grid",
+            "similarity", "flow_head", "flow_rollout"} <= names
+    for m in made:
+        assert (tmp_path / m["file"]).stat().st_size > 2000 and m["caption"]
+    assert (tmp_path / "heatmap.svg").is_file()
+    without = write_figures(s, None, tmp_path / ".." / tmp_path.name)
+    assert "heatmap" not in {m["name"] for m in without}
