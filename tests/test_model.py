@@ -1,0 +1,122 @@
+"""TransformerLM: observed attention is the attention used, causal, normalized; hooks act as documented."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.transformer import PRESETS, ModelConfig, TransformerLM
+
+torch.set_num_threads(1)
+
+
+def tiny_model(**overrides) -> TransformerLM:
+    torch.manual_seed(0)
+    return TransformerLM(ModelConfig(vocab_size=20, **{**PRESETS["tiny"], **overrides})).eval()
+
+
+def tokens(batch: int = 3, length: int = 32, seed: int = 1) -> torch.Tensor:
+    return torch.randint(20, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_logits_are_the_same_with_and_without_returning_attention():
+    model, idx = tiny_model(), tokens()
+    fast, loss_fast, none = model(idx, idx)
+    slow, loss_slow, att = model(idx, idx, return_attention=True)
+    assert none is None
+    assert torch.allclose(fast, slow, atol=1e-5, rtol=0)
+    assert loss_fast.item() == pytest.approx(loss_slow.item(), abs=1e-5)
+    assert att.shape == (3, 2, 2, 32, 32)  # (B, n_layer, n_head, T, T)
+
+
+def test_attention_rows_sum_to_one_and_ignore_the_future():
+    _, _, att = tiny_model()(tokens(), return_attention=True)
+    assert torch.allclose(att.sum(-1), torch.ones(att.shape[:-1]), atol=1e-6)
+    future = torch.triu(torch.ones(32, 32, dtype=torch.bool), diagonal=1)
+    assert att[..., future].abs().max().item() == 0.0
+    assert att[..., 0, 0].eq(1).all()  # the first position can only attend to itself
+
+
+def test_changing_a_later_character_leaves_earlier_logits_unchanged():
+    model, idx = tiny_model(), tokens(1)
+    changed = idx.clone()
+    changed[0, 20] = (changed[0, 20] + 1) % 20
+    a, b = model(idx)[0], model(changed)[0]
+    assert torch.equal(a[:, :20], b[:, :20])
+    assert not torch.allclose(a[:, 20:], b[:, 20:])
+
+
+def test_pattern_hook_replaces_the_attention_used():
+    """Hand-set attention to the identity: each position then reads only its own value vector,
+    so the attention output is c_proj(v) — a known answer."""
+    model = tiny_model()
+    attn = model.blocks[0].attn
+    x = torch.randn(2, 10, 32, generator=torch.Generator().manual_seed(2))
+    attn.pattern_hook = lambda att: torch.eye(att.size(-1)).expand_as(att)
+    out, att = attn(x, return_attention=True)
+    _, _, v = attn.qkv(x)  # (B, nh, T, hs)
+    expected = attn.c_proj(v.transpose(1, 2).reshape(2, 10, 32))
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.equal(att, torch.eye(10).expand(2, 2, 10, 10))
+
+
+def test_head_output_hook_can_ablate_one_head():
+    model, idx = tiny_model(), tokens(1)
+    attn = model.blocks[1].attn
+    seen = []
+
+    def zero_head_0(y):
+        seen.append(y.shape)
+        y = y.clone()
+        y[:, 0] = 0
+        return y
+
+    base = model(idx)[0]
+    attn.head_output_hook = zero_head_0
+    ablated = model(idx)[0]
+    assert seen == [(1, 2, 32, 16)]  # (B, nh, T, hs)
+    assert not torch.allclose(base, ablated)
+    # Zeroing head 0 equals removing its slice from the output projection.
+    attn.head_output_hook = None
+    with torch.no_grad():
+        attn.c_proj.weight[:, :16] = 0
+    assert torch.allclose(model(idx)[0], ablated, atol=1e-6)
+
+
+def test_weights_are_tied_and_loss_is_cross_entropy():
+    model, idx = tiny_model(), tokens()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    logits, loss, _ = model(idx[:, :-1], idx[:, 1:])
+    manual = -torch.log_softmax(logits, -1).gather(-1, idx[:, 1:, None]).mean()
+    assert loss.item() == pytest.approx(manual.item(), abs=1e-6)
+
+
+def test_untrained_loss_is_near_uniform():
+    model = tiny_model()
+    _, loss, _ = model(tokens(seed=1), tokens(seed=2))
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(20.0)).item(), abs=0.1)
+
+
+def test_sequence_longer_than_the_context_is_refused():
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        tiny_model()(tokens(1, 33))
+
+
+@pytest.mark.parametrize("bad", [dict(n_embd=30, n_head=4), dict(n_layer=0), dict(dropout=1.0), dict(block_size=-1)])
+def test_invalid_configs_are_refused(bad):
+    with pytest.raises(ValueError):
+        ModelConfig(vocab_size=20, **{**PRESETS["tiny"], **bad})
+
+
+def test_generation_is_seeded_and_stays_in_the_vocabulary():
+    model = tiny_model()
+    start = torch.zeros(1, 1, dtype=torch.long)
+    a = model.generate(start, 40, generator=torch.Generator().manual_seed(3))  # longer than block_size: cropped context
+    b = model.generate(start, 40, generator=torch.Generator().manual_seed(3))
+    assert a.shape == (1, 41) and torch.equal(a, b)
+    assert 0 <= a.min() and a.max() < 20
+
+
+def test_flops_per_token_matches_the_nanogpt_estimate():
+    model = tiny_model()
+    n = sum(p.numel() for p in model.parameters()) - 32 * 32  # without position embeddings
+    assert model.flops_per_token() == 6 * n + 12 * 2 * 32 * 32
