@@ -1,0 +1,323 @@
+/* charlens report: draws the sections of a report from the JSON block #report-data.
+   Plain JavaScript, no libraries, no network. Sections: findings, overview, tables
+   (sortable), figures, interactive head views, extra sections. */
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("report-data").textContent);
+  const main = document.getElementById("report");
+  const toc = document.getElementById("toc");
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") node.textContent = v;
+      else if (k === "class") node.className = v;
+      else node.setAttribute(k, v);
+    }
+    for (const child of children || []) node.append(child);
+    return node;
+  }
+
+  function section(id, title) {
+    const s = el("section", { id: id });
+    s.append(el("h2", { text: title }));
+    main.append(s);
+    toc.append(el("a", { href: "#" + id, text: title }));
+    return s;
+  }
+
+  function formatCell(v) {
+    if (v === null || v === undefined) return "";
+    if (typeof v === "boolean") return v ? "yes" : "no";
+    if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3);
+    if (Array.isArray(v)) return v.map(formatCell).join(", ");
+    if (typeof v === "object") return JSON.stringify(v);
+    return String(v);
+  }
+
+  function sortValue(v) {
+    if (typeof v === "boolean") return v ? 1 : 0;
+    if (Array.isArray(v)) return v.length ? formatCell(v) : "";
+    return v === null || v === undefined ? "" : v;
+  }
+
+  /* A table whose columns are every key found in its rows (known or not), sortable
+     by clicking a header (again to reverse). */
+  function sortableTable(rows) {
+    const columns = [];
+    for (const row of rows) for (const k of Object.keys(row)) if (!columns.includes(k)) columns.push(k);
+    const table = el("table", { class: "sortable" });
+    const headRow = el("tr");
+    table.append(el("thead", {}, [headRow]));
+    const body = el("tbody");
+    table.append(body);
+    let order = rows.slice();
+    function fill() {
+      body.replaceChildren();
+      for (const row of order) {
+        const tr = el("tr", row.validated ? { class: "validated" } : {});
+        for (const c of columns) {
+          const v = row[c];
+          tr.append(el("td", { text: formatCell(v), class: typeof v === "number" ? "num" : "" }));
+        }
+        body.append(tr);
+      }
+    }
+    columns.forEach(function (c) {
+      const th = el("th", { text: c, title: "sort by " + c, "data-key": c });
+      th.addEventListener("click", function () {
+        const desc = th.classList.contains("asc");
+        for (const other of headRow.children) other.classList.remove("asc", "desc");
+        th.classList.add(desc ? "desc" : "asc");
+        order = rows.slice().sort(function (a, b) {
+          const x = sortValue(a[c]), y = sortValue(b[c]);
+          let cmp;
+          if (typeof x === "number" && typeof y === "number") cmp = x - y;
+          else cmp = String(x).localeCompare(String(y), undefined, { numeric: true });
+          return desc ? -cmp : cmp;
+        });
+        fill();
+      });
+      headRow.append(th);
+    });
+    fill();
+    return el("div", { class: "table-wrap" }, [table]);
+  }
+
+  function keyValueTable(obj) {
+    const table = el("table", { class: "kv" });
+    for (const [k, v] of Object.entries(obj)) {
+      table.append(el("tr", {}, [el("td", { text: k }), el("td", { text: formatCell(v) })]));
+    }
+    return table;
+  }
+
+  function figureBlock(f) {
+    const fig = el("figure", { id: "figure-" + (f.name || "") });
+    if (f.title) fig.append(el("h3", { text: f.title }));
+    fig.append(el("img", { src: f.src, alt: f.title || f.name || "figure", loading: "lazy" }));
+    if (f.caption) fig.append(el("figcaption", { text: f.caption }));
+    return fig;
+  }
+
+  /* ---------- head view ---------- */
+
+  function decodeBytes(b64) {
+    const s = atob(b64);
+    const out = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+    return out;
+  }
+
+  const VISIBLE = { " ": "\u2423", "\n": "\u23CE", "\t": "\u21E5", "\r": "\u21B5" };
+
+  function blues(v) { // white -> dark blue
+    return [Math.round(255 - 247 * v), Math.round(255 - 207 * v), Math.round(255 - 148 * v)];
+  }
+
+  function headView(container, view, index) {
+    const L = view.n_layer, H = view.n_head;
+    const texts = view.texts.map(function (t) {
+      return { text: Array.from(t.text), bytes: decodeBytes(t.attention), cropped: t.cropped_from };
+    });
+    const state = { t: 0, l: view.start_layer || 0, h: view.start_head || 0, focus: null, pinned: false };
+    const id = "hv" + index;
+
+    function weight(i, j) {
+      const T = texts[state.t].text.length;
+      return texts[state.t].bytes[((state.l * H + state.h) * T + i) * T + j] / 255;
+    }
+
+    const textSel = el("select", { id: id + "-text", "aria-label": "text" });
+    view.texts.forEach(function (t, k) {
+      textSel.append(el("option", { value: k, text: (k + 1) + ": " + Array.from(t.text).slice(0, 40).join("") + "\u2026" }));
+    });
+    const layerSel = el("select", { id: id + "-layer", "aria-label": "layer" });
+    for (let l = 0; l < L; l++) layerSel.append(el("option", { value: l, text: "layer " + l }));
+    const headSel = el("select", { id: id + "-head", "aria-label": "head" });
+    for (let h = 0; h < H; h++) headSel.append(el("option", { value: h, text: "head " + h }));
+    const controls = el("div", { class: "controls" }, [
+      el("label", { text: "text " }), textSel, el("label", { text: "layer " }), layerSel,
+      el("label", { text: "head " }), headSel]);
+    const name = el("span", { class: "note", id: id + "-name" });
+    controls.append(name);
+
+    const thumbs = el("div", { class: "thumbs", id: id + "-thumbs" });
+    thumbs.style.gridTemplateColumns = "repeat(" + H + ", 50px)";
+    const thumbCanvases = [];
+    for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) {
+      const c = el("canvas", { title: "layer " + l + " head " + h + " \u00b7 " + (view.head_names[l * H + h] || ""),
+                               "data-layer": l, "data-head": h });
+      c.addEventListener("click", function () { select(l, h); });
+      thumbCanvases.push(c);
+      thumbs.append(c);
+    }
+
+    const dir = view.rtl ? "rtl" : "ltr";
+    const toPanel = el("div", { class: "textpanel", dir: dir, id: id + "-to" });
+    const fromPanel = el("div", { class: "textpanel", dir: dir, id: id + "-from" });
+    const status = el("div", { class: "status", id: id + "-status" });
+    const matrix = el("canvas", { class: "matrix", id: id + "-matrix" });
+    const left = el("div", {}, [
+      el("div", { class: "panel-title", text: "Where the selected character attends (blue; darker = more attention). Hover or tap a character; tap again to unpin." }),
+      toPanel,
+      el("div", { class: "panel-title", text: "What attends to the selected character (orange)." }),
+      fromPanel, status]);
+    const right = el("div", {}, [el("div", { class: "panel-title", text: "All heads (click to pick)" }), thumbs,
+      el("div", { class: "panel-title", text: "This head: rows = from, columns = to, text order left to right" }), matrix]);
+    container.append(controls, el("div", { class: "headview" }, [left, right]));
+
+    function buildText() {
+      const chars = texts[state.t].text;
+      for (const panel of [toPanel, fromPanel]) {
+        panel.replaceChildren();
+        chars.forEach(function (c, i) {
+          const span = el("span", { class: "ch" + (VISIBLE[c] ? " ws" : ""), "data-i": i, text: VISIBLE[c] || c });
+          span.addEventListener("mouseenter", function () { if (!state.pinned) focus(i); });
+          span.addEventListener("click", function () {
+            state.pinned = !(state.pinned && state.focus === i);
+            focus(i);
+          });
+          panel.append(span);
+        });
+      }
+    }
+
+    function drawThumbs() {
+      const T = texts[state.t].text.length, bytes = texts[state.t].bytes;
+      thumbCanvases.forEach(function (c, k) {
+        c.width = T; c.height = T;
+        const ctx = c.getContext("2d"), img = ctx.createImageData(T, T);
+        for (let p = 0; p < T * T; p++) {
+          const rgb = blues(Math.sqrt(bytes[k * T * T + p] / 255));
+          img.data[4 * p] = rgb[0]; img.data[4 * p + 1] = rgb[1]; img.data[4 * p + 2] = rgb[2]; img.data[4 * p + 3] = 255;
+        }
+        ctx.putImageData(img, 0, 0);
+        c.classList.toggle("selected", k === state.l * H + state.h);
+      });
+    }
+
+    function drawMatrix() {
+      const T = texts[state.t].text.length;
+      const cell = Math.max(2, Math.floor(360 / T));
+      matrix.width = T * cell; matrix.height = T * cell;
+      const ctx = matrix.getContext("2d");
+      for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) {
+        const rgb = blues(Math.sqrt(weight(i, j)));
+        ctx.fillStyle = "rgb(" + rgb.join(",") + ")";
+        ctx.fillRect(j * cell, i * cell, cell, cell);
+      }
+      if (state.focus !== null) {
+        ctx.lineWidth = 2;
+        ctx.strokeStyle = "#2563eb";
+        ctx.strokeRect(0, state.focus * cell, T * cell, cell);
+        ctx.strokeStyle = "#ea580c";
+        ctx.strokeRect(state.focus * cell, 0, cell, T * cell);
+      }
+    }
+
+    function shade(panel, weightOf, rgb) {
+      for (const span of panel.children) {
+        const j = Number(span.dataset.i);
+        const w = state.focus === null ? 0 : weightOf(j);
+        span.dataset.w = w.toFixed(3);
+        span.style.backgroundColor = w > 0 ? "rgba(" + rgb + "," + Math.pow(w, 0.6).toFixed(3) + ")" : "";
+        span.style.color = w > 0.5 ? "white" : "";
+        span.classList.toggle("focus", j === state.focus);
+        span.title = state.focus === null ? "" : "weight " + w.toFixed(3);
+      }
+    }
+
+    function label(i) {
+      const c = texts[state.t].text[i];
+      return "\u2018" + (VISIBLE[c] || c) + "\u2019 (position " + i + ")";
+    }
+
+    function describe() {
+      const i = state.focus, T = texts[state.t].text.length;
+      if (i === null) { status.textContent = "Hover or tap a character."; return; }
+      const to = [], from = [];
+      for (let j = 0; j <= i; j++) to.push([weight(i, j), j]);
+      for (let k = i; k < T; k++) from.push([weight(k, i), k]);
+      const top = function (list) {
+        const shown = list.filter(function (p) { return p[0] >= 0.005; });
+        if (!shown.length) return "nothing (all weights below 0.005)";
+        return shown.sort(function (a, b) { return b[0] - a[0]; }).slice(0, 3)
+          .map(function (p) { return label(p[1]) + " " + p[0].toFixed(2); }).join(", ");
+      };
+      status.textContent = label(i) + " attends most to " + top(to) + "; attended most by " + top(from) + ".";
+    }
+
+    function focus(i) {
+      state.focus = i;
+      shade(toPanel, function (j) { return j <= i ? weight(i, j) : 0; }, "37,99,235");
+      shade(fromPanel, function (k) { return k >= i ? weight(k, i) : 0; }, "234,88,12");
+      drawMatrix();
+      describe();
+    }
+
+    function select(l, h) {
+      state.l = l; state.h = h;
+      layerSel.value = l; headSel.value = h;
+      const cropped = texts[state.t].cropped;
+      name.textContent = "L" + l + "H" + h + ": " + (view.head_names[l * H + h] || "none") +
+        (cropped ? " \u00b7 first " + texts[state.t].text.length + " of " + cropped + " characters shown" : "");
+      drawThumbs();
+      const T = texts[state.t].text.length;
+      focus(state.focus === null ? Math.floor(T / 2) : Math.min(state.focus, T - 1));
+    }
+
+    textSel.addEventListener("change", function () { state.t = Number(textSel.value); state.pinned = false; buildText(); select(state.l, state.h); });
+    layerSel.addEventListener("change", function () { select(Number(layerSel.value), state.h); });
+    headSel.addEventListener("change", function () { select(state.l, Number(headSel.value)); });
+    buildText();
+    select(state.l, state.h);
+  }
+
+  /* ---------- sections ---------- */
+
+  if (data.findings && data.findings.length) {
+    const s = section("findings", "Findings");
+    if (data.findings_note) s.append(el("p", { class: "note", text: data.findings_note }));
+    s.append(el("ul", { class: "findings" }, data.findings.map(function (f) { return el("li", { text: f }); })));
+  }
+
+  if (data.links && data.links.length) {
+    const s = section("links", "Reports");
+    s.append(el("ul", {}, data.links.map(function (l) { return el("li", {}, [el("a", { href: l.href, text: l.text })]); })));
+  }
+
+  if (data.overview && data.overview.length) {
+    const s = section("overview", "Overview");
+    for (const o of data.overview) {
+      s.append(el("h3", { text: o.title }));
+      s.append(keyValueTable(o.values));
+    }
+  }
+
+  (data.tables || []).forEach(function (t, k) {
+    const s = section("table-" + k, t.title);
+    if (t.note) s.append(el("p", { class: "note", text: t.note }));
+    s.append(sortableTable(t.rows));
+  });
+
+  if (data.figures && data.figures.length) {
+    const s = section("figures", "Figures");
+    for (const f of data.figures) s.append(figureBlock(f));
+  }
+
+  (data.views || []).forEach(function (v, k) {
+    const s = section("headview-" + k, "Head view" + (v.name ? ": " + v.name : ""));
+    headView(s, v, k);
+  });
+
+  (data.extra_sections || []).forEach(function (x, k) {
+    const s = section("extra-" + k, x.title);
+    if (x.html) {
+      const div = el("div");
+      div.innerHTML = x.html; // produced by charlens itself, not by page visitors
+      s.append(div);
+    }
+    for (const f of x.figures || []) s.append(figureBlock(f));
+  });
+})();
