@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -56,8 +57,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"refused to load {path}: it holds objects a safe checkpoint may not hold ({first})") from None
+        if not zipfile.is_zipfile(path):  # not torch's format at all, e.g. a text file
+            raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file)") from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f"it would call {found.group(1)}" if found else "it holds objects a safe checkpoint may not hold"
+        raise CheckpointError(f"refused to load {path}: {what} (only tensors and plain containers are allowed)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file)") from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
