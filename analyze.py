@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from analysis import pipeline
+from analysis import beyond, pipeline
 from analysis.report_md import OutputError, format_head_table, staged_output_dir, write_outputs
 
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random sequences repeated twice for the standard induction test")
     a.add_argument("--seed", type=int, default=d.seed, help="seed for window sampling, bootstrap and the induction test")
     # Extension point: options of further analyses (ablation, value-weighted, rollout, counterfactual) go here.
+    beyond.add_arguments(p)
 
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="report folder (default: reports/<checkpoint name>/)")
@@ -90,6 +91,7 @@ def settings_from_args(args: argparse.Namespace) -> pipeline.Settings:
     return pipeline.Settings(
         n_windows=args.windows, batch_size=args.batch_size, threshold=args.threshold, alpha=args.alpha,
         min_lift=args.min_lift, n_boot=args.n_boot, min_windows=args.min_windows, induction_windows=args.induction_windows, seed=args.seed,
+        value_weighted=args.value_weighted,
     )
 
 
@@ -97,18 +99,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_args(args)
+        beyond.check_arguments(args)
         settings = settings_from_args(args)
         inputs = pipeline.load_inputs(args.ckpt, settings, text_path=args.text, sentences=args.sentences)
+        beyond.check_inputs(args, inputs.model, inputs.tokenizer)
         out_dir = Path(args.out) if args.out else Path("reports") / Path(args.ckpt).stem
         with staged_output_dir(out_dir) as tmp:
             analysis = pipeline.run_analysis(inputs, settings, save_attention=tmp / "all_attention.npz" if args.save_attention else None,
                                              progress=not args.quiet)
             # Extension point: further analyses add keys to analysis.summary here (they get `inputs` and `args`).
+            extra_sections, beyond_md = (beyond.run_beyond(args, inputs, analysis.summary, tmp, progress=not args.quiet)
+                                         if beyond.wanted(args) else ([], ""))
             write_outputs(analysis.summary, analysis.examples, tmp)
-            # Extension point: figures and report.html are written into `tmp` here, from analysis.summary.
+            if beyond_md:
+                beyond.append_markdown(tmp / "report.md", beyond_md)
+            # Extension point: figures and report.html are written into `tmp` here, from analysis.summary
+            # (report.html takes extra_sections=extra_sections: the beyond-attention sections).
             if args.save_attention:
                 pipeline.move_file(tmp / "all_attention.npz", Path(args.save_attention))
-    except (UsageError, pipeline.AnalysisError, OutputError) as e:
+    except (UsageError, pipeline.AnalysisError, OutputError, beyond.BeyondError) as e:
         print(f"analyze.py: error: {e}", file=sys.stderr)
         return 2
     if not args.quiet:

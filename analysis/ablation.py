@@ -54,13 +54,17 @@ def ablated(model: TransformerLM, heads: Iterable[Head], mode: AblationMode = "z
             attn.head_output_hook = hook
 
 
-def _batches(ids: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    for start in range(0, ids.size(0), batch_size):
-        yield ids[start : start + batch_size]
+Windows = torch.Tensor | Sequence[torch.Tensor]  # (N, T+1), or groups of windows of different lengths
+
+
+def _batches(ids: Windows, batch_size: int) -> Iterator[torch.Tensor]:
+    for group in [ids] if isinstance(ids, torch.Tensor) else ids:
+        for start in range(0, group.size(0), batch_size):
+            yield group[start : start + batch_size]
 
 
 @torch.no_grad()
-def head_output_means(model: TransformerLM, ids: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+def head_output_means(model: TransformerLM, ids: Windows, batch_size: int = 32) -> torch.Tensor:
     """Mean output z of every head over all windows and positions: (L, nh, hs)."""
     total, count = 0.0, 0
     for batch in _batches(ids, batch_size):
@@ -77,7 +81,7 @@ def position_losses(model: TransformerLM, windows: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(logits.transpose(1, 2), windows[:, 1:], reduction="none")
 
 
-def loss_change(model: TransformerLM, windows: torch.Tensor, heads: Sequence[Head], mode: AblationMode = "zero",
+def loss_change(model: TransformerLM, windows: Windows, heads: Sequence[Head], mode: AblationMode = "zero",
                 means: torch.Tensor | None = None, batch_size: int = 32) -> float:
     """Mean loss change (nats per character) when a set of heads is ablated together."""
     total, count = 0.0, 0
@@ -113,16 +117,18 @@ class HeadAblation:
 
 @torch.no_grad()
 def ablation_study(
-    model: TransformerLM, windows: torch.Tensor, classes: torch.Tensor, behaviours: dict[Head, str],
+    model: TransformerLM, windows: Windows, classes: Windows, behaviours: dict[Head, str],
     validated: set[Head] = frozenset(), mode: AblationMode = "zero", tol: float = 0.01, focus: float = 0.5,
     induction_windows: torch.Tensor | None = None, batch_size: int = 32, progress: bool = False,
 ) -> dict[Head, HeadAblation]:
     """Ablate each head of `behaviours` ({(layer, head): detector name or "none"}) on its own.
-    windows, classes: (N, T+1) token ids and class codes of held-out text."""
-    means = head_output_means(model, windows[:, :-1], batch_size) if mode == "mean" else None
+    windows, classes: (N, T+1) token ids and class codes of held-out text (or groups of them);
+    induction_windows: (M, T'+1) random sequences repeated twice (repeated_random_windows)."""
+    means = head_output_means(model, [w[:, :-1] for w in _batches(windows, batch_size)], batch_size) if mode == "mean" else None
     heads = list(behaviours)
     sums = {h: np.zeros(4) for h in heads}  # delta sum, count, targeted delta sum, targeted count
-    bar = tqdm(total=len(heads) * windows.size(0), desc=f"{mode}-ablation", unit="win", disable=not progress, leave=False)
+    n_windows = sum(b.size(0) for b in _batches(windows, batch_size))
+    bar = tqdm(total=len(heads) * n_windows, desc=f"{mode}-ablation", unit="win", disable=not progress, leave=False)
     for batch, batch_classes in zip(_batches(windows, batch_size), _batches(classes, batch_size)):
         inputs = batch[:, :-1]
         cache = run_with_cache(model, inputs)
@@ -142,7 +148,7 @@ def ablation_study(
             bar.update(batch.size(0))
     bar.close()
     if induction_windows is not None:
-        T = windows.size(1) - 1
+        T = induction_windows.size(1) - 1
         second = slice((T + 2) // 2, T)  # predictions of the second copy's characters (after its first)
         for head in (hd for hd in heads if behaviours[hd] == "induction"):
             for batch in _batches(induction_windows, batch_size):

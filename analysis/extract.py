@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from analysis.cache import run_with_cache
+from analysis.value_weighted import row_normalize, value_weighted_attention
 from data.charclasses import classify
 from data.tokenizer import Tokenizer
 from model.transformer import TransformerLM
@@ -46,7 +48,7 @@ def _batches(windows: Sequence[str], batch_size: int) -> Iterator[list[str]]:
 @torch.no_grad()
 def iter_attention(
     model: TransformerLM, tokenizer: Tokenizer, windows: Sequence[str], lang: str, batch_size: int = 32,
-    unknown: str = "error", progress: bool = False, desc: str = "attention",
+    unknown: str = "error", progress: bool = False, desc: str = "attention", value_weighted: bool = False,
 ) -> Iterator[AttentionBatch]:
     """Run `windows` (strings no longer than the block size) through `model` in batches and yield
     each batch's attention with its text and character classes."""
@@ -57,7 +59,11 @@ def iter_attention(
         for texts in _batches(windows, batch_size):
             ids = torch.from_numpy(np.stack([tokenizer.encode(t, unknown=unknown).astype(np.int64) for t in texts])).to(device)
             classes = torch.from_numpy(np.stack([classify(t, lang) for t in texts]).astype(np.int64))
-            logits, _, attention = model(ids, return_attention=True)
+            if value_weighted:  # ||alpha_ij v_j W_O|| rows normalized (Kobayashi et al. 2020), see analysis.value_weighted
+                cache = run_with_cache(model, ids)
+                logits, attention = cache.logits, row_normalize(value_weighted_attention(model, cache))
+            else:
+                logits, _, attention = model(ids, return_attention=True)
             yield AttentionBatch(attention.float().cpu(), logits.float().cpu(), ids.cpu(), classes, list(texts))
             bar.update(len(texts))
     finally:

@@ -54,6 +54,7 @@ class Settings:
     induction_windows: int = 32
     seed: int = 0
     n_examples: int = 4
+    value_weighted: bool = False  # score detectors on value-weighted attention instead of raw weights (--value-weighted)
     detectors: list[str] = field(default_factory=lambda: list(det.REGISTRY))
 
     def to_dict(self) -> dict:
@@ -315,7 +316,7 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
         store = _AttentionStore(Path(save_attention), n, L, H, T)
     for key, split in splits.items():
         batches = iter_attention(inputs.model, inputs.tokenizer, split.windows, inputs.lang, settings.batch_size,
-                                 unknown=split.unknown, progress=progress, desc=key)
+                                 unknown=split.unknown, progress=progress, desc=key, value_weighted=settings.value_weighted)
         for k, batch in enumerate(batches):
             runs[key].add(batch)
             if key == "discovery" and k < SALIENT_BATCHES:
