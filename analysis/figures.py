@@ -354,6 +354,7 @@ def validated_counts(summaries: Sequence[dict]) -> Figure:
         for yy, c, note in zip(y, counts, notes):
             if note:
                 ax.text(c + 0.05, yy, note, va="center", fontsize=6)
+    ax.set_xlim(0, 1.3 * max(ax.get_xlim()[1], 1))  # room for the layer notes
     ax.set_yticks(np.arange(len(detectors)) + 0.4 - height / 2, detectors)
     ax.invert_yaxis()
     ax.set_xlabel("validated heads")
@@ -414,12 +415,13 @@ def write_figures(summary: dict, examples: Optional[dict], out_dir: Path | str) 
             att = np.asarray(examples["attention"], dtype=np.float32)
             text = str(examples["text"][0])
             L, H = att.shape[1:3]
+            first = att[0, :, :, : len(text), : len(text)]  # shorter texts are zero-padded
             best = _most_validated_head(summary)
             add("heatmap", f"Attention heatmap, L{best[0]}H{best[1]}",
-                attention_heatmap(att[0, best[0], best[1]], text, f"L{best[0]}H{best[1]} ({names[best[0] * H + best[1]]}): "
+                attention_heatmap(first[best[0], best[1]], text, f"L{best[0]}H{best[1]} ({names[best[0] * H + best[1]]}): "
                                   + snippet(text, 30)),
                 "One head on one text: each row is a query character, each column a key it may attend to.", svg=True)
-            add("heads_grid", "All heads on one text", heads_grid(att[0], text, names),
+            add("heads_grid", "All heads on one text", heads_grid(first, text, names),
                 "Every head's attention on the same text (rows: queries, columns: keys).")
             if L * H >= 2:
                 D = js_distance_matrix(att)
@@ -429,9 +431,9 @@ def write_figures(summary: dict, examples: Optional[dict], out_dir: Path | str) 
                     "Mean Jensen–Shannon distance between heads' attention rows on the same inputs, "
                     "clustered (average linkage); heads that behave alike sit together.")
             add("flow_head", f"Attention flow graph, L{best[0]}H{best[1]}",
-                flow_graph(att[0], text, best[0], best[1]),
+                flow_graph(first, text, best[0], best[1]),
                 "Characters as nodes, lines weighted by the head's attention from each query (below) to its keys (above).")
-            add("flow_rollout", "Attention flow rolled out across layers", rollout_graph(att[0], text),
+            add("flow_rollout", "Attention flow rolled out across layers", rollout_graph(first, text),
                 "The last character's attention followed down through every layer (head average plus residual); "
                 "the bottom row's shading is its attention rollout over the input characters.")
     return made

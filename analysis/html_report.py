@@ -71,10 +71,11 @@ def head_view(examples: dict, name: str = "", head_names: Optional[Sequence[str]
     keep = view_chars(len(texts), L, H, T, budget)
     entries = []
     for k, text in enumerate(texts):
-        a = np.clip(np.asarray(att[k, :, :, :keep, :keep], dtype=np.float32), 0.0, 1.0)
+        n = min(keep, len(text))  # texts shorter than the window (--sentences) are zero-padded in the npz
+        a = np.clip(np.asarray(att[k, :, :, :n, :n], dtype=np.float32), 0.0, 1.0)
         q = np.rint(a * 255).astype(np.uint8)
-        entries.append({"text": text[:keep], "attention": base64.b64encode(q.tobytes()).decode("ascii"),
-                        "cropped_from": T if keep < T else None})
+        entries.append({"text": text[:n], "attention": base64.b64encode(q.tobytes()).decode("ascii"),
+                        "cropped_from": len(text) if n < len(text) else None})
     lang = str(np.asarray(examples.get("lang", "")))
     return {"name": name, "lang": lang, "rtl": lang == "he" or any(is_rtl(t) for t in texts),
             "n_layer": L, "n_head": H, "head_names": list(head_names or [""] * (L * H)),

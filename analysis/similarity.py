@@ -20,12 +20,14 @@ def head_labels(n_layer: int, n_head: int) -> list[str]:
 def head_rows(attention: np.ndarray, max_rows: int = 4096, seed: int = 0) -> np.ndarray:
     """Attention (N, L, H, T, T) -> query rows per head (L*H, R, T), float64.
     Row 0 of each window is skipped (causal attention there is forced to position 0 in
-    every head); at most `max_rows` rows are kept, the same ones for every head."""
+    every head), so are all-zero rows (padding of texts shorter than the window); at
+    most `max_rows` rows are kept, the same ones for every head."""
     attention = np.asarray(attention)
     if attention.ndim != 5 or attention.shape[-1] != attention.shape[-2]:
         raise ValueError(f"attention must be (N, L, H, T, T), got {attention.shape}")
     N, L, H, T, _ = attention.shape
     rows = attention[..., 1:, :].transpose(1, 2, 0, 3, 4).reshape(L * H, N * (T - 1), T)
+    rows = rows[:, (rows.sum(-1) > 0).all(0)]
     if rows.shape[1] > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(rows.shape[1], max_rows, replace=False))
         rows = rows[:, keep]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 EN_CLASSES = ["vowel", "consonant", "space", "punctuation"]
-HE_CLASSES = ["letter", "vowel_letter", "space", "punctuation"]
+HE_CLASSES = EN_CLASSES  # shared names (as data.charclasses has them), different letters in each class
 
 
 def hand_attention(text: str, kinds: list[list[str]]) -> np.ndarray:
