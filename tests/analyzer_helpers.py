@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from data.corpora import file_corpus
+from data.corpora import bible_corpus, file_corpus
 from data.tokenizer import CharTokenizer
 from model.checkpoint import save_checkpoint
 from model.transformer import ModelConfig, TransformerLM
@@ -24,15 +24,14 @@ def write_corpus(path: Path, text: str = ENGLISH, repeat: int = 30) -> Path:
 
 
 def make_checkpoint(tmp_path: Path, seed: int = 0, block_size: int = 32, n_layer: int = 2, n_head: int = 2,
-                    n_embd: int = 32, text: str = ENGLISH, model: TransformerLM | None = None) -> tuple[Path, TransformerLM]:
-    """A checkpoint of a freshly initialized (or the given) model trained on nothing, over a file corpus."""
-    corpus_path = write_corpus(tmp_path / f"corpus{seed}.txt", text)
-    corpus = file_corpus(corpus_path, block_size=block_size)
+                    n_embd: int = 32, text: str = ENGLISH, bible: bool = False) -> tuple[Path, TransformerLM]:
+    """A checkpoint of a freshly initialized model over a file corpus made of `text`, or over the
+    default English Bible (training books vs held-out books)."""
+    corpus = bible_corpus("en") if bible else file_corpus(write_corpus(tmp_path / f"corpus{seed}.txt", text), block_size=block_size)
     tok = CharTokenizer.from_text(corpus.train + corpus.heldout)
-    if model is None:
-        torch.manual_seed(seed)
-        cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
-        model = TransformerLM(cfg).eval()
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    model = TransformerLM(cfg).eval()
     state = {"model_config": model.config.to_dict(), "model": model.state_dict(), "tokenizer": tok.to_dict(),
              "corpus": corpus.identity, "iter": 0, "train_args": {}}
     path = tmp_path / f"model{seed}.pt"
