@@ -61,10 +61,8 @@ def test_script_breaking_text_and_nan_are_escaped():
 
 
 def test_long_texts_are_cut_to_the_byte_budget():
-    T = 128
     assert view_chars(4, 8, 7, 512) ** 2 * 4 * 8 * 7 <= MAX_VIEW_BYTES
-    ex = make_examples(["ab cd efg." * 13][:1] * 6)
-    ex["text"] = np.array([t[:T] for t in ex["text"]])
+    ex = make_examples(["ab cd efg." * 13] * 6)  # 130 characters each
     view = head_view(ex, budget=2 * 6 * 40 * 40)
     assert len(view["texts"]) == 4  # at most MAX_VIEW_TEXTS
     assert len(view["texts"][0]["text"]) == view_chars(4, 2, 3, 130, 2 * 6 * 40 * 40) < 130
@@ -167,3 +165,13 @@ def test_hebrew_head_view_reads_right_to_left(browser, reports):
     spans = panel.find_elements(By.CSS_SELECTOR, ".ch")
     assert spans[0].text == HE_TEXT[0]
     assert spans[0].location["x"] > spans[1].location["x"]  # the first letter is drawn rightmost
+
+
+def test_padded_short_texts_keep_their_own_length():
+    ex = make_examples(EN_TEXTS)
+    ex["text"] = np.array([EN_TEXTS[0], EN_TEXTS[1][:12]])  # a --sentences window shorter than the others
+    view = head_view(ex)
+    short = view["texts"][1]
+    assert short["text"] == EN_TEXTS[1][:12] and short["cropped_from"] is None
+    att = np.frombuffer(__import__("base64").b64decode(short["attention"]), np.uint8).reshape(2, 3, 12, 12)
+    assert att[0, 0, 11, 10] == 255  # still the previous-character head, laid out 12 x 12
