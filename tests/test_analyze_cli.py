@@ -1,0 +1,137 @@
+"""analyze.py end to end: outputs on good input; one clear line, exit 2 and no report on bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import analyze
+from analysis import pipeline
+from analyzer_helpers import ENGLISH, make_checkpoint
+
+QUICK = ["--windows", "16", "--n-boot", "100", "--induction-windows", "4", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path, _ = make_checkpoint(tmp_path_factory.mktemp("ckpt"))
+    return path
+
+
+def run(argv, capsys):
+    rc = analyze.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_writes_the_report_files_and_prints_the_head_table(ckpt, tmp_path, capsys):
+    out_dir = tmp_path / "rep"
+    rc, out, err = run(["--ckpt", ckpt, "--out", out_dir, "--windows", "16", "--n-boot", "100", "--induction-windows", "4"], capsys)
+    assert rc == 0, err
+    assert "| layer | head | behaviour |" in out and f"{out_dir}" in out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["attention_examples.npz", "heads.csv", "report.md", "summary.json"]
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    assert summary["schema"] == 1 and summary["model"]["n_layer"] == 2 and len(summary["heads"]) == 4
+    assert summary["settings"]["window"] == 32 and summary["settings"]["n_boot"] == 100
+    L, H = 2, 2
+    for d in summary["detectors"].values():
+        assert np.array(d["discovery"]["lift_ci"], dtype=float).shape == (L, H, 2)
+        assert np.array(d["validated"]).shape == (L, H)
+    assert np.array(summary["class_attention"]["discovery"]).shape == (L, H, 8, 8)
+    assert np.array(summary["offset_profile"]["heldout"]).shape == (L, H, 9)
+    ex = np.load(out_dir / "attention_examples.npz")
+    assert ex["attention"].dtype == np.float16 and ex["attention"].shape == (4, L, H, 32, 32)
+    assert ex["classes"].shape == (4, 32) and all(len(t) == 32 for t in ex["text"]) and str(ex["lang"]) == "en"
+    csv_lines = (out_dir / "heads.csv").read_text(encoding="utf-8").splitlines()
+    assert csv_lines[0].startswith("layer,head,behaviour,confidence,n_windows") and len(csv_lines) == 5
+    assert "## Most salient attention patterns" in (out_dir / "report.md").read_text(encoding="utf-8")
+
+
+def test_sentences_are_held_out_windows_of_their_own_length(ckpt, tmp_path, capsys):
+    rc, _, err = run(["--ckpt", ckpt, "--out", tmp_path / "r", "--sentences", "And God said.", "the light was good", *QUICK], capsys)
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["texts"]["heldout"] == {"source": "--sentences", "n_windows": 2, "n_chars": 13 + 18}
+    assert not any(h["validated"] for h in summary["heads"])  # two windows cannot validate anything
+    ex = np.load(tmp_path / "r" / "attention_examples.npz")
+    assert list(ex["lengths"]) == [13, 18] and list(ex["text"]) == ["And God said.", "the light was good"]
+
+
+def test_text_file_is_split_in_halves_and_save_attention_keeps_every_window(ckpt, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text(ENGLISH * 4, encoding="utf-8")
+    npz = tmp_path / "all.npz"
+    rc, _, err = run(["--ckpt", ckpt, "--out", tmp_path / "r", "--text", text, "--save-attention", npz, *QUICK], capsys)
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["texts"]["discovery"]["source"].endswith("(first half)")
+    n = summary["texts"]["discovery"]["n_windows"] + summary["texts"]["heldout"]["n_windows"]
+    saved = np.load(npz)
+    assert saved["attention"].shape == (n, 2, 2, 32, 32) and saved["attention"].dtype == np.float16
+    assert set(saved["split"]) == {"discovery", "heldout"} and saved["classes"].shape == (n, 32)
+    rows = saved["attention"].astype(np.float32).sum(-1)
+    assert np.allclose(rows, 1.0, atol=2e-2)
+    assert not list(tmp_path.glob("**/*.raw"))
+
+
+def bad(argv, capsys, tmp_path, needle):
+    out_dir = tmp_path / "never"
+    rc, out, err = run([*argv, "--out", out_dir, *QUICK], capsys)
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and needle in err, err
+    assert not out_dir.exists() and not list(tmp_path.glob(".never*"))
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    bad(["--ckpt", tmp_path / "nope.pt"], capsys, tmp_path, "checkpoint not found")
+
+
+def test_corrupt_checkpoint(tmp_path, capsys):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint at all")
+    bad(["--ckpt", broken], capsys, tmp_path, "not a readable checkpoint")
+
+
+def test_text_shorter_than_a_window(ckpt, tmp_path, capsys):
+    short = tmp_path / "short.txt"
+    short.write_text("And God said", encoding="utf-8")
+    bad(["--ckpt", ckpt, "--text", short], capsys, tmp_path, "at least 64 are needed")
+
+
+def test_characters_outside_the_vocabulary(ckpt, tmp_path, capsys):
+    odd = tmp_path / "odd.txt"
+    odd.write_text(ENGLISH.replace("God", "Gжd"), encoding="utf-8")
+    bad(["--ckpt", ckpt, "--text", odd], capsys, tmp_path, "'ж' (U+0436)")
+    bad(["--ckpt", ckpt, "--sentences", "the Zebra"], capsys, tmp_path, "'Z' (U+005A)")
+
+
+def test_empty_sentences(ckpt, tmp_path, capsys):
+    bad(["--ckpt", ckpt, "--sentences", "", "  "], capsys, tmp_path, "at least one non-empty sentence")
+
+
+def test_unwritable_out(ckpt, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc, _, err = run(["--ckpt", ckpt, "--out", blocker / "sub", *QUICK], capsys)
+    assert rc == 2 and "cannot write the report folder" in err and len(err.strip().splitlines()) == 1
+    assert blocker.read_text() == "x"
+
+
+def test_a_failure_mid_run_leaves_the_previous_report_untouched(ckpt, tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "rep"
+    assert run(["--ckpt", ckpt, "--out", out_dir, *QUICK], capsys)[0] == 0
+    before = (out_dir / "summary.json").read_bytes()
+
+    def explode(*args, **kwargs):
+        raise pipeline.AnalysisError("simulated failure")
+    monkeypatch.setattr(pipeline, "run_analysis", explode)
+    rc, _, err = run(["--ckpt", ckpt, "--out", out_dir, *QUICK], capsys)
+    assert rc == 2 and "simulated failure" in err
+    assert (out_dir / "summary.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]  # no staging folder left behind
+
+
+def test_bad_flag_values_are_refused_before_any_work(ckpt, tmp_path, capsys):
+    bad(["--ckpt", ckpt, "--threshold", "1.5"], capsys, tmp_path, "--threshold must be in (0, 1]")
+    bad(["--ckpt", ckpt, "--save-attention", tmp_path / "x.txt"], capsys, tmp_path, "needs a .npz file name")
