@@ -4,6 +4,7 @@
     python analyze.py --ckpt checkpoints/he.pt --text some.txt      # any text: first half discovery, second half held-out
     python analyze.py --ckpt checkpoints/en.pt --sentences "The cat sat on the mat." "What is the capital of France?"
     python analyze.py --ckpt checkpoints/en.pt --save-attention out.npz
+    python analyze.py --compare checkpoints/en.pt checkpoints/he.pt --out reports/en_vs_he
 
 Flow: parse -> validate inputs (one-line errors, before any work) -> analysis.pipeline -> write the
 report into a temporary folder -> rename it into place, so a failed run never leaves a half report.
@@ -16,6 +17,9 @@ import sys
 from pathlib import Path
 
 from analysis import beyond, pipeline
+from analysis.compare import use_parallel_verses, write_comparison
+from analysis.figures import write_figures
+from analysis.html_report import write_html_report
 from analysis.report_md import OutputError, format_head_table, staged_output_dir, write_outputs
 
 
@@ -28,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = p.add_argument_group("what to analyze")
     src.add_argument("--ckpt", help="checkpoint to analyze (e.g. checkpoints/en.pt)")
+    src.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                     help="analyze two checkpoints and compare them: each report goes to OUT/<name>/, the comparison "
+                     "(findings, figures, compare.json, report.html) to OUT (default reports/<A>_vs_<B>); when both "
+                     "use the default Bibles, held-out windows start at the same held-out verses in both languages")
     src.add_argument("--text", metavar="FILE", help="analyze this UTF-8 text instead of the checkpoint's corpus: "
                      "its first half is the discovery text, its second half the held-out text")
     src.add_argument("--sentences", nargs="+", metavar="S", help="held-out texts, each its own window "
@@ -66,8 +74,12 @@ class UsageError(Exception):
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse bad flag values before any work starts."""
-    if not args.ckpt:
-        raise UsageError("give a checkpoint with --ckpt PATH")
+    if not args.ckpt and not args.compare:
+        raise UsageError("give a checkpoint with --ckpt PATH (or two with --compare A B)")
+    if args.ckpt and args.compare:
+        raise UsageError("give either --ckpt or --compare, not both")
+    if args.compare and args.save_attention:
+        raise UsageError("--save-attention works with --ckpt only")
     if args.text and args.sentences is not None:
         raise UsageError("give either --text or --sentences, not both")
     if args.sentences is not None and not [s for s in args.sentences if s.strip()]:
@@ -97,6 +109,8 @@ def settings_from_args(args: argparse.Namespace) -> pipeline.Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.compare:
+        return run_compare(args)
     try:
         check_args(args)
         beyond.check_arguments(args)
@@ -107,14 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         with staged_output_dir(out_dir) as tmp:
             analysis = pipeline.run_analysis(inputs, settings, save_attention=tmp / "all_attention.npz" if args.save_attention else None,
                                              progress=not args.quiet)
-            # Extension point: further analyses add keys to analysis.summary here (they get `inputs` and `args`).
-            extra_sections, beyond_md = (beyond.run_beyond(args, inputs, analysis.summary, tmp, progress=not args.quiet)
-                                         if beyond.wanted(args) else ([], ""))
-            write_outputs(analysis.summary, analysis.examples, tmp)
-            if beyond_md:
-                beyond.append_markdown(tmp / "report.md", beyond_md)
-            # Extension point: figures and report.html are written into `tmp` here, from analysis.summary
-            # (report.html takes extra_sections=extra_sections: the beyond-attention sections).
+            write_report(args, inputs, analysis, tmp)
             if args.save_attention:
                 pipeline.move_file(tmp / "all_attention.npz", Path(args.save_attention))
     except (UsageError, pipeline.AnalysisError, OutputError, beyond.BeyondError) as e:
@@ -122,7 +129,54 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.quiet:
         print(format_head_table(analysis.summary))
-        print(f"report written to {out_dir}/ (summary.json, heads.csv, report.md, attention_examples.npz)")
+        print(f"report written to {out_dir}/ (summary.json, heads.csv, report.md, report.html, figures, attention_examples.npz)")
+    return 0
+
+
+def write_report(args: argparse.Namespace, inputs: pipeline.AnalysisInputs, analysis: pipeline.Analysis, out_dir: Path) -> None:
+    """Every report file of one analysis into `out_dir`."""
+    # Extension point: further analyses add keys to analysis.summary here (they get `inputs` and `args`).
+    extra_sections, beyond_md = (beyond.run_beyond(args, inputs, analysis.summary, out_dir, progress=not args.quiet)
+                                 if beyond.wanted(args) else ([], ""))
+    write_outputs(analysis.summary, analysis.examples, out_dir)
+    if beyond_md:
+        beyond.append_markdown(out_dir / "report.md", beyond_md)
+    figures = write_figures(analysis.summary, analysis.examples, out_dir)
+    write_html_report(analysis.summary, analysis.examples, figures, out_dir / "report.html", extra_sections=extra_sections)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """--compare A B: both analyses (on parallel held-out verses for the default Bibles), each
+    written under OUT/<name>/, and the comparison under OUT; all in one staged folder."""
+    try:
+        check_args(args)
+        beyond.check_arguments(args)
+        settings = settings_from_args(args)
+        runs = [pipeline.load_inputs(c, settings, text_path=args.text, sentences=args.sentences) for c in args.compare]
+        for inputs in runs:
+            beyond.check_inputs(args, inputs.model, inputs.tokenizer)
+        if runs[0].name == runs[1].name:
+            runs[1].name += "-2"
+        if args.text is None and args.sentences is None:
+            use_parallel_verses(runs[0], runs[1], settings.n_windows, settings.seed)
+        out_dir = Path(args.out) if args.out else Path("reports") / f"{runs[0].name}_vs_{runs[1].name}"
+        with staged_output_dir(out_dir) as tmp:
+            analyses = []
+            for inputs in runs:
+                (tmp / inputs.name).mkdir()
+                analyses.append(pipeline.run_analysis(inputs, settings, progress=not args.quiet))
+                write_report(args, inputs, analyses[-1], tmp / inputs.name)
+            cmp = write_comparison(analyses[0].summary, analyses[1].summary, analyses[0].examples, analyses[1].examples,
+                                   tmp, links=[{"text": f"{i.name}: full report", "href": f"{i.name}/report.html"} for i in runs])
+    except (UsageError, pipeline.AnalysisError, OutputError, beyond.BeyondError) as e:
+        print(f"analyze.py: error: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        for analysis in analyses:
+            print(f"{analysis.summary['name']}:\n{format_head_table(analysis.summary)}\n")
+        print("\n".join(cmp["findings"]))
+        print(f"comparison written to {out_dir}/ (report.html, compare.json, figures; "
+              f"{runs[0].name}/ and {runs[1].name}/ hold each model's own report)")
     return 0
 
 

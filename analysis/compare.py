@@ -16,6 +16,8 @@ import numpy as np
 
 from analysis.figures import class_preference, detector_maps, head_names, offset_profiles, save, style, validated_counts
 from analysis.html_report import figure_entries, head_view, write_page
+from analysis.pipeline import TextSplit
+from data.corpora import corpus_from_identity
 
 VOWEL_CONSONANT = ("vowel", "consonant")
 
@@ -244,3 +246,20 @@ def write_comparison(a: dict, b: dict, examples_a: Optional[dict], examples_b: O
             "views": views}
     write_page(data, out_dir / "report.html")
     return cmp
+
+
+def use_parallel_verses(inputs_a, inputs_b, n_windows: int, seed: int = 0) -> bool:
+    """When both analyses read the default Bibles, replace their held-out windows by
+    windows that start at the same held-out verses (`parallel_windows`), each in its own
+    language. `inputs_*` are `analysis.pipeline.AnalysisInputs`. Returns whether it did."""
+    identities = [i.state.get("corpus") or {} for i in (inputs_a, inputs_b)]
+    if not all(ident.get("kind") == "bible" for ident in identities):
+        return False
+    ca, cb = (corpus_from_identity(ident) for ident in identities)
+    T = min(inputs_a.model.config.block_size, inputs_b.model.config.block_size)
+    wa, wb, keys = parallel_windows(ca.heldout_units, cb.heldout_units, T, n_windows, seed)
+    for inputs, windows, corpus, other in ((inputs_a, wa, ca, cb), (inputs_b, wb, cb, ca)):
+        inputs.heldout = TextSplit(f"{corpus.name} held-out verses, {len(keys)} windows starting at the same "
+                                   f"verses as in {other.name} ({keys[0]} ... {keys[-1]})" if keys else "none",
+                                   windows, sum(map(len, windows)), unknown="replace")
+    return True

@@ -26,6 +26,7 @@ from analysis.hebrew import char_label, display, font_families, is_rtl, snippet
 from analysis.similarity import cluster_heads, head_labels, js_distance_matrix
 
 MAX_LABELLED_CHARS = 64  # above this, axes label every k-th character
+HEATMAP_CHARS = 64  # write_figures draws heatmaps of this many leading characters
 FLOW_CHARS = 40  # the flow graphs draw the last this-many characters before the query
 
 
@@ -52,7 +53,8 @@ def attention_heatmap(attention: np.ndarray, chars: str, title: str = "", ax=Non
     T = len(chars)
     if attention.shape != (T, T):
         raise ValueError(f"attention must be ({T}, {T}) for {T} characters, got {attention.shape}")
-    fig = ax.figure if ax is not None else Figure(figsize=(6.5, 6.0))
+    side = max(6.0, 0.13 * T + 1.2)  # room for one label per character
+    fig = ax.figure if ax is not None else Figure(figsize=(side + 0.6, side))
     ax = ax if ax is not None else fig.add_subplot()
     im = ax.imshow(np.asarray(attention, dtype=np.float32), cmap="Blues", vmin=0.0, vmax=1.0,
                    interpolation="nearest")
@@ -305,20 +307,28 @@ def rollout_graph(attention: np.ndarray, chars: str, query: Optional[int] = None
 def class_preference(summaries: Sequence[dict]) -> Figure:
     """For each summary, in its own language's character classes: log2 of the
     class-to-class attention over the uniform base rate, for the most class-selective
-    head (largest mean total-variation distance from the base rate)."""
-    fig = Figure(figsize=(4.2 * len(summaries), 3.9), layout="constrained")
+    head (largest mean total-variation distance from the base rate). Classes that never
+    occur are left out; colours saturate at 16× either way, cells give the ratio."""
+    fig = Figure(figsize=(4.4 * len(summaries), 4.0), layout="constrained")
     axes = fig.subplots(1, len(summaries), squeeze=False)[0]
     for ax, s in zip(axes, summaries):
         head, ratio = most_class_selective(s)
-        classes = s["class_attention"]["classes"]
-        vmax = max(1.0, float(np.nanmax(np.abs(ratio))))
-        im = ax.imshow(ratio, cmap="PuOr_r", norm=TwoSlopeNorm(0.0, -vmax, vmax), interpolation="nearest")
+        base = np.asarray(s["class_attention"]["base_rate"], dtype=float)
+        present = np.nonzero((base.sum(1) > 0) & (base.sum(0) > 0))[0]
+        classes = [s["class_attention"]["classes"][i] for i in present]
+        ratio = ratio[np.ix_(present, present)]
+        im = ax.imshow(np.clip(ratio, -4, 4), cmap="PuOr_r", norm=TwoSlopeNorm(0.0, -4, 4), interpolation="nearest")
+        for q in range(len(classes)):
+            for k in range(len(classes)):
+                if np.isfinite(ratio[q, k]):
+                    ax.text(k, q, f"×{2 ** ratio[q, k]:.2g}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(ratio[q, k]) > 2.5 else "black")
         ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=6.5)
         ax.set_yticks(range(len(classes)), classes, fontsize=6.5)
         ax.set_xlabel("key class")
         ax.set_ylabel("query class")
-        ax.set_title(f"{s.get('name', '')}: L{head[0]}H{head[1]}, log2(attention / base rate)", fontsize=8)
-        fig.colorbar(im, ax=ax, shrink=0.7)
+        ax.set_title(f"{s.get('name', '')}: most class-selective head L{head[0]}H{head[1]}", fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.7, extend="both", label="log2(attention / base rate)")
     return fig
 
 
@@ -416,12 +426,16 @@ def write_figures(summary: dict, examples: Optional[dict], out_dir: Path | str) 
             text = str(examples["text"][0])
             L, H = att.shape[1:3]
             first = att[0, :, :, : len(text), : len(text)]  # shorter texts are zero-padded
+            # A prefix of a causal window keeps its attention rows exact: the heatmaps show
+            # the first HEATMAP_CHARS characters, so that every character can be labelled.
+            short = text[:HEATMAP_CHARS]
+            part = f" (first {len(short)} of {len(text)} characters)" if len(short) < len(text) else ""
             best = _most_validated_head(summary)
             add("heatmap", f"Attention heatmap, L{best[0]}H{best[1]}",
-                attention_heatmap(first[best[0], best[1]], text, f"L{best[0]}H{best[1]} ({names[best[0] * H + best[1]]}): "
-                                  + snippet(text, 30)),
+                attention_heatmap(first[best[0], best[1], : len(short), : len(short)], short,
+                                  f"L{best[0]}H{best[1]} ({names[best[0] * H + best[1]]}): " + snippet(text, 30) + part),
                 "One head on one text: each row is a query character, each column a key it may attend to.", svg=True)
-            add("heads_grid", "All heads on one text", heads_grid(first, text, names),
+            add("heads_grid", "All heads on one text", heads_grid(first[:, :, : len(short), : len(short)], short, names),
                 "Every head's attention on the same text (rows: queries, columns: keys).")
             if L * H >= 2:
                 D = js_distance_matrix(att)

@@ -96,3 +96,53 @@ def test_write_comparison_files(tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 2000
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "space: only in he" in page and "en/report.html" in page and '"rtl": true' in page
+
+
+def test_default_bibles_are_compared_on_the_same_verses():
+    from types import SimpleNamespace
+
+    from analysis.compare import use_parallel_verses
+    from data.corpora import bible_corpus
+
+    corpora = {lang: bible_corpus(lang) for lang in ("en", "he")}
+    runs = [SimpleNamespace(state={"corpus": c.identity}, model=SimpleNamespace(config=SimpleNamespace(block_size=64)),
+                            heldout=None) for c in corpora.values()]
+    assert use_parallel_verses(runs[0], runs[1], n_windows=20, seed=0)
+    en_units, he_units = dict(corpora["en"].heldout_units), dict(corpora["he"].heldout_units)
+    wa, wb = runs[0].heldout.windows, runs[1].heldout.windows
+    assert len(wa) == len(wb) == 20 and runs[0].heldout.unknown == "replace"
+    for a, b in zip(wa, wb):
+        keys = [k for k in en_units if a.startswith(en_units[k][:64]) and k in he_units and b.startswith(he_units[k][:64])]
+        assert keys, f"windows {a[:30]!r} / {b[:30]!r} do not start at the same verse"
+    files = [SimpleNamespace(state={"corpus": {"kind": "file"}}) for _ in range(2)]
+    assert not use_parallel_verses(files[0], files[1], n_windows=20)
+
+
+def test_analyze_compare_end_to_end(tmp_path):
+    import analyze
+    from analyzer_helpers import make_checkpoint
+
+    a, _ = make_checkpoint(tmp_path, seed=1)
+    b, _ = make_checkpoint(tmp_path, seed=2)
+    out = tmp_path / "a_vs_b"
+    rc = analyze.main(["--compare", str(a), str(b), "--out", str(out), "--windows", "12", "--n-boot", "50",
+                       "--min-windows", "4", "--induction-windows", "4", "--quiet"])
+    assert rc == 0
+    for name in ("model1", "model2"):
+        assert (out / name / "summary.json").is_file() and (out / name / "report.html").is_file()
+        assert (out / name / "detector_maps.png").is_file()
+    cmp = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+    assert [m["name"] for m in cmp["models"]] == ["model1", "model2"]
+    assert "model1/report.html" in (out / "report.html").read_text(encoding="utf-8")
+    assert not list(tmp_path.glob(".a_vs_b*"))  # the staging folder is gone
+
+
+def test_analyze_compare_bad_input_is_one_line(tmp_path, capsys):
+    import analyze
+
+    assert analyze.main(["--compare", str(tmp_path / "missing.pt"), str(tmp_path / "b.pt"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("analyze.py: error:")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit):
+        analyze.main(["--compare", "only_one.pt"])
