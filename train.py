@@ -42,7 +42,8 @@ COMMON = dict(dropout=0.0, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.
 ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 # Settings that may differ when resuming (they do not change what the model learns per step,
 # except max_iters, which extends the run and its cosine schedule).
-RESUMABLE_OVERRIDES = ("max_iters", "eval_interval", "eval_iters", "device", "compile", "dtype", "out", "sample_chars")
+RESUMABLE_OVERRIDES = ("max_iters", "eval_interval", "eval_iters", "device", "compile", "dtype", "threads", "out",
+                       "sample_chars")
 NOT_SETTINGS = ("resume", "preset", "lang", "text", "keep_niqqud")  # flags that a resumed run takes from the checkpoint
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 
@@ -62,7 +63,12 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description="Train a character-level transformer (see README, section trainer).")
+    presets = "\n".join(f"  {name:6s} {', '.join(f'{k}={v}' for k, v in {**PRESETS[name], **TRAIN_PRESETS[name]}.items())}"
+                         for name in PRESETS)
+    p = argparse.ArgumentParser(
+        prog="train.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a character-level transformer (see README, section trainer).",
+        epilog=f"presets (and, unless a preset says otherwise, {', '.join(f'{k}={v}' for k, v in COMMON.items())}):\n{presets}")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--lang", choices=LANGS, help="default corpus: en = King James Bible, he = Hebrew Bible")
     src.add_argument("--text", metavar="FILE", help="train on a UTF-8 text file; its last 10%% is the validation split")
@@ -79,14 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         ("eval-interval", int, "evaluate, log and checkpoint every this many steps"),
         ("eval-iters", int, "batches per split in each evaluation"), ("seed", int, "random seed"),
     ]:
-        p.add_argument(f"--{name}", type=kind, help=f"{what} (default: from the preset)")
+        p.add_argument(f"--{name}", type=kind, metavar="N" if kind is int else "X", help=f"{what} (default: from the preset)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="auto = bfloat16 autocast on a GPU that supports it, else float32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (faster steps after a warm-up)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy machine")
     p.add_argument("--out", help="checkpoint path (default checkpoints/<name>.pt, or the --resume file)")
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint with its settings")
-    p.add_argument("--sample-chars", type=int, default=300, help="characters to generate at the end (0 = none)")
+    p.add_argument("--sample-chars", type=int, default=300, metavar="N", help="characters to generate at the end (0 = none)")
     return p
 
 
@@ -112,6 +120,8 @@ def settings_from_args(args: argparse.Namespace, checkpoint: Optional[dict]) -> 
     for k in ("warmup_iters", "sample_chars", "weight_decay", "grad_clip", "min_lr"):
         if s[k] < 0:
             raise UsageError(f"--{k.replace('_', '-')} must not be negative, got {s[k]}")
+    if s.get("threads") is not None and s["threads"] <= 0:
+        raise UsageError(f"--threads must be positive, got {s['threads']}")
     if not (s["lr"] > 0 and math.isfinite(s["lr"])):
         raise UsageError(f"--lr must be a positive number, got {s['lr']}")
     if not 0 <= s["beta2"] < 1:
@@ -266,6 +276,8 @@ def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optiona
           stop_at: Optional[int] = None) -> int:
     """The training loop. `stop_at` behaves like a Ctrl-C after that many steps (for tests)."""
     device = resolve_device(s["device"])
+    if s.get("threads"):
+        torch.set_num_threads(s["threads"])
     dtype = s["dtype"] if s["dtype"] != "auto" else (
         "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bfloat16" else nullcontext()
