@@ -162,7 +162,7 @@ def _sentence_split(sentences: list[str], tokenizer: Tokenizer, T: int) -> TextS
     return TextSplit("--sentences", kept, sum(map(len, kept)))
 
 
-class _SplitRun:
+class SplitRun:
     """Running sums of one text split (only per-window score vectors are kept per window)."""
 
     def __init__(self, names: list[str]) -> None:
@@ -306,7 +306,7 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
     L, H = cfg.n_layer, cfg.n_head
     names = settings.detectors
     splits = {"discovery": inputs.discovery, "heldout": inputs.heldout}
-    runs = {k: _SplitRun(names) for k in splits}
+    runs = {k: SplitRun(names) for k in splits}
     salient = _Salient(L, H)
     example_batches: list[AttentionBatch] = []
     store = None

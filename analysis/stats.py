@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-BOOT_CHUNK = 250  # resamples per matrix product: keeps memory flat in the number of windows
+BOOT_CHUNK = 100  # resamples per matrix product: keeps memory flat in the number of windows
 
 
 class ScoreAccumulator:
@@ -64,17 +64,17 @@ def bootstrap_mean_se(values: np.ndarray, n_boot: int, rng: np.random.Generator)
     N = values.shape[0]
     flat = values.reshape(N, -1)
     valid = ~np.isnan(flat)
-    filled = np.where(valid, flat, 0.0).astype(np.float64)
-    valid = valid.astype(np.float64)
+    filled = np.where(valid, flat, 0.0).astype(np.float32)  # float32 halves the memory that grows with N
+    valid = valid.astype(np.float32)
     sums = np.zeros(flat.shape[1])
     sumsq = np.zeros(flat.shape[1])
     done = 0
     while done < n_boot:
         k = min(BOOT_CHUNK, n_boot - done)
-        counts = rng.multinomial(N, np.full(N, 1.0 / N), size=k).astype(np.float64)  # (k, N)
+        counts = rng.multinomial(N, np.full(N, 1.0 / N), size=k).astype(np.float32)  # (k, N)
         with np.errstate(invalid="ignore", divide="ignore"):
             means = (counts @ filled) / (counts @ valid)
-        means = np.nan_to_num(means, nan=0.0)
+        means = np.nan_to_num(means, nan=0.0).astype(np.float64)
         sums += means.sum(0)
         sumsq += (means ** 2).sum(0)
         done += k
