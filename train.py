@@ -18,7 +18,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 from data.corpora import LANGS, Corpus, CorpusError, bible_corpus, corpus_from_identity, file_corpus
 from data.tokenizer import CharTokenizer, tokenizer_from_dict
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from model.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from model.transformer import PRESETS, ModelConfig, TransformerLM
 
 # Training settings for each architecture preset in model.transformer.PRESETS.
@@ -233,18 +232,6 @@ def write_log_and_plot(history: list[dict], path: Path) -> None:
     ax.legend()
     atomic_write(stem.with_name(stem.name + ".loss.png"), lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
-
-
-def atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, CharTokenizer, Optional[dict]]:
