@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from analysis.figures import class_preference, detector_maps, head_names, offset_profiles, save, style, validated_counts
-from analysis.html_report import figure_entries, head_view, write_page
+from analysis.html_report import figure_entries, first_validated, head_view, write_page
 from analysis.pipeline import TextSplit
 from data.corpora import corpus_from_identity
 
@@ -235,7 +235,7 @@ def write_comparison(a: dict, b: dict, examples_a: Optional[dict], examples_b: O
     views = []
     for s, ex in ((a, examples_a), (b, examples_b)):
         if ex is not None and len(ex.get("text", [])):
-            views.append(head_view(ex, s.get("name", ""), head_names(s)))
+            views.append(head_view(ex, s.get("name", ""), head_names(s), start=first_validated(s)))
     data = {"title": f"charlens: {A} vs {B}",
             "findings": cmp["findings"],
             "findings_note": "Written from the numbers in compare.json (validated heads, offset profiles, class "

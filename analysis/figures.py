@@ -348,8 +348,10 @@ def most_class_selective(summary: dict) -> tuple[tuple[int, int], np.ndarray]:
 def validated_counts(summaries: Sequence[dict]) -> Figure:
     """For every behaviour, how many validated heads each summary has (bars), and in
     which layers (annotation)."""
-    detectors = list(dict.fromkeys(d for s in summaries for d in s["detectors"]))
-    fig = Figure(figsize=(7.5, 0.32 * len(detectors) * max(1, len(summaries)) * 0.7 + 1.2), layout="constrained")
+    every = list(dict.fromkeys(d for s in summaries for d in s["detectors"]))
+    detectors = [d for d in every if any(np.any(s["detectors"][d]["validated"]) for s in summaries if d in s["detectors"])]
+    none = [d for d in every if d not in detectors]
+    fig = Figure(figsize=(7.5, 0.3 * max(1, len(detectors)) * len(summaries) + 1.4), layout="constrained")
     ax = fig.add_subplot()
     height = 0.8 / len(summaries)
     for k, s in enumerate(summaries):
@@ -371,6 +373,8 @@ def validated_counts(summaries: Sequence[dict]) -> Figure:
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
     ax.set_title("validated heads per behaviour")
+    if none:
+        fig.supxlabel("no validated head in any model: " + ", ".join(none), fontsize=6.5, wrap=True)
     return fig
 
 

@@ -167,13 +167,14 @@ def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence
             "overview": [overview(summary)],
             "tables": [heads_table(summary)],
             "figures": figure_entries(figures, figure_dir),
-            "views": [head_view(examples, summary.get("name", ""), names, start=_first_validated(summary))]
+            "views": [head_view(examples, summary.get("name", ""), names, start=first_validated(summary))]
             if examples is not None and len(examples.get("text", [])) else [],
             "extra_sections": extra_section_entries(extra_sections, figure_dir)}
     return write_page(data, out_path)
 
 
-def _first_validated(summary: dict) -> tuple[int, int]:
+def first_validated(summary: dict) -> tuple[int, int]:
+    """The head a head view opens on: the first validated one (else L0H0)."""
     for head in summary["heads"]:
         if head.get("validated"):
             return head["layer"], head["head"]
