@@ -368,7 +368,12 @@ def main(argv: Optional[list[str]] = None, stop_at: Optional[int] = None) -> int
     except (UsageError, CorpusError, CheckpointError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
-    return train(s, corpus, tokenizer, checkpoint, stop_at)
+    try:
+        return train(s, corpus, tokenizer, checkpoint, stop_at)
+    except KeyboardInterrupt:  # Ctrl-C outside the training steps (set-up, final evaluation, sample)
+        saved = Path(s["out"]).is_file()
+        print(f"interrupted; {'the last checkpoint is ' + s['out'] if saved else 'no checkpoint was written'}", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
