@@ -201,3 +201,22 @@ def test_batches_are_shifted_windows_from_the_generator():
     assert torch.equal(y, x + 1) and torch.equal(x[:, 1:], x[:, :-1] + 1)
     x2, _ = train.get_batch(data, 16, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert torch.equal(x, x2)
+
+
+def test_full_loss_is_the_mean_over_consecutive_windows():
+    torch.manual_seed(0)
+    s = {"block_size": 8}
+    model = train.TransformerLM(train.ModelConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    data = torch.randint(10, (8 * 5 + 3,), generator=torch.Generator().manual_seed(1))  # 5 whole windows + spare
+    got = train.full_loss(model, data, s, torch.device("cpu"), train.nullcontext())
+    assert model.training  # full_loss puts the model back in training mode
+    x, y = data[:40].view(5, 8), data[1:41].view(5, 8)
+    assert got == pytest.approx(model.eval()(x, y)[1].item(), abs=1e-6)
+
+
+def test_keep_niqqud_trains_on_pointed_hebrew_under_its_own_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--lang", "he", "--keep-niqqud", "--preset", "tiny", "--max-iters", "1", "--sample-chars", "0"]) == 0
+    state = load(tmp_path / "checkpoints" / "he_niqqud.pt")
+    assert state["corpus"]["keep_niqqud"] is True
+    assert "\u05b8" in state["tokenizer"]["chars"]  # qamats is in the vocabulary
