@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a text split with fewer windows than this cannot validate anything")
     a.add_argument("--induction-windows", type=int, default=d.induction_windows,
                    help="random sequences repeated twice for the standard induction test")
+    a.add_argument("--unknown-chars", choices=pipeline.UNKNOWN_POLICIES, default=d.unknown_chars,
+                   help="characters of --text / --sentences that the model's vocabulary lacks: stop with an error naming them, "
+                   "drop them from the text, or replace each with the reserved unknown token")
     a.add_argument("--seed", type=int, default=d.seed, help="seed for window sampling, bootstrap and the induction test")
     # Extension point: options of further analyses (ablation, value-weighted, rollout, counterfactual) go here.
     beyond.add_arguments(p)
@@ -103,6 +106,7 @@ def settings_from_args(args: argparse.Namespace) -> pipeline.Settings:
     return pipeline.Settings(
         n_windows=args.windows, batch_size=args.batch_size, threshold=args.threshold, alpha=args.alpha,
         min_lift=args.min_lift, n_boot=args.n_boot, min_windows=args.min_windows, induction_windows=args.induction_windows, seed=args.seed,
+        unknown_chars=args.unknown_chars,
         value_weighted=args.value_weighted,
     )
 

@@ -194,7 +194,7 @@ def run_beyond(args: argparse.Namespace, inputs, summary: dict, out_dir: Path, p
                            "(mean |ΔA| on aligned query/key pairs): " + _fmt_head_list(cf.metrics["ranking"][:5], "mean_abs_diff") + "."])
 
     if args.ablation:
-        _ablation_section(report, args, inputs, summary, heads_by_pos, groups)
+        _ablation_section(report, args, inputs, summary, heads_by_pos, groups, progress)
     return report.sections, "\n".join(report.markdown)
 
 
@@ -259,7 +259,7 @@ def _qk_section(report, summary, parts, head, projection) -> None:
                        "(negative: nearer keys get more attention)."])
 
 
-def _ablation_section(report, args, inputs, summary, heads_by_pos, groups) -> None:
+def _ablation_section(report, args, inputs, summary, heads_by_pos, groups, progress: bool) -> None:
     model, c = inputs.model, inputs.model.config
     behaviours = {lh: head.get("behaviour", "none") for lh, head in heads_by_pos.items()}
     validated = {lh for lh, head in heads_by_pos.items() if head.get("validated")}
@@ -267,7 +267,7 @@ def _ablation_section(report, args, inputs, summary, heads_by_pos, groups) -> No
                                         c.block_size, seed=args.seed)
     res = ablation_study(model, [ids for _, ids, _ in groups], [cls for _, _, cls in groups], behaviours, validated,
                          mode=args.ablation_mode, tol=args.ablation_tol, induction_windows=induction,
-                         batch_size=args.batch_size, progress=True)
+                         batch_size=args.batch_size, progress=progress)
     for lh, r in res.items():
         heads_by_pos[lh].update(r.as_dict())
     delta = np.zeros((c.n_layer, c.n_head))

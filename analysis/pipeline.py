@@ -54,6 +54,7 @@ class Settings:
     induction_windows: int = 32
     seed: int = 0
     n_examples: int = 4
+    unknown_chars: str = "error"  # characters of --text/--sentences outside the vocabulary: error, drop or replace
     value_weighted: bool = False  # score detectors on value-weighted attention instead of raw weights (--value-weighted)
     detectors: list[str] = field(default_factory=lambda: list(det.REGISTRY))
 
@@ -97,10 +98,19 @@ def sample_windows(text: str, T: int, n: int, rng: np.random.Generator) -> list[
     return [text[s:s + T] for s in chosen]
 
 
-def _check_known(tokenizer: Tokenizer, text: str, what: str) -> None:
+UNKNOWN_POLICIES = ("error", "drop", "replace")
+
+
+def _apply_unknown_policy(tokenizer: Tokenizer, text: str, what: str, policy: str) -> str:
+    """The text to analyze under the policy for characters outside the vocabulary: `error` refuses
+    it naming them, `drop` deletes them, `replace` keeps them (encoded as the reserved unknown token)."""
     missing = tokenizer.unknown_chars(text)
-    if missing:
-        raise AnalysisError(f"{what} holds {len(missing)} character(s) outside the model's vocabulary: {describe_chars(missing)}")
+    if not missing or policy == "replace":
+        return text
+    if policy == "drop":
+        return "".join(c for c in text if c not in missing)
+    raise AnalysisError(f"{what} holds {len(missing)} character(s) outside the model's vocabulary: {describe_chars(missing)} "
+                        "(--unknown-chars drop or replace analyzes it anyway)")
 
 
 def load_inputs(ckpt_path: str | os.PathLike, settings: Settings, text_path: Optional[str] = None,
@@ -121,15 +131,16 @@ def load_inputs(ckpt_path: str | os.PathLike, settings: Settings, text_path: Opt
         raise AnalysisError(f"unknown detector(s): {', '.join(unknown_detectors)}; known: {', '.join(det.REGISTRY)}")
     try:
         if text_path is not None:
-            text = read_text_file(text_path)
-            _check_known(tokenizer, text, str(text_path))
+            text = _apply_unknown_policy(tokenizer, read_text_file(text_path), str(text_path), settings.unknown_chars)
             half = len(text) // 2
             if half < T:
                 raise AnalysisError(f"{text_path} holds {len(text):,} characters; at least {2 * T:,} are needed "
                                     f"(one {T}-character window in each half)")
             lang = detect_language(text)
-            discovery = TextSplit(f"{text_path} (first half)", sample_windows(text[:half], T, settings.n_windows, rng), half)
-            heldout = TextSplit(f"{text_path} (second half)", sample_windows(text[half:], T, settings.n_windows, rng), len(text) - half)
+            discovery = TextSplit(f"{text_path} (first half)", sample_windows(text[:half], T, settings.n_windows, rng), half,
+                                  unknown="replace")
+            heldout = TextSplit(f"{text_path} (second half)", sample_windows(text[half:], T, settings.n_windows, rng),
+                                len(text) - half, unknown="replace")
         else:
             corpus = corpus_from_identity(state["corpus"])
             lang = corpus.lang
@@ -138,7 +149,7 @@ def load_inputs(ckpt_path: str | os.PathLike, settings: Settings, text_path: Opt
             discovery = TextSplit(f"{corpus.name} training text", sample_windows(corpus.train, T, settings.n_windows, rng),
                                   len(corpus.train), unknown="replace")
             if sentences is not None:
-                heldout = _sentence_split(sentences, tokenizer, T)
+                heldout = _sentence_split(sentences, tokenizer, T, settings.unknown_chars)
             else:
                 if len(corpus.heldout) < T:
                     raise AnalysisError(f"the held-out text holds {len(corpus.heldout):,} characters, fewer than one window ({T})")
@@ -149,8 +160,8 @@ def load_inputs(ckpt_path: str | os.PathLike, settings: Settings, text_path: Opt
     return AnalysisInputs(str(ckpt_path), Path(ckpt_path).stem, lang, model, tokenizer, state, discovery, heldout)
 
 
-def _sentence_split(sentences: list[str], tokenizer: Tokenizer, T: int) -> TextSplit:
-    kept = [normalize(s) for s in sentences if s.strip()]
+def _sentence_split(sentences: list[str], tokenizer: Tokenizer, T: int, unknown_chars: str) -> TextSplit:
+    kept = [_apply_unknown_policy(tokenizer, normalize(s), f"sentence {s[:30]!r}", unknown_chars) for s in sentences if s.strip()]
     if not kept:
         raise AnalysisError("--sentences needs at least one non-empty sentence")
     for s in kept:
@@ -158,8 +169,7 @@ def _sentence_split(sentences: list[str], tokenizer: Tokenizer, T: int) -> TextS
             raise AnalysisError(f"sentence {s!r} is too short: a window needs at least 2 characters")
         if len(s) > T:
             raise AnalysisError(f"sentence {s[:30]!r}... holds {len(s)} characters; the model's window is {T}")
-        _check_known(tokenizer, s, f"sentence {s[:30]!r}")
-    return TextSplit("--sentences", kept, sum(map(len, kept)))
+    return TextSplit("--sentences", kept, sum(map(len, kept)), unknown="replace")
 
 
 class SplitRun:

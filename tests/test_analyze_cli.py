@@ -106,6 +106,21 @@ def test_characters_outside_the_vocabulary(ckpt, tmp_path, capsys):
     bad(["--ckpt", ckpt, "--sentences", "the Zebra"], capsys, tmp_path, "'Z' (U+005A)")
 
 
+def test_unknown_characters_can_be_dropped_or_replaced(ckpt, tmp_path, capsys):
+    odd = tmp_path / "odd.txt"
+    odd.write_text(ENGLISH.replace("God", "Gжd"), encoding="utf-8")
+    for policy in ("drop", "replace"):
+        rc, _, err = run(["--ckpt", ckpt, "--text", odd, "--unknown-chars", policy, "--out", tmp_path / policy, *QUICK], capsys)
+        assert rc == 0, err
+        summary = json.loads((tmp_path / policy / "summary.json").read_text(encoding="utf-8"))
+        assert summary["settings"]["unknown_chars"] == policy
+        n_chars = summary["texts"]["discovery"]["n_chars"] + summary["texts"]["heldout"]["n_chars"]
+        expected = len(ENGLISH.replace("God", "Gd" if policy == "drop" else "Gжd"))
+        assert n_chars == expected
+    rc, _, err = run(["--ckpt", ckpt, "--sentences", "the Zebra", "--unknown-chars", "drop", "--out", tmp_path / "s", *QUICK], capsys)
+    assert rc == 0, err
+
+
 def test_empty_sentences(ckpt, tmp_path, capsys):
     bad(["--ckpt", ckpt, "--sentences", "", "  "], capsys, tmp_path, "at least one non-empty sentence")
 
