@@ -134,9 +134,9 @@ def score_masks(attention: torch.Tensor, masks: torch.Tensor) -> WindowScores:
     B, L, H, T, _ = attention.shape
     m = masks.to(attention.dtype)
     # Rows without targets have an all-zero mask row, so summing over all (i, j) sums over the rows with targets.
-    mass = torch.bmm(attention.reshape(B, L * H, T * T), m.reshape(B, -1, T * T).transpose(1, 2))  # (B, L*H, D)
+    mass = torch.bmm(m.reshape(B, -1, T * T), attention.reshape(B, L * H, T * T).transpose(1, 2))  # (B, D, L*H)
     n_rows = masks.any(dim=-1).sum(dim=-1).to(attention.dtype)  # (B, D)
-    score = mass.transpose(1, 2) / n_rows[:, :, None]  # (B, D, L*H), NaN where no row has targets
+    score = mass / n_rows[:, :, None]  # (B, D, L*H), NaN where no row has targets
     uniform_row = 1.0 / torch.arange(1, T + 1, dtype=attention.dtype, device=attention.device)  # (T,)
     baseline = (m.sum(dim=-1) * uniform_row).sum(dim=-1) / n_rows  # (B, D)
     return WindowScores(score.view(B, -1, L, H), baseline)
@@ -154,7 +154,8 @@ def class_attention_sums(attention: torch.Tensor, classes: torch.Tensor) -> tupl
     onehot = torch.nn.functional.one_hot(classes.long(), len(CLASS_NAMES)).to(attention.dtype)  # (B, T, C)
     onehot_q = onehot.clone()
     onehot_q[:, 0] = 0
-    heads = torch.einsum("bic,blhij,bjd->lhcd", onehot_q, attention, onehot)
+    to_key_class = torch.bmm(attention.reshape(B, L * H * T, T), onehot).view(B, L, H, T, -1)  # (B, L, H, T, C)
+    heads = torch.einsum("bic,blhid->lhcd", onehot_q, to_key_class)
     base = torch.einsum("bic,ij,bjd->cd", onehot_q, uniform_attention(T, attention.dtype), onehot)
     return heads, base, onehot_q.sum(dim=(0, 1))
 
@@ -165,7 +166,8 @@ def head_metric_sums(attention: torch.Tensor) -> dict[str, torch.Tensor]:
     B, L, H, T, _ = attention.shape
     i = torch.arange(T, dtype=attention.dtype)
     distance = i - attention @ i  # rows sum to 1: sum_j A[i, j] (i - j) = i - sum_j A[i, j] j
-    entropy = -torch.special.xlogy(attention, attention).sum(-1)[..., 1:] / torch.log(i[1:] + 1)  # (B, L, H, T-1)
+    a_log_a = attention.clamp_min(1e-30).log_().mul_(attention)  # A log A, 0 where A = 0 (in place: one temporary)
+    entropy = -a_log_a.sum(-1)[..., 1:] / torch.log(i[1:] + 1)  # (B, L, H, T-1)
     return {
         "mean_distance": distance[..., 1:].mean(-1).sum(0),
         "normalized_entropy": entropy.mean(-1).sum(0),

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from analysis import detectors as det
-from data.charclasses import classify
+from data.charclasses import CLASS_INDEX, classify
 from data.tokenizer import CharTokenizer
 
 
@@ -100,6 +100,10 @@ def test_class_attention_rows_and_head_metrics():
     A = one_hot_attention(5, lambda i: max(i - 1, 0))
     heads, base, counts = det.class_attention_sums(A, b.classes)
     assert torch.allclose(heads.sum(-1)[0, 0], counts)  # every query row's mass lands somewhere
+    c = {name: CLASS_INDEX[name] for name in ("vowel", "consonant", "space")}
+    expected = torch.zeros_like(heads[0, 0])  # rows 1..4: b->a, ' '->b, a->' ', b->a
+    expected[c["consonant"], c["vowel"]], expected[c["space"], c["consonant"]], expected[c["vowel"], c["space"]] = 2, 1, 1
+    assert torch.equal(heads[0, 0], expected)
     assert torch.allclose(base.sum(-1), counts)
     m = det.head_metric_sums(A)
     assert m["mean_distance"].item() == pytest.approx(1.0)
