@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 
 from data.corpora import LANGS, Corpus, CorpusError, bible_corpus, corpus_from_identity, file_corpus
-from data.tokenizer import CharTokenizer, tokenizer_from_dict
+from data.tokenizer import UNKNOWN_ID, CharTokenizer, tokenizer_from_dict
 from model.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from model.transformer import PRESETS, ModelConfig, TransformerLM
 
@@ -355,7 +355,7 @@ def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optiona
     if s["sample_chars"]:
         prompt = torch.from_numpy(tokenizer.encode(corpus.val[:1], unknown="replace").astype("int64"))[None].to(device)
         sample = model.eval().generate(prompt, s["sample_chars"], temperature=0.8,
-                                       generator=torch.Generator(device).manual_seed(s["seed"]))
+                                       generator=torch.Generator(device).manual_seed(s["seed"]), banned_tokens=(UNKNOWN_ID,))
         print("sample:\n" + tokenizer.decode(sample[0].tolist()))
     return 0
 

@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 UNKNOWN_CHAR = "\ufffd"  # reserved token for characters outside the vocabulary
+UNKNOWN_ID = 0  # its id in every CharTokenizer
 
 UnknownPolicy = Literal["error", "replace"]
 
@@ -71,7 +72,7 @@ class CharTokenizer:
         if missing and unknown == "error":
             raise UnknownCharactersError(f"{len(missing)} character(s) not in the model's vocabulary: {describe_chars(missing)}")
         get = self.stoi.get
-        return np.fromiter((get(c, 0) for c in text), dtype=np.uint16, count=len(text))
+        return np.fromiter((get(c, UNKNOWN_ID) for c in text), dtype=np.uint16, count=len(text))
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)

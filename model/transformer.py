@@ -197,12 +197,14 @@ class TransformerLM(nn.Module):
     @torch.no_grad()
     def generate(
         self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
-        generator: Optional[torch.Generator] = None,
+        generator: Optional[torch.Generator] = None, banned_tokens: tuple[int, ...] = (),
     ) -> torch.Tensor:
+        """Sample `max_new_tokens` more tokens; `banned_tokens` are never sampled (e.g. the unknown token)."""
         for _ in range(max_new_tokens):
             idx_cond = idx[:, -self.config.block_size :]
             logits, _, _ = self(idx_cond)
             logits = logits[:, -1, :] / temperature
+            logits[:, list(banned_tokens)] = -float("inf")
             if top_k is not None:
                 v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < v[:, [-1]]] = -float("inf")

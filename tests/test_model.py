@@ -116,6 +116,15 @@ def test_generation_is_seeded_and_stays_in_the_vocabulary():
     assert 0 <= a.min() and a.max() < 20
 
 
+def test_banned_tokens_are_never_sampled():
+    model = tiny_model()
+    start = torch.zeros(4, 1, dtype=torch.long)
+    free = model.generate(start, 30, temperature=5.0, generator=torch.Generator().manual_seed(0))
+    assert (free[:, 1:] == 0).any()  # a flat distribution over 20 tokens does sample token 0...
+    banned = model.generate(start, 30, temperature=5.0, generator=torch.Generator().manual_seed(0), banned_tokens=(0,))
+    assert not (banned[:, 1:] == 0).any()  # ...unless it is banned
+
+
 def test_flops_per_token_matches_the_nanogpt_estimate():
     model = tiny_model()
     n = sum(p.numel() for p in model.parameters()) - 32 * 32  # without position embeddings
