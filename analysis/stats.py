@@ -68,17 +68,21 @@ def bootstrap_mean_se(values: np.ndarray, n_boot: int, rng: np.random.Generator)
     valid = valid.astype(np.float32)
     sums = np.zeros(flat.shape[1])
     sumsq = np.zeros(flat.shape[1])
+    n_means = np.zeros(flat.shape[1])  # resamples that drew at least one window with targets
     done = 0
     while done < n_boot:
         k = min(BOOT_CHUNK, n_boot - done)
         counts = rng.multinomial(N, np.full(N, 1.0 / N), size=k).astype(np.float32)  # (k, N)
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = (counts @ filled) / (counts @ valid)
-        means = np.nan_to_num(means, nan=0.0).astype(np.float64)
+            means = ((counts @ filled) / (counts @ valid)).astype(np.float64)
+        defined = ~np.isnan(means)  # a resample without any window with targets has no mean: left out, not counted as 0
+        means[~defined] = 0.0
         sums += means.sum(0)
         sumsq += (means ** 2).sum(0)
+        n_means += defined.sum(0)
         done += k
-    var = np.maximum(sumsq / n_boot - (sums / n_boot) ** 2, 0.0)
+    n_means = np.maximum(n_means, 1)
+    var = np.maximum(sumsq / n_means - (sums / n_means) ** 2, 0.0)
     return np.sqrt(var).reshape(values.shape[1:])
 
 

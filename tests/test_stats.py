@@ -14,6 +14,9 @@ def test_bootstrap_se_matches_the_standard_error_of_the_mean():
 def test_bootstrap_ignores_windows_without_targets():
     x = np.array([[0.5], [np.nan], [0.5], [0.5]])
     assert bootstrap_mean_se(x, 200, np.random.default_rng(0))[0] == pytest.approx(0.0, abs=1e-12)
+    # 1 resample in 16 draws neither scored window: it has no mean, and counting it as 0 would invent spread
+    x = np.array([[0.5], [np.nan], [0.5], [np.nan]])
+    assert bootstrap_mean_se(x, 400, np.random.default_rng(0))[0] == pytest.approx(0.0, abs=1e-12)
 
 
 def make(scores, base):
