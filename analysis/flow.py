@@ -10,13 +10,15 @@ level equals the query's row of `analysis.rollout.attention_rollout`.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from analysis import rollout
 
 
 def layer_mixing(attention: np.ndarray) -> np.ndarray:
-    """Attention (L, H, T, T) -> per-layer mixing matrices (L, T, T): 0.5·I + 0.5·mean_h A."""
-    L, H, T, _ = attention.shape
-    mix = 0.5 * np.eye(T) + 0.5 * attention.astype(np.float64).mean(axis=1)
-    return mix / mix.sum(-1, keepdims=True)
+    """Attention (L, H, T, T) -> per-layer mixing matrices (L, T, T), float64: 0.5·I + 0.5·mean_h A,
+    rows renormalized (`analysis.rollout.layer_mixing`)."""
+    return rollout.layer_mixing(torch.from_numpy(np.asarray(attention, dtype=np.float64))).numpy()
 
 
 def query_flow(attention: np.ndarray, query: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,15 +9,20 @@ from __future__ import annotations
 import torch
 
 
+def layer_mixing(attention: torch.Tensor, residual_weight: float = 0.5) -> torch.Tensor:
+    """Per-layer mixing matrices: attention (..., nh, T, T) -> w·I + (1 − w)·mean_heads(A) (..., T, T),
+    rows renormalized, with w = `residual_weight` standing for the residual stream."""
+    if not 0.0 <= residual_weight <= 1.0:
+        raise ValueError(f"residual_weight must be in [0, 1], got {residual_weight}")
+    eye = torch.eye(attention.size(-1), dtype=attention.dtype, device=attention.device)
+    mixed = residual_weight * eye + (1.0 - residual_weight) * attention.mean(dim=-3)
+    return mixed / mixed.sum(dim=-1, keepdim=True)
+
+
 def attention_rollout(attention: torch.Tensor, residual_weight: float = 0.5, per_layer: bool = False) -> torch.Tensor:
     """attention (..., L, nh, T, T) -> rollout (..., T, T): row i is how position i's output
     draws on every input position. With `per_layer`, the rollout after every layer (..., L, T, T)."""
-    if not 0.0 <= residual_weight <= 1.0:
-        raise ValueError(f"residual_weight must be in [0, 1], got {residual_weight}")
-    T = attention.size(-1)
-    eye = torch.eye(T, dtype=attention.dtype, device=attention.device)
-    mixed = residual_weight * eye + (1.0 - residual_weight) * attention.mean(dim=-3)  # (..., L, T, T)
-    mixed = mixed / mixed.sum(dim=-1, keepdim=True)
+    mixed = layer_mixing(attention, residual_weight)  # (..., L, T, T)
     rolled = mixed[..., 0, :, :]
     steps = [rolled]
     for l in range(1, mixed.size(-3)):
