@@ -147,7 +147,10 @@ def run_beyond(args: argparse.Namespace, inputs, summary: dict, out_dir: Path, p
 
     if args.value_weighted or args.rollout or args.qk_map:
         tv_sum, raw_scores, vw_scores, n_tv = 0.0, [], [], 0
-        entropy = EntropyAccumulator(L, H, max(len(t[0]) for t, _, _ in groups))
+        # Entropy by position and the q/k map stack windows, so they use only the longest ones
+        # (all of them, except with --sentences).
+        longest = max(ids.size(1) for _, ids, _ in groups)
+        entropy = EntropyAccumulator(L, H, longest)
         qk_parts, first = [], None
         qk_head = parse_head(args.qk_map) if args.qk_map else None
         bar = tqdm(total=n_win, desc="beyond", unit="win", disable=not progress, leave=False)
@@ -156,17 +159,17 @@ def run_beyond(args: argparse.Namespace, inputs, summary: dict, out_dir: Path, p
                 sl = slice(start, start + args.batch_size)
                 cache = run_with_cache(model, ids[sl])
                 att = cache.stack("pattern").float()
+                vw = row_normalize(value_weighted_attention(model, cache)) if args.value_weighted else None
                 if first is None:
-                    first = (texts[start], att[0], row_normalize(value_weighted_attention(model, cache)[0]))
+                    first = (texts[start], att[0], None if vw is None else vw[0])
                 if args.value_weighted:
-                    vw = row_normalize(value_weighted_attention(model, cache))
                     tv_sum, n_tv = tv_sum + row_disagreement(att, vw) * att.size(0), n_tv + att.size(0)
                     masks = det.target_masks(det.CharBatch(ids[sl], cls[sl]), names)
                     raw_scores.append(det.score_masks(att, masks).score)
                     vw_scores.append(det.score_masks(vw, masks).score)
-                if args.rollout and att.size(-1) == entropy.total.size(-1):
+                if args.rollout and att.size(-1) == longest:
                     entropy.add(att)
-                if qk_head and sum(p[0].shape[0] for p in qk_parts) < 16:
+                if qk_head and att.size(-1) == longest and sum(p[0].shape[0] for p in qk_parts) < 16:
                     l, h = qk_head
                     qk_parts.append((cache.layer(l, "q")[:, h].numpy(), cache.layer(l, "k")[:, h].numpy(),
                                      cache.layer(l, "pattern")[:, h].numpy(), cls[sl].numpy()))

@@ -31,6 +31,19 @@ def test_all_flags_add_their_keys_figures_and_sections(tmp_path):
     assert "## Beyond attention weights" in md and "visible but unused" in md
 
 
+def test_sentences_of_different_lengths(tmp_path):
+    """--sentences gives held-out windows of several lengths: the q/k map and the entropy by
+    position use the longest ones, the rest still run on every window."""
+    ckpt, _ = make_checkpoint(tmp_path)
+    out = tmp_path / "report"
+    rc = analyze.main(["--ckpt", str(ckpt), "--out", str(out), *FAST, "--min-windows", "1", "--value-weighted", "--rollout",
+                       "--qk-map", "1.0", "--sentences", "And God said", "And God saw the light", "In the beginning"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["qk_map"]["n_windows"] == 1 and s["qk_map"]["n_pairs"] == 21 * 22 // 2
+    assert (out / "qk_map_L1H0.png").stat().st_size > 1000
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--qk-map", "1"], "LAYER.HEAD"),
     (["--qk-map", "5.0"], "layers 0..1"),
