@@ -39,16 +39,21 @@ def staged_output_dir(final: Path) -> Iterator[Path]:
         raise OutputError(f"cannot write the report folder {final}: a file of that name exists")
     try:
         yield tmp
-        old = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    old = final.with_name(f".{final.name}.old-{os.getpid()}") if final.exists() else None
+    try:
+        if old is not None:
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except OSError as e:
+        if old is not None and old.exists() and not final.exists():
+            os.replace(old, final)  # put the previous report back
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write the report folder {final}: {e.strerror or e}") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _clean(x):

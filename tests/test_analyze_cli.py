@@ -1,7 +1,10 @@
 """analyze.py end to end: outputs on good input; one clear line, exit 2 and no report on bad input."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,6 +148,23 @@ def test_a_failure_mid_run_leaves_the_previous_report_untouched(ckpt, tmp_path, 
     assert rc == 2 and "simulated failure" in err
     assert (out_dir / "summary.json").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["rep"]  # no staging folder left behind
+
+
+def test_a_failed_final_rename_restores_the_previous_report(ckpt, tmp_path, capsys, monkeypatch):
+    out_dir = tmp_path / "rep"
+    assert run(["--ckpt", ckpt, "--out", out_dir, *QUICK], capsys)[0] == 0
+    before = (out_dir / "summary.json").read_bytes()
+    replace = os.replace
+
+    def refuse_staged(src, dst):
+        if Path(src).name.endswith(".tmp"):
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        replace(src, dst)
+    monkeypatch.setattr(os, "replace", refuse_staged)
+    rc, _, err = run(["--ckpt", ckpt, "--out", out_dir, *QUICK], capsys)
+    assert rc == 2 and "cannot write the report folder" in err and len(err.strip().splitlines()) == 1
+    assert (out_dir / "summary.json").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["rep"]
 
 
 def test_bad_flag_values_are_refused_before_any_work(ckpt, tmp_path, capsys):
