@@ -240,7 +240,7 @@ class _Salient:
 def induction_test(inputs: AnalysisInputs, settings: Settings) -> dict:
     """Random character sequences repeated twice: attention from the second copy to the position after
     the matching character in the first copy, and the loss on each copy."""
-    model, T = inputs.model, inputs.model.config.block_size
+    model, T = inputs.model.eval(), inputs.model.config.block_size
     half = T // 2
     rng = torch.Generator().manual_seed(settings.seed)
     vocab = torch.arange(1, inputs.tokenizer.vocab_size)
@@ -342,7 +342,8 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
     alpha_test = per_test_alpha(settings.alpha, len(names) * L * H)
     stats = {k: split_stats(*runs[k].scores.arrays(), settings.threshold, alpha_test, settings.n_boot, rng) for k in splits}
     valid = validated(stats["discovery"], stats["heldout"], settings.threshold, settings.min_lift, settings.min_windows)
-    offset_idx = [names.index(n) for n in det.offset_detector_names() if n in names]
+    offsets = [k for k, n in enumerate(det.offset_detector_names()) if n in names]  # those among the chosen detectors
+    offset_idx = [names.index(det.offset_detector_names()[k]) for k in offsets]
     disc_run = runs["discovery"]
     summary: dict[str, Any] = {
         "schema": 1,
@@ -357,7 +358,7 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
         "detectors": detector_section(names, {n: det.REGISTRY[n].description for n in names},
                                       stats["discovery"], stats["heldout"], valid),
         "heads": head_table(names, stats["discovery"], stats["heldout"], valid),
-        "offset_profile": {"offsets": list(range(len(offset_idx))),
+        "offset_profile": {"offsets": offsets,
                            **{k: np.moveaxis(stats[k].score[offset_idx], 0, -1).tolist() for k in splits}},
         "class_attention": {"classes": list(CLASS_NAMES), "discovery": _row_normalize(disc_run.class_heads),
                             "heldout": _row_normalize(runs["heldout"].class_heads),

@@ -123,3 +123,10 @@ def test_briefly_trained_model_grows_a_previous_character_head(tmp_path):
     saved = json.loads((tmp_path / "report" / "summary.json").read_text(encoding="utf-8"))
     assert saved["heads"] == json.loads(json.dumps(summary["heads"]))
     assert {p.name for p in (tmp_path / "report").iterdir()} == {"summary.json", "heads.csv", "report.md", "attention_examples.npz"}
+
+
+def test_offset_profile_names_the_offsets_of_the_chosen_detectors(tmp_path):
+    ckpt, _ = make_checkpoint(tmp_path)
+    settings = Settings(n_windows=16, n_boot=50, induction_windows=4, detectors=["offset_3", "space", "self"])
+    profile = run_analysis(load_inputs(ckpt, settings), settings).summary["offset_profile"]
+    assert profile["offsets"] == [0, 3] and np.array(profile["discovery"]).shape == (2, 2, 2)
