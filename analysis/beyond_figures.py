@@ -3,7 +3,7 @@ a model) and returns a matplotlib Figure; draw them inside `analysis.figures.sty
 Hebrew glyphs resolve, and save them with `analysis.figures.save`."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -11,7 +11,7 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis.figures import _char_ticks, _grid_map, attention_heatmap
+from analysis.figures import attention_heatmap, char_ticks, grid_map
 from analysis.hebrew import char_label, is_rtl, snippet
 
 
@@ -28,7 +28,7 @@ def disagreement_figure(disagreement: np.ndarray) -> Figure:
     """Per head, how far value-weighted rows are from raw rows (total variation, 0..1)."""
     fig = Figure(figsize=(4.5, 3.6))
     ax = fig.add_subplot()
-    im = _grid_map(ax, np.asarray(disagreement), Normalize(0, max(0.05, float(np.nanmax(disagreement)))), "Oranges")
+    im = grid_map(ax, np.asarray(disagreement), Normalize(0, max(0.05, float(np.nanmax(disagreement)))), "Oranges")
     ax.set_title("raw vs value-weighted attention\n(mean total-variation distance per row)")
     fig.colorbar(im, ax=ax, fraction=0.05)
     return fig
@@ -44,11 +44,11 @@ def counterfactual_figure(att_a: np.ndarray, att_b: np.ndarray, difference: np.n
     attention_heatmap(att_b, text_b, f"B, L{layer}H{head}: " + snippet(text_b, 28), ax=axes[1])
     bound = max(1e-6, float(np.abs(difference).max()))
     im = axes[2].imshow(difference, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound), interpolation="nearest")
-    _char_ticks(axes[2], "x", aligned_chars)
-    _char_ticks(axes[2], "y", aligned_chars)
+    char_ticks(axes[2], "x", aligned_chars)
+    char_ticks(axes[2], "y", aligned_chars)
     axes[2].set_title(f"A − B on the {len(aligned_chars)} aligned characters")
     fig.colorbar(im, ax=axes[2], fraction=0.04, pad=0.02)
-    im = _grid_map(axes[3], np.asarray(mean_abs_diff), Normalize(0, max(1e-6, float(np.nanmax(mean_abs_diff)))), "Reds",
+    im = grid_map(axes[3], np.asarray(mean_abs_diff), Normalize(0, max(1e-6, float(np.nanmax(mean_abs_diff)))), "Reds",
                    fmt="{:.3f}")
     axes[3].set_title("mean |A − B| per head")
     fig.colorbar(im, ax=axes[3], fraction=0.05)
@@ -133,14 +133,13 @@ def qk_map_figure(queries: np.ndarray, keys: np.ndarray, classes: np.ndarray, cl
     return fig
 
 
-def ablation_figure(delta: np.ndarray, validated: np.ndarray, unused: np.ndarray, names: Optional[Sequence[str]] = None,
-                    mode: str = "zero") -> Figure:
+def ablation_figure(delta: np.ndarray, validated: np.ndarray, unused: np.ndarray, mode: str = "zero") -> Figure:
     """Loss change (nats/char) when each head is ablated alone; boxed = validated behaviour,
     hatched = visible but unused."""
     fig = Figure(figsize=(5.5, 4.2))
     ax = fig.add_subplot()
     bound = max(1e-4, float(np.nanmax(np.abs(delta))))
-    im = _grid_map(ax, np.asarray(delta), TwoSlopeNorm(0.0, -bound, bound), "RdBu_r", marked=np.asarray(validated),
+    im = grid_map(ax, np.asarray(delta), TwoSlopeNorm(0.0, -bound, bound), "RdBu_r", marked=np.asarray(validated),
                    fmt="{:+.3f}")
     for l, h in zip(*np.nonzero(np.asarray(unused))):
         ax.add_patch(Rectangle(

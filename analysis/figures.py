@@ -38,7 +38,9 @@ def style() -> Iterator[None]:
         yield
 
 
-def _char_ticks(ax, axis: str, chars: str) -> None:
+def char_ticks(ax, axis: str, chars: str) -> None:
+    """Label the x or y axis with the characters (visible stand-ins for whitespace), every
+    k-th one when there are more than MAX_LABELLED_CHARS."""
     step = max(1, math.ceil(len(chars) / MAX_LABELLED_CHARS))
     ticks = np.arange(0, len(chars), step)
     labels = [char_label(chars[i]) for i in ticks]
@@ -58,8 +60,8 @@ def attention_heatmap(attention: np.ndarray, chars: str, title: str = "", ax=Non
     ax = ax if ax is not None else fig.add_subplot()
     im = ax.imshow(np.asarray(attention, dtype=np.float32), cmap="Blues", vmin=0.0, vmax=1.0,
                    interpolation="nearest")
-    _char_ticks(ax, "x", chars)
-    _char_ticks(ax, "y", chars)
+    char_ticks(ax, "x", chars)
+    char_ticks(ax, "y", chars)
     ax.set_xlabel("attends to (key), text order →")
     ax.set_ylabel("from (query)")
     ax.set_title(display(title or snippet(chars)))
@@ -87,8 +89,10 @@ def heads_grid(attention: np.ndarray, chars: str, names: Optional[Sequence[str]]
     return fig
 
 
-def _grid_map(ax, values: np.ndarray, norm, cmap: str, marked: Optional[np.ndarray] = None,
+def grid_map(ax, values: np.ndarray, norm, cmap: str, marked: Optional[np.ndarray] = None,
               fmt: str = "{:.2f}"):
+    """A layers × heads map of `values` (L, H) on `ax`, each cell's value written in it when
+    there are at most 64 heads, `marked` heads boxed; returns the image for a colorbar."""
     L, H = values.shape
     im = ax.imshow(values, cmap=cmap, norm=norm, interpolation="nearest")
     ax.set_xticks(range(H), [f"H{h}" for h in range(H)], fontsize=6)
@@ -135,7 +139,7 @@ def detector_maps(summaries: Sequence[dict], split: str = "heldout") -> Figure:
             ax.axis("on")
             d = s["detectors"][det]
             lift = np.asarray(d[split]["score"], dtype=float) - np.asarray(d[split]["baseline"], dtype=float)
-            im = _grid_map(ax, lift, norm, "RdBu_r", np.asarray(d["validated"], dtype=bool), "{:+.2f}")
+            im = grid_map(ax, lift, norm, "RdBu_r", np.asarray(d["validated"], dtype=bool), "{:+.2f}")
             ax.set_title(det if per_group == 1 else f"{det} · {names[i]}", fontsize=7)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.5, label=f"{split} score − uniform baseline (boxed: validated)")
