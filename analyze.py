@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="family-wise error rate; each head x detector test uses alpha / (layers*heads*detectors) (Bonferroni)")
     a.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples of windows for the lift intervals")
     a.add_argument("--min-windows", type=int, default=d.min_windows,
-                   help="a text split with fewer windows than this cannot validate anything")
+                   help="a detector validates nothing unless each text split has at least this many windows with its targets")
     a.add_argument("--induction-windows", type=int, default=d.induction_windows,
                    help="random sequences repeated twice for the standard induction test")
     a.add_argument("--unknown-chars", choices=pipeline.UNKNOWN_POLICIES, default=d.unknown_chars,
