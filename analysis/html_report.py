@@ -14,8 +14,6 @@ import base64
 import html
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from string import Template
 from typing import Iterable, Optional, Sequence
@@ -24,6 +22,7 @@ import numpy as np
 
 from analysis.figures import head_names
 from analysis.hebrew import is_rtl
+from model.checkpoint import atomic_write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_VIEW_TEXTS = 4
@@ -127,20 +126,10 @@ def render(data: dict) -> str:
 
 
 def write_page(data: dict, out_path: Path | str) -> Path:
-    """Render and write atomically (temporary file in the same folder, then rename)."""
+    """Render and write atomically (`model.checkpoint.atomic_write`)."""
     out_path = Path(out_path)
-    text = render(data)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".report-", suffix=".html")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a report is for reading
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = render(data).encode("utf-8")
+    atomic_write(out_path, lambda f: f.write(text))
     return out_path
 
 
