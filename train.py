@@ -117,8 +117,10 @@ def settings_from_args(args: argparse.Namespace, checkpoint: Optional[dict]) -> 
         if s[k] <= 0:
             raise UsageError(f"--{k.replace('_', '-')} must be positive, got {s[k]}")
     for k in ("warmup_iters", "sample_chars", "weight_decay", "grad_clip", "min_lr"):
-        if s[k] < 0:
-            raise UsageError(f"--{k.replace('_', '-')} must not be negative, got {s[k]}")
+        if not (s[k] >= 0 and math.isfinite(s[k])):  # also refuses nan and inf
+            raise UsageError(f"--{k.replace('_', '-')} must be a non-negative number, got {s[k]}")
+    if not -(2**63) <= s["seed"] < 2**63 - 1:  # torch seeds are 64-bit; evaluation uses seed + 1
+        raise UsageError(f"--seed must be a 64-bit integer, got {s['seed']}")
     if s.get("threads") is not None and s["threads"] <= 0:
         raise UsageError(f"--threads must be positive, got {s['threads']}")
     if not (s["lr"] > 0 and math.isfinite(s["lr"])):
@@ -251,7 +253,10 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, CharTokenizer, Opti
     resolve_device(s["device"])
     if checkpoint is not None:
         corpus = corpus_from_identity(checkpoint["corpus"])
-        tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
+        try:
+            tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{args.resume} holds no usable tokenizer ({type(e).__name__}: {e})") from None
     else:
         corpus = bible_corpus(args.lang, args.keep_niqqud) if args.lang else file_corpus(args.text, s["block_size"])
         tokenizer = CharTokenizer.from_text(corpus.train + corpus.val + corpus.heldout)
@@ -368,6 +373,9 @@ def main(argv: Optional[list[str]] = None, stop_at: Optional[int] = None) -> int
     except (UsageError, CorpusError, CheckpointError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while reading the corpus or checkpoint
+        print("interrupted before training; nothing was written", file=sys.stderr)
+        return INTERRUPTED
     try:
         return train(s, corpus, tokenizer, checkpoint, stop_at)
     except KeyboardInterrupt:  # Ctrl-C outside the training steps (set-up, final evaluation, sample)

@@ -156,6 +156,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp
     (["--lang", "en", "--lr", "-0.1"], "--lr must be a positive number"),
     (["--lang", "en", "--lr", "nan"], "--lr must be a positive number"),
     (["--lang", "en", "--threads", "0"], "--threads must be positive"),
+    (["--lang", "en", "--weight-decay", "nan"], "--weight-decay must be a non-negative number"),
+    (["--lang", "en", "--min-lr=-1e-4"], "--min-lr must be a non-negative number"),
+    (["--lang", "en", "--seed", str(2**70)], "--seed must be a 64-bit integer"),
     (["--lang", "en", "--dropout", "1.5"], "dropout must be in [0, 1)"),
     (["--lang", "en", "--keep-niqqud"], "--keep-niqqud only applies"),
     (["--lang", "he", "--device", "cuda:7x"], "--device"),
@@ -168,6 +171,30 @@ def test_bad_arguments_fail_with_one_line_before_any_work(argv, message, tmp_pat
     assert train.main([*argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_resume_refuses_an_unusable_tokenizer_with_one_line(text_file, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert train.main(tiny_args(text_file, out, "--max-iters", "2")) == 0
+    state = load(out)
+    state["tokenizer"] = {"kind": "bpe", "merges": []}
+    torch.save(state, out)
+    capsys.readouterr()
+    assert train.main(["--resume", str(out), "--max-iters", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no usable tokenizer" in err[0] and "'bpe'" in err[0], err
+
+
+def test_ctrl_c_while_preparing_exits_with_one_line(tmp_path, monkeypatch, capsys):
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "bible_corpus", interrupted)
+    out = tmp_path / "m.pt"
+    assert train.main(["--lang", "en", "--out", str(out)]) == train.INTERRUPTED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["interrupted before training; nothing was written"]
     assert not out.exists()
 
 
