@@ -67,7 +67,9 @@ class TextSplit:
     source: str
     windows: list[str]
     n_chars: int
-    unknown: str = "error"  # encoding policy: the corpus's own held-out text may hold chars the training text lacked
+    # Encoding policy. --unknown-chars is applied to --text / --sentences before windows are cut, so what is left
+    # here is the corpus's own held-out text, which may hold characters the training text lacked.
+    unknown: str = "replace"
 
     def describe(self) -> dict:
         return {"source": self.source, "n_windows": len(self.windows), "n_chars": self.n_chars}
@@ -137,24 +139,23 @@ def load_inputs(ckpt_path: str | os.PathLike, settings: Settings, text_path: Opt
                 raise AnalysisError(f"{text_path} holds {len(text):,} characters; at least {2 * T:,} are needed "
                                     f"(one {T}-character window in each half)")
             lang = detect_language(text)
-            discovery = TextSplit(f"{text_path} (first half)", sample_windows(text[:half], T, settings.n_windows, rng), half,
-                                  unknown="replace")
+            discovery = TextSplit(f"{text_path} (first half)", sample_windows(text[:half], T, settings.n_windows, rng), half)
             heldout = TextSplit(f"{text_path} (second half)", sample_windows(text[half:], T, settings.n_windows, rng),
-                                len(text) - half, unknown="replace")
+                                len(text) - half)
         else:
             corpus = corpus_from_identity(state["corpus"])
             lang = corpus.lang
             if len(corpus.train) < T:
                 raise AnalysisError(f"the training text holds {len(corpus.train):,} characters, fewer than one window ({T})")
             discovery = TextSplit(f"{corpus.name} training text", sample_windows(corpus.train, T, settings.n_windows, rng),
-                                  len(corpus.train), unknown="replace")
+                                  len(corpus.train))
             if sentences is not None:
                 heldout = _sentence_split(sentences, tokenizer, T, settings.unknown_chars)
             else:
                 if len(corpus.heldout) < T:
                     raise AnalysisError(f"the held-out text holds {len(corpus.heldout):,} characters, fewer than one window ({T})")
                 heldout = TextSplit(f"{corpus.name} held-out text", sample_windows(corpus.heldout, T, settings.n_windows, rng),
-                                    len(corpus.heldout), unknown="replace")
+                                    len(corpus.heldout))
     except CorpusError as e:
         raise AnalysisError(str(e)) from None
     return AnalysisInputs(str(ckpt_path), Path(ckpt_path).stem, lang, model, tokenizer, state, discovery, heldout)
@@ -169,7 +170,7 @@ def _sentence_split(sentences: list[str], tokenizer: Tokenizer, T: int, unknown_
             raise AnalysisError(f"sentence {s!r} is too short: a window needs at least 2 characters")
         if len(s) > T:
             raise AnalysisError(f"sentence {s[:30]!r}... holds {len(s)} characters; the model's window is {T}")
-    return TextSplit("--sentences", kept, sum(map(len, kept)), unknown="replace")
+    return TextSplit("--sentences", kept, sum(map(len, kept)))
 
 
 class SplitRun:

@@ -46,7 +46,7 @@ def inputs_for(ckpt: str | None, n_windows: int) -> pipeline.AnalysisInputs:
     T = model.config.block_size
     rng = np.random.default_rng(0)
     half = n_windows // 2
-    split = lambda text, name: pipeline.TextSplit(name, pipeline.sample_windows(text, T, half, rng), len(text), unknown="replace")
+    split = lambda text, name: pipeline.TextSplit(name, pipeline.sample_windows(text, T, half, rng), len(text))
     return pipeline.AnalysisInputs(ckpt or "fresh-small", "bench", "en", model, tok, {"iter": 0},
                                    split(corpus.train, "train"), split(corpus.train[len(corpus.train) // 2:], "train, 2nd half"))
 
