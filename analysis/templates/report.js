@@ -130,7 +130,8 @@
 
     const textSel = el("select", { id: id + "-text", "aria-label": "text" });
     view.texts.forEach(function (t, k) {
-      textSel.append(el("option", { value: k, text: (k + 1) + ": " + Array.from(t.text).slice(0, 40).join("") + "\u2026" }));
+      const chars = Array.from(t.text);
+      textSel.append(el("option", { value: k, text: (k + 1) + ": " + chars.slice(0, 40).join("") + (chars.length > 40 ? "\u2026" : "") }));
     });
     const layerSel = el("select", { id: id + "-layer", "aria-label": "layer" });
     for (let l = 0; l < L; l++) layerSel.append(el("option", { value: l, text: "layer " + l }));
