@@ -193,13 +193,16 @@ def detect_language(text: str) -> str:
 
 
 def read_text_file(path: str | Path) -> str:
-    """A UTF-8 text file, NFC-normalized; CorpusError for missing, empty, binary or non-UTF-8 files."""
+    """A UTF-8 text file, NFC-normalized; CorpusError for missing, unreadable, empty, binary or non-UTF-8 files."""
     path = Path(path)
     if not path.exists():
         raise CorpusError(f"text file not found: {path}")
     if not path.is_file():
         raise CorpusError(f"not a file: {path}")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CorpusError(f"cannot read {path}: {e.strerror}") from None
     if b"\x00" in raw:
         raise CorpusError(f"{path} looks binary (it holds NUL bytes); give a UTF-8 text file")
     try:

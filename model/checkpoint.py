@@ -68,10 +68,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         what = f"it would call {found.group(1)}" if found else "it holds objects a safe checkpoint may not hold"
         raise CheckpointError(f"refused to load {path}: {what} (only tensors and plain containers are allowed)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except PermissionError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError):
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file)") from None
-    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
-        raise CheckpointError(f"{path} is not a charlens checkpoint (missing {', '.join(k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state)})")
+    missing = [k for k in REQUIRED_KEYS if k not in state] if isinstance(state, dict) else list(REQUIRED_KEYS)
+    if missing:
+        raise CheckpointError(f"{path} is not a charlens checkpoint (missing {', '.join(missing)})")
     return state
 
 

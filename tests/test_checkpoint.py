@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -78,10 +79,12 @@ def test_truncated_foreign_and_incomplete_files_give_one_line(tmp_path):
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     (tmp_path / "notes.pt").write_text("not a checkpoint\n")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
     for name, message in [("cut.pt", "not a readable checkpoint"), ("notes.pt", "not a readable checkpoint"),
                           ("foreign.pt", "not a charlens checkpoint (missing model_config, model, tokenizer"),
+                          ("list.pt", "not a charlens checkpoint (missing model_config, model, tokenizer, corpus, iter)"),
                           ("absent.pt", "checkpoint not found")]:
-        with pytest.raises(CheckpointError, match=message.replace("(", r"\(")) as e:
+        with pytest.raises(CheckpointError, match=re.escape(message)) as e:
             load_checkpoint(tmp_path / name)
         assert "\n" not in str(e.value)
 
@@ -100,3 +103,15 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint({**state, "iter": 8}, tmp_path / "m.pt")
     assert (tmp_path / "m.pt").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_an_unreadable_file_says_so(tmp_path, monkeypatch):
+    state, _ = make_state()
+    save_checkpoint(state, tmp_path / "m.pt")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ckpt.torch, "load", denied)
+    with pytest.raises(CheckpointError, match=r"^cannot read .*m\.pt: Permission denied$"):
+        load_checkpoint(tmp_path / "m.pt")

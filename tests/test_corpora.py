@@ -87,6 +87,18 @@ def test_bad_text_files_give_one_clear_line(tmp_path, content, message):
     assert "\n" not in str(e.value)
 
 
+def test_an_unreadable_text_file_gives_one_clear_line(tmp_path, monkeypatch):
+    path = tmp_path / "corpus.txt"
+    path.write_text("x" * 10_000, encoding="utf-8")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(corpora.Path, "read_bytes", denied)
+    with pytest.raises(CorpusError, match=r"^cannot read .*corpus\.txt: Permission denied$"):
+        file_corpus(path)
+
+
 def test_detect_language():
     assert detect_language("בראשית ברא אלהים, and some words") == "he"
     assert detect_language("In the beginning God created") == "en"
