@@ -21,7 +21,7 @@ from analysis import beyond_figures as bf
 from analysis import detectors as det
 from analysis.ablation import ablation_study, repeated_random_windows
 from analysis.cache import run_with_cache
-from analysis.counterfactual import run_counterfactual
+from analysis.counterfactual import align_positions, run_counterfactual
 from analysis.figures import save, style
 from analysis.importance import EntropyAccumulator, highlighted_html, token_importance
 from analysis.qk_map import qk_map
@@ -86,7 +86,8 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def check_inputs(args: argparse.Namespace, model, tokenizer) -> None:
-    """Checks that need the model: the head exists, the counterfactual texts fit and are encodable."""
+    """Checks that need the model: the head exists, the counterfactual texts fit, are encodable and
+    share at least 2 aligned characters."""
     c = model.config
     if args.qk_map:
         l, h = parse_head(args.qk_map)
@@ -99,6 +100,8 @@ def check_inputs(args: argparse.Namespace, model, tokenizer) -> None:
             tokenizer.encode(text)
         except UnknownCharactersError as e:
             raise BeyondError(f"--counterfactual text {name}: {e}") from None
+    if args.counterfactual and len(align_positions(*args.counterfactual)[0]) < 2:
+        raise BeyondError("--counterfactual texts share fewer than 2 aligned characters; nothing to compare")
 
 
 def _heldout_groups(inputs, n: int) -> list[tuple[list[str], torch.Tensor, torch.Tensor]]:

@@ -49,6 +49,7 @@ def test_sentences_of_different_lengths(tmp_path):
     (["--qk-map", "5.0"], "layers 0..1"),
     (["--counterfactual", "And God", " "], "two non-empty texts"),
     (["--counterfactual", "And God", "Zürich"], "text B"),
+    (["--counterfactual", "And", "God"], "fewer than 2 aligned characters"),
     (["--ablation-tol", "-1"], "--ablation-tol"),
 ])
 def test_bad_flags_fail_with_one_line(tmp_path, capsys, flags, message):
