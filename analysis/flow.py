@@ -5,7 +5,8 @@ for the residual stream), rows renormalized, as in attention rollout (Abnar &
 Zuidema 2020, `analysis.rollout`). The flow graph follows one query down through
 the layers: the mass arriving at a position of layer l is split over the positions
 it attends to in layer l-1, so every level's node weights sum to 1 and the bottom
-level equals the query's row of `analysis.rollout.attention_rollout`.
+level equals the query's row of `analysis.rollout.attention_rollout`. (This is rollout
+split along its paths, not the max-flow "attention flow" of the same paper.)
 """
 from __future__ import annotations
 
