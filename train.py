@@ -21,7 +21,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -181,6 +181,23 @@ def make_optimizer(model: TransformerLM, s: dict, device: torch.device) -> torch
     return torch.optim.AdamW(groups, lr=s["lr"], betas=(s["beta1"], s["beta2"]), fused=device.type == "cuda")
 
 
+def train_step(model: TransformerLM, forward: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, lr: float, grad_clip: float, autocast, step: int) -> float:
+    """One optimizer step at learning rate `lr` on the batch (x, y); returns its loss. `forward` is the
+    model or its torch.compile wrapper. A non-finite loss raises NonFiniteLoss before the weights change."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast:
+        _, loss, _ = forward(x, y)
+    loss_value = require_finite(loss.item(), f"training loss at step {step}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss_value
+
+
 @torch.no_grad()
 def estimate_loss(model, splits: dict[str, torch.Tensor], s: dict, device, autocast) -> dict[str, float]:
     """Mean loss over eval_iters batches per split, drawn from a fixed generator so every
@@ -315,17 +332,8 @@ def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optiona
         for it in bar:
             step, t0 = it + 1, time.perf_counter()
             lr = lr_at(it, s)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             x, y = get_batch(splits["train"], s["block_size"], s["batch_size"], batch_rng, device)
-            with autocast:
-                _, loss, _ = step_model(x, y)
-            loss_value = require_finite(loss.item(), f"training loss at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if s["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), s["grad_clip"])
-            optimizer.step()
+            loss_value = train_step(model, step_model, optimizer, x, y, lr, s["grad_clip"], autocast, step)
             dt = time.perf_counter() - t0
             if it % 10 == 0:
                 history.append({"kind": "step", "iter": step, "loss": loss_value, "lr": lr, "ms": dt * 1e3})

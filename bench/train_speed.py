@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -44,7 +45,7 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
 
 
 class Stepper:
-    """One model + optimizer at the reference configuration, stepping on fixed data."""
+    """One model + optimizer at the reference configuration, taking the trainer's own steps on fixed data."""
 
     def __init__(self, data: torch.Tensor, vocab_size: int, compile: bool):
         torch.manual_seed(REFERENCE["seed"])
@@ -58,14 +59,9 @@ class Stepper:
         """Run n training steps; return seconds per step."""
         t0 = time.perf_counter()
         for _ in range(n):
-            for group in self.optimizer.param_groups:
-                group["lr"] = train.lr_at(self.it, REFERENCE)
             x, y = train.get_batch(self.data, REFERENCE["block_size"], REFERENCE["batch_size"], self.rng, torch.device("cpu"))
-            _, loss, _ = self.forward(x, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), REFERENCE["grad_clip"])
-            self.optimizer.step()
+            train.train_step(self.model, self.forward, self.optimizer, x, y, train.lr_at(self.it, REFERENCE),
+                             REFERENCE["grad_clip"], nullcontext(), self.it + 1)
             self.it += 1
         return (time.perf_counter() - t0) / n
 
