@@ -157,7 +157,7 @@ def test_a_failed_final_rename_restores_the_previous_report(ckpt, tmp_path, caps
     replace = os.replace
 
     def refuse_staged(src, dst):
-        if Path(src).name.endswith(".tmp"):
+        if Path(src).is_dir() and Path(src).name.endswith(".tmp"):  # the staged report folder
             raise OSError(errno.EBUSY, "Device or resource busy")
         replace(src, dst)
     monkeypatch.setattr(os, "replace", refuse_staged)
