@@ -134,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(format_head_table(analysis.summary))
         print(f"report written to {out_dir}/ (summary.json, heads.csv, report.md, report.html, figures, attention_examples.npz)")
+    n_heldout = len(inputs.heldout.windows)
+    if n_heldout < settings.min_windows:
+        print(f"analyze.py: note: the held-out text gave {n_heldout} window(s), fewer than --min-windows ({settings.min_windows}): "
+              "scores are reported, but no head can be validated on so little text", file=sys.stderr)
     return 0
 
 

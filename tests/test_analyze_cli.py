@@ -57,6 +57,7 @@ def test_sentences_are_held_out_windows_of_their_own_length(ckpt, tmp_path, caps
     summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
     assert summary["texts"]["heldout"] == {"source": "--sentences", "n_windows": 2, "n_chars": 13 + 18}
     assert not any(h["validated"] for h in summary["heads"])  # two windows cannot validate anything
+    assert "gave 2 window(s), fewer than --min-windows (10)" in err  # ...and the user is told so
     ex = np.load(tmp_path / "r" / "attention_examples.npz")
     assert list(ex["lengths"]) == [13, 18] and list(ex["text"]) == ["And God said.", "the light was good"]
 
