@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -211,8 +212,10 @@ def append_markdown(report_md: Path, markdown: str) -> None:
 
 
 def _value_weighted_section(report, summary, heads_by_pos, names, tv, raw_scores, vw_scores, text0, att0, vw0) -> None:
-    raw = np.nanmean(torch.cat(raw_scores).numpy(), axis=0)  # (D, L, H)
-    vw = np.nanmean(torch.cat(vw_scores).numpy(), axis=0)
+    with warnings.catch_warnings():  # a detector without targets in any window (short sentences) stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        raw = np.nanmean(torch.cat(raw_scores).numpy(), axis=0)  # (D, L, H)
+        vw = np.nanmean(torch.cat(vw_scores).numpy(), axis=0)
     rows = []
     for (l, h), head in heads_by_pos.items():
         if head.get("behaviour", "none") in names:
