@@ -104,7 +104,7 @@ def settings_from_args(args: argparse.Namespace, checkpoint: Optional[dict]) -> 
         s = dict(checkpoint["train_args"])
         fixed = [k for k in given if k in s and k not in RESUMABLE_OVERRIDES + NOT_SETTINGS and given[k] != s[k]]
         if fixed:
-            raise UsageError(f"--resume continues a run with its own settings; these differ: "
+            raise UsageError("--resume continues a run with its own settings; these differ: "
                              + ", ".join(f"--{k.replace('_', '-')} {given[k]} (checkpoint: {s[k]})" for k in fixed))
         s.update({k: given[k] for k in RESUMABLE_OVERRIDES if k in given})
         s["out"] = given.get("out", args.resume)

@@ -23,7 +23,7 @@ from scipy.cluster.hierarchy import dendrogram
 
 from analysis.flow import query_flow
 from analysis.hebrew import char_label, display, font_families, is_rtl, snippet
-from analysis.similarity import cluster_heads, head_labels, js_distance_matrix
+from analysis.similarity import cluster_heads, js_distance_matrix
 
 MAX_LABELLED_CHARS = 64  # above this, axes label every k-th character
 HEATMAP_CHARS = 64  # write_figures draws heatmaps of this many leading characters

@@ -12,9 +12,8 @@ import hashlib
 import importlib.util
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from data.tokenizer import normalize
 

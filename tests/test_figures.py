@@ -3,7 +3,6 @@ what they show; Hebrew must come out right to left and in a font that has its gl
 import warnings
 
 import numpy as np
-import pytest
 import torch
 from matplotlib import font_manager
 from matplotlib.patches import Rectangle

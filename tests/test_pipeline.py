@@ -3,7 +3,6 @@ models get no validated head beyond chance, and a briefly trained model grows a 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
