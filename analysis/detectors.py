@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from analysis.importance import attention_entropy
 from data.charclasses import CLASS_INDEX, CLASS_NAMES
 
 MAX_OFFSET = 8  # the offset profile covers offsets 0..MAX_OFFSET
@@ -166,8 +167,7 @@ def head_metric_sums(attention: torch.Tensor) -> dict[str, torch.Tensor]:
     B, L, H, T, _ = attention.shape
     i = torch.arange(T, dtype=attention.dtype)
     distance = i - attention @ i  # rows sum to 1: sum_j A[i, j] (i - j) = i - sum_j A[i, j] j
-    a_log_a = attention.clamp_min(1e-30).log_().mul_(attention)  # A log A, 0 where A = 0 (in place: one temporary)
-    entropy = -a_log_a.sum(-1)[..., 1:] / torch.log(i[1:] + 1)  # (B, L, H, T-1)
+    entropy = attention_entropy(attention)[..., 1:]  # (B, L, H, T-1); row 0 has a single key
     return {
         "mean_distance": distance[..., 1:].mean(-1).sum(0),
         "normalized_entropy": entropy.mean(-1).sum(0),

@@ -34,8 +34,8 @@ def attention_entropy(attention: torch.Tensor, normalized: bool = True) -> torch
     """Entropy (nats) of every attention row: (..., T, T) -> (..., T). With `normalized`, divided
     by log(i+1), the entropy of uniform causal attention, so 0 = one key and 1 = uniform;
     row 0 (a single key) is NaN then, since it has no choice to measure."""
-    p = attention.clamp_min(0)
-    ent = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=-1)
+    a_log_a = attention.clamp_min(1e-30).log_().mul_(attention)  # A log A, 0 where A = 0; one temporary
+    ent = -a_log_a.sum(dim=-1)
     if not normalized:
         return ent
     T = attention.size(-1)
