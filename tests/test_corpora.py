@@ -1,6 +1,8 @@
 """Corpora: the two Bibles split by the same books, --text files, their errors, and the cache."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from data import corpora
@@ -105,7 +107,7 @@ def test_detect_language():
 
 
 def test_cache_is_reused_and_a_changed_source_rebuilds(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpora, "CACHE_DIR", tmp_path)
+    monkeypatch.setenv("CHARLENS_CACHE", str(tmp_path))
     builds = []
     build = lambda: builds.append(1) or {"train": f"built {len(builds)}"}
     assert corpora._cached({"name": "x", "sha256": "aaa"}, build) == {"train": "built 1"}
@@ -113,6 +115,19 @@ def test_cache_is_reused_and_a_changed_source_rebuilds(tmp_path, monkeypatch):
     assert len(builds) == 1
     assert corpora._cached({"name": "x", "sha256": "bbb"}, build) == {"train": "built 2"}
     assert len(list(tmp_path.glob("x-*.json"))) == 2 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_cache_lives_in_the_user_cache_dir_never_in_the_package(monkeypatch, tmp_path):
+    monkeypatch.delenv("CHARLENS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert corpora.cache_dir() == tmp_path / "xdg" / "charlens"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert corpora.cache_dir() == tmp_path / "home" / ".cache" / "charlens"
+    monkeypatch.setenv("CHARLENS_CACHE", str(tmp_path / "mine"))
+    assert corpora.cache_dir() == tmp_path / "mine"
+    package = Path(corpora.__file__).resolve().parent
+    assert package not in corpora.cache_dir().resolve().parents
 
 
 def test_write_bible_text_writes_one_verse_a_line(tmp_path, en):

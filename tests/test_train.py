@@ -14,6 +14,7 @@ import torch
 
 import train
 from data.corpora import bible_corpus
+from model.transformer import TransformerLM
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny models run fastest on one thread, and a second thread spin-waits badly on a shared 2-core CPU.
@@ -127,7 +128,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp
     extra = ("--max-iters", "40", "--eval-interval", "10")
     assert train.main(tiny_args(text_file, reference, *extra), stop_at=20) == train.INTERRUPTED
 
-    forward = train.TransformerLM.forward
+    forward = TransformerLM.forward
     calls = []
 
     def poisoned(self, idx, targets=None, return_attention=False):
@@ -138,7 +139,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp
                 loss = loss * float("nan")
         return logits, loss, att
 
-    monkeypatch.setattr(train.TransformerLM, "forward", poisoned)
+    monkeypatch.setattr(TransformerLM, "forward", poisoned)
     out = tmp_path / "m.pt"
     assert train.main(tiny_args(text_file, out, *extra)) == 1
     err = capsys.readouterr().err
@@ -210,35 +211,6 @@ def test_argparse_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         train.main(argv)
     assert e.value.code == 2
-
-
-def test_learning_rate_schedule():
-    s = dict(lr=1e-3, min_lr=1e-4, warmup_iters=100, max_iters=2000)
-    assert train.lr_at(0, s) == pytest.approx(1e-3 / 101)
-    assert train.lr_at(99, s) == pytest.approx(1e-3 * 100 / 101)
-    assert train.lr_at(100, s) == pytest.approx(1e-3)
-    assert train.lr_at(1050, s) == pytest.approx((1e-3 + 1e-4) / 2)
-    assert train.lr_at(2000, s) == pytest.approx(1e-4)
-
-
-def test_batches_are_shifted_windows_from_the_generator():
-    data = torch.arange(1000)
-    x, y = train.get_batch(data, 16, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
-    assert x.shape == y.shape == (4, 16)
-    assert torch.equal(y, x + 1) and torch.equal(x[:, 1:], x[:, :-1] + 1)
-    x2, _ = train.get_batch(data, 16, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
-    assert torch.equal(x, x2)
-
-
-def test_full_loss_is_the_mean_over_consecutive_windows():
-    torch.manual_seed(0)
-    s = {"block_size": 8}
-    model = train.TransformerLM(train.ModelConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=16))
-    data = torch.randint(10, (8 * 5 + 3,), generator=torch.Generator().manual_seed(1))  # 5 whole windows + spare
-    got = train.full_loss(model, data, s, torch.device("cpu"), train.nullcontext())
-    assert model.training  # full_loss puts the model back in training mode
-    x, y = data[:40].view(5, 8), data[1:41].view(5, 8)
-    assert got == pytest.approx(model.eval()(x, y)[1].item(), abs=1e-6)
 
 
 def test_keep_niqqud_trains_on_pointed_hebrew_under_its_own_name(tmp_path, monkeypatch):
