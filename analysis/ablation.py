@@ -1,7 +1,7 @@
 """Head ablation: does the model use what a head visibly does?
 
 A head is zero-ablated (its output z set to 0) or mean-ablated (z set to its mean over the
-held-out positions) through `attn.head_output_hook`, and the change in next-character loss on
+held-out positions) through the hook point `blocks.L.attn.hook_z`, and the change in next-character loss on
 held-out text is measured, overall and on the positions the head's behaviour concerns: the
 query rows where, in the clean run, the head puts at least `focus` of its attention on the
 behaviour's targets (for `induction`: the second copy of random sequences repeated twice).
@@ -10,16 +10,15 @@ flagged visible but unused.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import ContextManager, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from analysis.cache import run_with_cache
+from model.hooks import HookFn, hook_point_name, hooks, run_with_cache
 from analysis.detectors import REGISTRY, CharBatch
 from model.transformer import TransformerLM
 
@@ -27,31 +26,23 @@ AblationMode = Literal["zero", "mean"]
 Head = tuple[int, int]
 
 
-@contextmanager
 def ablated(model: TransformerLM, heads: Iterable[Head], mode: AblationMode = "zero",
-            means: torch.Tensor | None = None) -> Iterator[None]:
-    """Within the block, the given (layer, head) outputs are replaced by 0 or by `means`
-    (L, nh, hs); any head_output_hook already installed runs first."""
+            means: torch.Tensor | None = None) -> ContextManager[None]:
+    """Within the block, the given (layer, head) outputs z are replaced by 0 or by `means` (L, nh, hs),
+    through the hook points blocks.L.attn.hook_z (after any hook already there)."""
     if mode == "mean" and means is None:
         raise ValueError("mean ablation needs the heads' mean outputs (head_output_means)")
     by_layer: dict[int, list[int]] = {}
     for l, h in heads:
         by_layer.setdefault(l, []).append(h)
-    saved = []
-    for l, hs in by_layer.items():
-        attn = model.blocks[l].attn
-        saved.append((attn, attn.head_output_hook))
 
-        def hook(y: torch.Tensor, l: int = l, hs: list[int] = hs, first=attn.head_output_hook) -> torch.Tensor:
-            y = (first(y) if first is not None else y).clone()  # (B, nh, T, hs)
-            y[:, hs] = 0.0 if mode == "zero" else means[l, hs].to(y)[:, None, :]
-            return y
-        attn.head_output_hook = hook
-    try:
-        yield
-    finally:
-        for attn, hook in saved:
-            attn.head_output_hook = hook
+    def replace(l: int, hs: list[int]) -> HookFn:
+        def hook(z: torch.Tensor) -> torch.Tensor:  # (B, nh, T, hs)
+            z = z.clone()
+            z[:, hs] = 0.0 if mode == "zero" else means[l, hs].to(z)[:, None, :]
+            return z
+        return hook
+    return hooks(model, [(hook_point_name(l, "z"), replace(l, hs)) for l, hs in by_layer.items()])
 
 
 Windows = torch.Tensor | Sequence[torch.Tensor]  # (N, T+1), or groups of windows of different lengths

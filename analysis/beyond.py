@@ -21,7 +21,7 @@ from tqdm import tqdm
 from analysis import beyond_figures as bf
 from analysis import detectors as det
 from analysis.ablation import ablation_study, repeated_random_windows
-from analysis.cache import run_with_cache
+from model.hooks import run_with_cache
 from analysis.counterfactual import align_positions, run_counterfactual
 from analysis.figures import save, style
 from analysis.importance import EntropyAccumulator, highlighted_html, token_importance

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.cache import run_with_cache
+from model.hooks import run_with_cache
 from analysis.value_weighted import value_weighted_attention
 from model.transformer import TransformerLM
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from analysis.cache import run_with_cache
+from model.hooks import run_with_cache
 from analysis.value_weighted import row_normalize, value_weighted_attention
 from data.charclasses import classify
 from data.tokenizer import Tokenizer

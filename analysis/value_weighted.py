@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from analysis.cache import ActivationCache
+from model.hooks import ActivationCache
 from model.transformer import TransformerLM
 
 

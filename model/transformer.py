@@ -1,23 +1,35 @@
 """A nanoGPT-sized character-level transformer whose attention can be observed.
 
-One file, plain PyTorch. `CausalSelfAttention` uses `F.scaled_dot_product_attention`
-while training and an explicit softmax when the caller asks for the attention
-pattern, so observing the model costs training nothing.
+One file, plain PyTorch. Every tensor worth observing passes through a named `HookPoint`
+(an identity module, the idea of TransformerLens's hook points): per layer
+`blocks.{l}.attn.hook_q`, `hook_k`, `hook_v` (B, nh, T, hs), `hook_scores` and
+`hook_pattern` (B, nh, T, T) and `hook_z`, the per-head outputs (B, nh, T, hs).
+`model.hooks` records and edits them with removable handles. `CausalSelfAttention`
+uses `F.scaled_dot_product_attention` unless someone observes the scores or the
+pattern (or the caller asks for the attention), so observing costs training nothing.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-# A hook takes the post-softmax pattern (B, nh, T, T) and returns the pattern to use.
-PatternHook = Callable[[torch.Tensor], torch.Tensor]
-# A hook takes the per-head outputs (B, nh, T, hs) before they are merged by c_proj.
-HeadOutputHook = Callable[[torch.Tensor], torch.Tensor]
+
+
+class HookPoint(nn.Module):
+    """An identity module that names a tensor of the forward pass. Forward hooks registered on it
+    (`model.hooks.hooks`, or `register_forward_hook` directly) see the tensor and may replace it."""
+
+    @property
+    def observed(self) -> bool:
+        return bool(self._forward_hooks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 @dataclass
@@ -65,40 +77,27 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         causal = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", causal.view(1, 1, config.block_size, config.block_size), persistent=False)
-        # Observation and intervention points (None in normal use).
-        self.pattern_hook: Optional[PatternHook] = None
-        self.head_output_hook: Optional[HeadOutputHook] = None
-
-    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values split by head, each (B, nh, T, hs)."""
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        split = lambda t: t.view(B, T, self.n_head, self.head_size).transpose(1, 2)
-        return split(q), split(k), split(v)
-
-    def pattern(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Post-softmax attention weights (B, nh, T, T); zero on future keys."""
-        T = q.size(-2)
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        scores = scores.masked_fill(~self.causal_mask[:, :, :T, :T], float("-inf"))
-        return F.softmax(scores, dim=-1)
+        # Named observation points (identity modules; see model.hooks).
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # (B, nh, T, hs)
+        self.hook_scores, self.hook_pattern = HookPoint(), HookPoint()  # (B, nh, T, T), pre- and post-softmax
+        self.hook_z = HookPoint()  # per-head outputs (B, nh, T, hs), before c_proj merges them
 
     def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         B, T, C = x.shape
-        q, k, v = self.qkv(x)  # (B, nh, T, hs)
-        explicit = return_attention or self.pattern_hook is not None
+        split = lambda t: t.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        q, k, v = (split(t) for t in self.c_attn(x).split(self.n_embd, dim=2))
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)  # (B, nh, T, hs)
         att = None
-        if explicit:
-            att = self.pattern(q, k)  # (B, nh, T, T)
-            if self.pattern_hook is not None:
-                att = self.pattern_hook(att)
+        if return_attention or self.hook_scores.observed or self.hook_pattern.observed:
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            scores = self.hook_scores(scores.masked_fill(~self.causal_mask[:, :, :T, :T], float("-inf")))
+            att = self.hook_pattern(F.softmax(scores, dim=-1))  # (B, nh, T, T), zero on future keys
             y = self.attn_dropout(att) @ v
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
             )
-        if self.head_output_hook is not None:
-            y = self.head_output_hook(y)  # (B, nh, T, hs)
+        y = self.hook_z(y)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y)), att
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from model.transformer import ModelConfig, TransformerLM
+from model.hooks import add_hook
 
 
 def tiny_model(seed: int = 0, n_layer: int = 2, n_head: int = 2, n_embd: int = 16, vocab_size: int = 12,
@@ -27,4 +28,4 @@ def set_head_pattern(model: TransformerLM, layer: int, head: int, make) -> None:
         att = att.clone()
         att[:, head] = make(att.size(-1)).to(att)
         return att
-    model.blocks[layer].attn.pattern_hook = hook
+    add_hook(model, f"blocks.{layer}.attn.hook_pattern", hook)

@@ -6,6 +6,7 @@ import torch
 from analysis.ablation import (ablated, ablation_study, head_output_means, loss_change, position_losses,
                                repeated_random_windows)
 from beyond_helpers import previous_char_pattern, tiny_model
+from model.hooks import add_hook
 
 T = 16
 
@@ -24,8 +25,8 @@ def trained():
     """One layer; head 0 hand-set to attend to the previous character, head 1 to itself;
     the rest trained briefly to use them."""
     model = tiny_model(n_layer=1, n_head=2, n_embd=32, vocab_size=10, block_size=T)
-    model.blocks[0].attn.pattern_hook = lambda att: torch.stack(
-        [previous_char_pattern(att.size(-1)), torch.eye(att.size(-1))]).expand_as(att)
+    add_hook(model, "blocks.0.attn.hook_pattern", lambda att: torch.stack(
+        [previous_char_pattern(att.size(-1)), torch.eye(att.size(-1))]).expand_as(att))
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for step in range(150):
@@ -83,9 +84,9 @@ def test_ablated_hook_restores_and_chains(trained):
     attn = model.blocks[0].attn
     clean = position_losses(model, held_out)
     with ablated(model, [(0, 0), (0, 1)]):
-        assert attn.head_output_hook is not None
+        assert attn.hook_z.observed
         both = position_losses(model, held_out)
-    assert attn.head_output_hook is None
+    assert not attn.hook_z.observed
     assert torch.equal(position_losses(model, held_out), clean)
     assert both.mean() > clean.mean() + 1.0
     with pytest.raises(ValueError, match="mean ablation"):

@@ -5,6 +5,7 @@ import torch
 from analysis.counterfactual import align_positions, compare_patterns, rowwise_correlation, run_counterfactual
 from beyond_helpers import previous_char_pattern, tiny_model
 from data.tokenizer import CharTokenizer
+from model.hooks import add_hook
 
 TEXT_A = "the cat sat on the mat"
 TEXT_B = "the big bat sat on the mat"  # different length; the only 'c' is gone
@@ -28,7 +29,7 @@ def hand_set(model, tok, watched: str):
         att[:, 1] = torch.where(none, torch.eye(T).expand(B, T, T), hit / hit.sum(-1, keepdim=True).clamp_min(1))
         return att
 
-    model.blocks[0].attn.pattern_hook = hook
+    add_hook(model, "blocks.0.attn.hook_pattern", hook)
 
 
 def setup():

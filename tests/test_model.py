@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from model.hooks import hooks
 from model.transformer import PRESETS, ModelConfig, TransformerLM
 
 torch.set_num_threads(1)
@@ -45,23 +46,23 @@ def test_changing_a_later_character_leaves_earlier_logits_unchanged():
     assert not torch.allclose(a[:, 20:], b[:, 20:])
 
 
-def test_pattern_hook_replaces_the_attention_used():
+def test_pattern_hook_point_replaces_the_attention_used():
     """Hand-set attention to the identity: each position then reads only its own value vector,
     so the attention output is c_proj(v) — a known answer."""
     model = tiny_model()
     attn = model.blocks[0].attn
     x = torch.randn(2, 10, 32, generator=torch.Generator().manual_seed(2))
-    attn.pattern_hook = lambda att: torch.eye(att.size(-1)).expand_as(att)
-    out, att = attn(x, return_attention=True)
-    _, _, v = attn.qkv(x)  # (B, nh, T, hs)
-    expected = attn.c_proj(v.transpose(1, 2).reshape(2, 10, 32))
+    seen = {}
+    attn.hook_v.register_forward_hook(lambda m, a, v: seen.setdefault("v", v))
+    attn.hook_pattern.register_forward_hook(lambda m, a, att: torch.eye(att.size(-1)).expand_as(att))
+    out, att = attn(x)  # an observed pattern takes the explicit path without being asked
+    expected = attn.c_proj(seen["v"].transpose(1, 2).reshape(2, 10, 32))  # v is (B, nh, T, hs)
     assert torch.allclose(out, expected, atol=1e-6)
     assert torch.equal(att, torch.eye(10).expand(2, 2, 10, 10))
 
 
-def test_head_output_hook_can_ablate_one_head():
+def test_z_hook_point_can_ablate_one_head():
     model, idx = tiny_model(), tokens(1)
-    attn = model.blocks[1].attn
     seen = []
 
     def zero_head_0(y):
@@ -71,15 +72,26 @@ def test_head_output_hook_can_ablate_one_head():
         return y
 
     base = model(idx)[0]
-    attn.head_output_hook = zero_head_0
-    ablated = model(idx)[0]
+    with hooks(model, [("blocks.1.attn.hook_z", zero_head_0)]):
+        ablated = model(idx)[0]
     assert seen == [(1, 2, 32, 16)]  # (B, nh, T, hs)
     assert not torch.allclose(base, ablated)
+    assert torch.equal(model(idx)[0], base)  # the hook is gone after the block
     # Zeroing head 0 equals removing its slice from the output projection.
-    attn.head_output_hook = None
     with torch.no_grad():
-        attn.c_proj.weight[:, :16] = 0
+        model.blocks[1].attn.c_proj.weight[:, :16] = 0
     assert torch.allclose(model(idx)[0], ablated, atol=1e-6)
+
+
+def test_unobserved_model_takes_the_sdpa_path_and_agrees_with_the_explicit_one():
+    model, idx = tiny_model(), tokens(2)
+    attn = model.blocks[0].attn
+    assert not attn.hook_pattern.observed and not attn.hook_scores.observed
+    fast = model(idx)[0]
+    with hooks(model, [("blocks.0.attn.hook_scores", lambda s: None)]):
+        assert attn.hook_scores.observed
+        explicit = model(idx)[0]
+    assert torch.allclose(fast, explicit, atol=1e-5)
 
 
 def test_weights_are_tied_and_loss_is_cross_entropy():

@@ -11,6 +11,7 @@ import torch
 
 from analysis.pipeline import Settings, analyze_checkpoint, load_inputs, run_analysis
 from analyzer_helpers import make_checkpoint
+from model.hooks import add_hook
 
 FAST = dict(n_windows=96, n_boot=300, induction_windows=8)
 
@@ -47,7 +48,7 @@ def hand_pattern(text: str, key_of_row: KeyOfRow) -> torch.Tensor:
 
 
 def set_heads(model, tokenizer, heads: dict[tuple[int, int], KeyOfRow]) -> None:
-    """Replace the named heads' patterns (through CausalSelfAttention.pattern_hook) by hand-set ones
+    """Replace the named heads' patterns (through the hook point blocks.L.attn.hook_pattern) by hand-set ones
     computed from the window's characters; the other heads keep the model's own attention."""
     seen = {}
     model.register_forward_pre_hook(lambda m, args: seen.__setitem__("ids", args[0]))
@@ -59,7 +60,7 @@ def set_heads(model, tokenizer, heads: dict[tuple[int, int], KeyOfRow]) -> None:
                 if l == layer:
                     att[:, h] = torch.stack([hand_pattern(t, key_of_row) for t in texts])
             return att
-        model.blocks[layer].attn.pattern_hook = hook
+        add_hook(model, f"blocks.{layer}.attn.hook_pattern", hook)
 
 
 def test_hand_set_heads_are_found_exactly(tmp_path):

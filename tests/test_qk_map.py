@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.cache import run_with_cache
+from model.hooks import run_with_cache
 from analysis.qk_map import normalize_qk, project_2d, qk_map
 from beyond_helpers import tiny_model
 

@@ -10,6 +10,7 @@ from analysis.similarity import cluster_heads, head_labels, head_rows, js_distan
 from data.tokenizer import CharTokenizer
 from model.transformer import ModelConfig, TransformerLM
 from summary_fixture import hand_attention
+from model.hooks import add_hook
 
 TEXTS = [t[:44] for t in ("the cat sat on the mat and the dog ran after it", "in the beginning god made the heavens and the sea")]
 # layer-major (L0H0, L0H1, L0H2, L1H0, L1H1, L1H2): previous-char heads at L0H0 and L1H2
@@ -17,15 +18,15 @@ KINDS = [["prev", "space", "offset3"], ["uniform", "self", "prev"]]
 
 
 def hand_set_attention(texts: list[str], kinds: list[list[str]]) -> np.ndarray:
-    """Run a model whose pattern_hook sets each head's attention by rule; (N, L, H, T, T)."""
+    """Run a model whose hook_pattern points set each head's attention by rule; (N, L, H, T, T)."""
     T = len(texts[0])
     tok = CharTokenizer.from_text("".join(texts))
     L, H = len(kinds), len(kinds[0])
     torch.manual_seed(0)
     model = TransformerLM(ModelConfig(vocab_size=tok.vocab_size, block_size=T, n_layer=L, n_head=H, n_embd=8 * H)).eval()
     patterns = torch.tensor(np.stack([hand_attention(t, kinds) for t in texts]), dtype=torch.float32)  # (N, L, H, T, T)
-    for l, block in enumerate(model.blocks):
-        block.attn.pattern_hook = lambda att, l=l: patterns[:, l]
+    for l in range(L):
+        add_hook(model, f"blocks.{l}.attn.hook_pattern", lambda att, l=l: patterns[:, l])
     idx = torch.tensor(np.stack([tok.encode(t).astype(np.int64) for t in texts]))
     with torch.no_grad():
         _, _, attention = model(idx, return_attention=True)

@@ -1,6 +1,6 @@
 import torch
 
-from analysis.cache import run_with_cache
+from model.hooks import run_with_cache
 from analysis.value_weighted import (output_weights_per_head, row_disagreement, row_normalize,
                                      transformed_values, value_weighted_attention, value_weighted_norms)
 from beyond_helpers import tiny_model
@@ -40,14 +40,10 @@ def test_decomposition_adds_up_to_each_heads_real_output():
     cache = run_with_cache(model, idx)
     f = transformed_values(cache.stack("v"), output_weights_per_head(model))  # (B, L, nh, T, C)
     per_key = cache.stack("pattern").unsqueeze(-1) * f.unsqueeze(-3)  # (B, L, nh, T, T, C)
-    attn = model.blocks[1].attn
+    z = cache.layer(1, "z")  # (B, nh, T, hs): what each head really outputs
     for head in range(2):
-        def only(y, head=head):
-            keep = torch.zeros_like(y)
-            keep[:, head] = y[:, head]
-            return keep
-        attn.head_output_hook = only
-        out, _ = attn(cache.layer(1, "input"))
-        attn.head_output_hook = None
+        only = torch.zeros_like(z)
+        only[:, head] = z[:, head]
+        out = model.blocks[1].attn.c_proj(only.transpose(1, 2).reshape(2, 9, 16))  # that head's share of the output
         assert torch.allclose(per_key[:, 1, head].sum(dim=-2), out, atol=1e-6)
     assert torch.allclose(value_weighted_attention(model, cache), per_key.norm(dim=-1), atol=1e-6)
