@@ -6,7 +6,7 @@
     python analyze.py --ckpt checkpoints/en.pt --save-attention out.npz
     python analyze.py --compare checkpoints/en.pt checkpoints/he.pt --out reports/en_vs_he
 
-Flow: parse -> validate inputs (one-line errors, before any work) -> analysis.pipeline -> write the
+Flow: parse -> validate inputs (one-line errors, before any work) -> analysis.runs.single -> write the
 report into a temporary folder -> rename it into place, so a failed run never leaves a half report.
 """
 from __future__ import annotations
@@ -16,11 +16,12 @@ import os
 import sys
 from pathlib import Path
 
-from analysis import beyond, pipeline
-from analysis.compare import use_parallel_verses, write_comparison
-from analysis.figures import write_figures
-from analysis.html_report import write_html_report
-from analysis.report_md import OutputError, format_head_table, staged_output_dir, write_outputs
+from analysis.runs import extras as beyond
+from analysis.runs import single as pipeline
+from analysis.runs.compare import use_parallel_verses, write_comparison
+from analysis.report.figures.base import write_figures
+from analysis.report.html import write_html_report
+from analysis.report.files import OutputError, format_head_table, staged_output_dir, write_outputs
 
 
 def build_parser() -> argparse.ArgumentParser:

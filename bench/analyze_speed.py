@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from analysis import pipeline  # noqa: E402
-from analysis.extract import iter_attention  # noqa: E402
+from analysis.runs import single as pipeline  # noqa: E402
+from analysis.runs.extract import iter_attention  # noqa: E402
 from data.corpora import bible_corpus  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
 from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from analysis.ablation import (ablated, ablation_study, head_output_means, loss_change, position_losses,
+from analysis.measures.ablation import (ablated, ablation_study, head_output_means, loss_change, position_losses,
                                repeated_random_windows)
 from beyond_helpers import previous_char_pattern, tiny_model
 from model.hooks import add_hook

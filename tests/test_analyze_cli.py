@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import analyze
-from analysis import pipeline
+from analysis.runs import single as pipeline
 from analyzer_helpers import ENGLISH, make_checkpoint
 
 QUICK = ["--windows", "16", "--n-boot", "100", "--induction-windows", "4", "--quiet"]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from analysis.compare import compare_summaries, parallel_windows, vowel_consonant, write_comparison
+from analysis.runs.compare import compare_summaries, parallel_windows, vowel_consonant, write_comparison
 from summary_fixture import make_examples, make_summary
 
 EN_VALID = {"previous_char": [(0, 0), (1, 1)], "recent_space": [(0, 1)], "offset_3": [(1, 0)], "punctuation": []}
@@ -101,7 +101,7 @@ def test_write_comparison_files(tmp_path):
 def test_default_bibles_are_compared_on_the_same_verses():
     from types import SimpleNamespace
 
-    from analysis.compare import use_parallel_verses
+    from analysis.runs.compare import use_parallel_verses
     from data.corpora import bible_corpus
 
     corpora = {lang: bible_corpus(lang) for lang in ("en", "he")}

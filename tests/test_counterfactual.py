@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.counterfactual import align_positions, compare_patterns, rowwise_correlation, run_counterfactual
+from analysis.measures.counterfactual import align_positions, compare_patterns, rowwise_correlation, run_counterfactual
 from beyond_helpers import previous_char_pattern, tiny_model
 from data.tokenizer import CharTokenizer
 from model.hooks import add_hook

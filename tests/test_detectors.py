@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import detectors as det
+from analysis.measures import detectors as det
 from data.charclasses import CLASS_INDEX, classify
 from data.tokenizer import CharTokenizer
 

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from analysis.extract import iter_attention, iter_window_attention
+from analysis.runs.extract import iter_attention, iter_window_attention
 from data.tokenizer import CharTokenizer
 from model.transformer import ModelConfig, TransformerLM
 

@@ -8,11 +8,11 @@ from matplotlib import font_manager
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
-from analysis.figures import (attention_heatmap, behaviour_summary, detector_maps, flow_graph, most_class_selective,
+from analysis.report.figures.base import (attention_heatmap, behaviour_summary, detector_maps, flow_graph, most_class_selective,
                               offset_profiles, rollout_graph, style, write_figures)
-from analysis.flow import layer_mixing, query_flow
-from analysis.hebrew import char_label, display, font_paths, is_rtl, missing_glyphs, uncovered
-from analysis.rollout import attention_rollout
+from analysis.measures.flow import layer_mixing, query_flow
+from analysis.report.hebrew import char_label, display, font_paths, is_rtl, missing_glyphs, uncovered
+from analysis.measures.rollout import attention_rollout
 from summary_fixture import KINDS, hand_attention, make_examples, make_summary
 
 HEBREW = "בראשית ברא אלהים את השמים ואת הארץ׃ והארץ היתה"

@@ -11,8 +11,8 @@ import tempfile
 import numpy as np
 import pytest
 
-from analysis.figures import write_figures
-from analysis.html_report import MAX_VIEW_BYTES, head_view, render, view_chars, write_html_report
+from analysis.report.figures.base import write_figures
+from analysis.report.html import MAX_VIEW_BYTES, head_view, render, view_chars, write_html_report
 from summary_fixture import make_examples, make_summary
 
 EN_TEXTS = ["the cat sat on the mat. a dog r", "in the beginning god created th"]

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from analysis.importance import (EntropyAccumulator, attention_entropy, attention_received,
+from analysis.measures.importance import (EntropyAccumulator, attention_entropy, attention_received,
                                  highlighted_html, token_importance)
 from beyond_helpers import previous_char_pattern
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.pipeline import Settings, analyze_checkpoint, load_inputs, run_analysis
+from analysis.runs.single import Settings, analyze_checkpoint, load_inputs, run_analysis
 from analyzer_helpers import make_checkpoint
 from model.hooks import add_hook
 

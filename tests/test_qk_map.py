@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from model.hooks import run_with_cache
-from analysis.qk_map import normalize_qk, project_2d, qk_map
+from analysis.measures.qk_map import normalize_qk, project_2d, qk_map
 from beyond_helpers import tiny_model
 
 W, T, D = 4, 16, 8

@@ -6,7 +6,7 @@ import torch
 from scipy.cluster.hierarchy import fcluster
 from scipy.spatial.distance import jensenshannon
 
-from analysis.similarity import cluster_heads, head_labels, head_rows, js_distance_matrix
+from analysis.measures.similarity import cluster_heads, head_labels, head_rows, js_distance_matrix
 from data.tokenizer import CharTokenizer
 from model.transformer import ModelConfig, TransformerLM
 from summary_fixture import hand_attention

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from analysis.stats import ScoreAccumulator, bootstrap_mean_se, per_test_alpha, split_stats, validated
+from analysis.measures.stats import ScoreAccumulator, bootstrap_mean_se, per_test_alpha, split_stats, validated
 
 
 def test_bootstrap_se_matches_the_standard_error_of_the_mean():

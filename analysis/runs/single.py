@@ -20,10 +20,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from analysis import detectors as det
-from analysis.extract import AttentionBatch, iter_attention
-from analysis.stats import ScoreAccumulator, per_test_alpha, split_stats, validated
-from analysis.summarize import detector_section, head_table
+from analysis.measures import detectors as det
+from analysis.runs.extract import AttentionBatch, iter_attention
+from analysis.measures.stats import ScoreAccumulator, per_test_alpha, split_stats, validated
+from analysis.runs.summarize import detector_section, head_table
 from data.charclasses import CLASS_NAMES
 from data.corpora import CorpusError, corpus_from_identity, detect_language, read_text_file
 from data.tokenizer import Tokenizer, describe_chars, normalize, tokenizer_from_dict
@@ -382,7 +382,7 @@ def analyze_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike,
                        sentences: Optional[list[str]] = None, settings: Optional[Settings] = None,
                        progress: bool = False) -> dict:
     """The whole analysis of one checkpoint, report files written atomically into `out_dir`."""
-    from analysis.report_md import staged_output_dir, write_outputs
+    from analysis.report.files import staged_output_dir, write_outputs
     settings = settings or Settings()
     inputs = load_inputs(ckpt_path, settings, text_path=text_path, sentences=sentences)
     with staged_output_dir(Path(out_dir)) as tmp:

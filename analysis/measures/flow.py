@@ -2,10 +2,10 @@
 
 Each layer mixes positions by 0.5·I + 0.5·mean-over-heads(A) (the identity stands
 for the residual stream), rows renormalized, as in attention rollout (Abnar &
-Zuidema 2020, `analysis.rollout`). The flow graph follows one query down through
+Zuidema 2020, `analysis.measures.rollout`). The flow graph follows one query down through
 the layers: the mass arriving at a position of layer l is split over the positions
 it attends to in layer l-1, so every level's node weights sum to 1 and the bottom
-level equals the query's row of `analysis.rollout.attention_rollout`. (This is rollout
+level equals the query's row of `analysis.measures.rollout.attention_rollout`. (This is rollout
 split along its paths, not the max-flow "attention flow" of the same paper.)
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from analysis import rollout
+from analysis.measures import rollout
 
 
 def layer_mixing(attention: np.ndarray) -> np.ndarray:
     """Attention (L, H, T, T) -> per-layer mixing matrices (L, T, T), float64: 0.5·I + 0.5·mean_h A,
-    rows renormalized (`analysis.rollout.layer_mixing`)."""
+    rows renormalized (`analysis.measures.rollout.layer_mixing`)."""
     return rollout.layer_mixing(torch.from_numpy(np.asarray(attention, dtype=np.float64))).numpy()
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from model.hooks import run_with_cache
-from analysis.value_weighted import value_weighted_attention
+from analysis.measures.value_weighted import value_weighted_attention
 from model.transformer import TransformerLM
 
 

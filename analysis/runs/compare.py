@@ -14,9 +14,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from analysis.figures import class_preference, detector_maps, head_names, offset_profiles, save, style, validated_counts
-from analysis.html_report import figure_entries, first_validated, head_view, write_page
-from analysis.pipeline import TextSplit
+from analysis.report.figures.base import class_preference, detector_maps, head_names, offset_profiles, save, style, validated_counts
+from analysis.report.html import figure_entries, first_validated, head_view, write_page
+from analysis.runs.single import TextSplit
 from data.corpora import corpus_from_identity
 
 VOWEL_CONSONANT = ("vowel", "consonant")
@@ -251,7 +251,7 @@ def write_comparison(a: dict, b: dict, examples_a: Optional[dict], examples_b: O
 def use_parallel_verses(inputs_a, inputs_b, n_windows: int, seed: int = 0) -> bool:
     """When both analyses read the default Bibles, replace their held-out windows by
     windows that start at the same held-out verses (`parallel_windows`), each in its own
-    language. `inputs_*` are `analysis.pipeline.AnalysisInputs`. Returns whether it did."""
+    language. `inputs_*` are `analysis.runs.single.AnalysisInputs`. Returns whether it did."""
     identities = [i.state.get("corpus") or {} for i in (inputs_a, inputs_b)]
     if not all(ident.get("kind") == "bible" for ident in identities):
         return False

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from analysis.rollout import attention_rollout
+from analysis.measures.rollout import attention_rollout
 
 
 def attention_received(weights: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from model.hooks import HookFn, hook_point_name, hooks, run_with_cache
-from analysis.detectors import REGISTRY, CharBatch
+from analysis.measures.detectors import REGISTRY, CharBatch
 from model.transformer import TransformerLM
 
 AblationMode = Literal["zero", "mean"]

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from analysis.importance import attention_entropy
+from analysis.measures.importance import attention_entropy
 from data.charclasses import CLASS_INDEX, CLASS_NAMES
 
 MAX_OFFSET = 8  # the offset profile covers offsets 0..MAX_OFFSET

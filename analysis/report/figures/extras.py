@@ -1,6 +1,6 @@
 """Figures for the analyses beyond raw attention weights. Each function takes arrays (never
-a model) and returns a matplotlib Figure; draw them inside `analysis.figures.style()` so
-Hebrew glyphs resolve, and save them with `analysis.figures.save`."""
+a model) and returns a matplotlib Figure; draw them inside `analysis.report.figures.base.style()` so
+Hebrew glyphs resolve, and save them with `analysis.report.figures.base.save`."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -11,8 +11,8 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis.figures import attention_heatmap, char_ticks, grid_map
-from analysis.hebrew import char_label, is_rtl, snippet
+from analysis.report.figures.base import attention_heatmap, char_ticks, grid_map
+from analysis.report.hebrew import char_label, is_rtl, snippet
 
 
 def value_weighted_figure(raw: np.ndarray, weighted: np.ndarray, chars: str, layer: int, head: int) -> Figure:

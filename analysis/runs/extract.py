@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from model.hooks import run_with_cache
-from analysis.value_weighted import row_normalize, value_weighted_attention
+from analysis.measures.value_weighted import row_normalize, value_weighted_attention
 from data.charclasses import classify
 from data.tokenizer import Tokenizer
 from model.transformer import TransformerLM
@@ -59,7 +59,7 @@ def iter_attention(
         for texts in _batches(windows, batch_size):
             ids = torch.from_numpy(np.stack([tokenizer.encode(t, unknown=unknown).astype(np.int64) for t in texts])).to(device)
             classes = torch.from_numpy(np.stack([classify(t, lang) for t in texts]).astype(np.int64))
-            if value_weighted:  # ||alpha_ij v_j W_O|| rows normalized (Kobayashi et al. 2020), see analysis.value_weighted
+            if value_weighted:  # ||alpha_ij v_j W_O|| rows normalized (Kobayashi et al. 2020), see analysis.measures.value_weighted
                 cache = run_with_cache(model, ids)
                 logits, attention = cache.logits, row_normalize(value_weighted_attention(model, cache))
             else:

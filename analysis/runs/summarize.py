@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.stats import SplitStats
+from analysis.measures.stats import SplitStats
 
 
 def _split_dict(s: SplitStats, d: int) -> dict:

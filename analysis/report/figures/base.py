@@ -4,7 +4,7 @@ dicts following the analysis contract), never a model, so they draw any source.
 Every function returns a matplotlib `Figure` built without pyplot (no global state,
 no display needed); `write_figures` saves the standard set for one analysis.
 Characters on axes get visible stand-ins for whitespace, Hebrew titles are put in
-display order, and the font chain has Hebrew glyphs (see `analysis.hebrew`).
+display order, and the font chain has Hebrew glyphs (see `analysis.report.hebrew`).
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from scipy.cluster.hierarchy import dendrogram
 
-from analysis.flow import query_flow
-from analysis.hebrew import char_label, display, font_families, is_rtl, snippet
-from analysis.similarity import cluster_heads, js_distance_matrix
+from analysis.measures.flow import query_flow
+from analysis.report.hebrew import char_label, display, font_families, is_rtl, snippet
+from analysis.measures.similarity import cluster_heads, js_distance_matrix
 
 MAX_LABELLED_CHARS = 64  # above this, axes label every k-th character
 HEATMAP_CHARS = 64  # write_figures draws heatmaps of this many leading characters

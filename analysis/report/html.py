@@ -1,5 +1,5 @@
 """A self-contained HTML report: one file, no network. The page is a fixed template
-(analysis/templates/report.html, .css, .js); the Python side only fills in a title,
+(analysis/report/templates/report.html, .css, .js); the Python side only fills in a title,
 the CSS, the script and one JSON data block, and the script draws every section
 (sortable tables, figures, interactive head views, extra sections) from that data.
 
@@ -20,8 +20,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from analysis.figures import head_names
-from analysis.hebrew import is_rtl
+from analysis.report.figures.base import head_names
+from analysis.report.hebrew import is_rtl
 from model.checkpoint import atomic_write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

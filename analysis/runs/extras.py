@@ -18,16 +18,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from analysis import beyond_figures as bf
-from analysis import detectors as det
-from analysis.ablation import ablation_study, repeated_random_windows
+from analysis.report.figures import extras as bf
+from analysis.measures import detectors as det
+from analysis.measures.ablation import ablation_study, repeated_random_windows
 from model.hooks import run_with_cache
-from analysis.counterfactual import align_positions, run_counterfactual
-from analysis.figures import save, style
-from analysis.importance import EntropyAccumulator, highlighted_html, token_importance
-from analysis.qk_map import qk_map
-from analysis.rollout import attention_rollout
-from analysis.value_weighted import row_disagreement, row_normalize, value_weighted_attention
+from analysis.measures.counterfactual import align_positions, run_counterfactual
+from analysis.report.figures.base import save, style
+from analysis.measures.importance import EntropyAccumulator, highlighted_html, token_importance
+from analysis.measures.qk_map import qk_map
+from analysis.measures.rollout import attention_rollout
+from analysis.measures.value_weighted import row_disagreement, row_normalize, value_weighted_attention
 from data.charclasses import CLASS_NAMES, classify
 from data.tokenizer import UnknownCharactersError
 
