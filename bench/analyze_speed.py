@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from analysis.runs import single as pipeline  # noqa: E402
+from analysis.runs.inputs import AnalysisInputs, Settings, TextSplit, load_inputs, sample_windows  # noqa: E402
+from analysis.runs.single import SplitRun, run_analysis  # noqa: E402
 from analysis.runs.extract import iter_attention  # noqa: E402
 from data.corpora import bible_corpus  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
@@ -34,20 +35,20 @@ from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
 def model_and_text(ckpt: str | None):
     corpus = bible_corpus("en")
     if ckpt:
-        inputs = pipeline.load_inputs(ckpt, pipeline.Settings())
+        inputs = load_inputs(ckpt, Settings())
         return inputs.model, inputs.tokenizer, corpus
     tok = CharTokenizer.from_text(corpus.train + corpus.heldout)
     torch.manual_seed(0)
     return TransformerLM(ModelConfig(vocab_size=tok.vocab_size, **PRESETS["small"])).eval(), tok, corpus
 
 
-def inputs_for(ckpt: str | None, n_windows: int) -> pipeline.AnalysisInputs:
+def inputs_for(ckpt: str | None, n_windows: int) -> AnalysisInputs:
     model, tok, corpus = model_and_text(ckpt)
     T = model.config.block_size
     rng = np.random.default_rng(0)
     half = n_windows // 2
-    split = lambda text, name: pipeline.TextSplit(name, pipeline.sample_windows(text, T, half, rng), len(text))
-    return pipeline.AnalysisInputs(ckpt or "fresh-small", "bench", "en", model, tok, {"iter": 0},
+    split = lambda text, name: TextSplit(name, sample_windows(text, T, half, rng), len(text))
+    return AnalysisInputs(ckpt or "fresh-small", "bench", "en", model, tok, {"iter": 0},
                                    split(corpus.train, "train"), split(corpus.train[len(corpus.train) // 2:], "train, 2nd half"))
 
 
@@ -64,7 +65,7 @@ def throughput(ckpt: str | None, n: int, batch_size: int, rounds: int = 3) -> tu
             inputs.model(x, return_attention=True)
 
     def full() -> None:
-        run = pipeline.SplitRun(pipeline.Settings().detectors)
+        run = SplitRun(Settings().detectors)
         for batch in iter_attention(inputs.model, inputs.tokenizer, windows, "en", batch_size, unknown="replace"):
             run.add(batch)
 
@@ -81,7 +82,7 @@ def peak_memory_child(ckpt: str | None, n_windows: int) -> None:
     import resource
     inputs = inputs_for(ckpt, n_windows)
     t = time.perf_counter()
-    pipeline.run_analysis(inputs, pipeline.Settings(n_windows=n_windows // 2))
+    run_analysis(inputs, Settings(n_windows=n_windows // 2))
     print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": time.perf_counter() - t}))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.runs.single import head_similarity, most_class_selective
+
 EN_CLASSES = ["vowel", "consonant", "space", "punctuation"]
 HE_CLASSES = EN_CLASSES  # shared names (as data.charclasses has them), different letters in each class
 
@@ -83,17 +85,20 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
         "detectors": detectors,
         "heads": heads,
         "offset_profile": {"offsets": list(range(K + 1)), "discovery": profile.tolist(), "heldout": profile.tolist()},
-        "class_attention": {"classes": classes, "discovery": cls.tolist(), "base_rate": base.tolist()},
+        "class_attention": {"classes": classes, "discovery": cls.tolist(), "base_rate": base.tolist(),
+                            "most_selective": most_class_selective(cls, base)},
         "head_metrics": {"mean_distance": rng.uniform(1, 10, (L, H)).tolist(),
                          "normalized_entropy": rng.uniform(0, 1, (L, H)).tolist(),
                          "first_position": rng.uniform(0, 0.2, (L, H)).tolist()},
         "induction_test": {"score": np.zeros((L, H)).tolist(), "baseline": np.full((L, H), 0.05).tolist(),
                            "loss_first_copy": 3.1, "loss_second_copy": 3.0},
         "salient_patterns": [{"layer": 0, "head": 0, "from": "h", "to": "t", "weight": 0.97, "context": "the"}],
+        "head_similarity": head_similarity(make_examples([SIMILARITY_TEXT])) if (L, H) == (2, 3) else None,
     }
 
 
-KINDS = [["prev", "space", "offset3"], ["offset3", "prev", "uniform"]]
+KINDS = [["prev", "space", "offset3"], ["offset3", "prev", "uniform"]]  # the heads of make_examples
+SIMILARITY_TEXT = "the cat sat on the mat. a dog r"
 
 
 def make_examples(texts: list[str], lang: str = "en", kinds: list[list[str]] = KINDS) -> dict:

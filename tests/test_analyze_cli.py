@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import analyze
-from analysis.runs import single as pipeline
+from analysis.runs.inputs import AnalysisError
 from analyzer_helpers import ENGLISH, make_checkpoint
 
 QUICK = ["--windows", "16", "--n-boot", "100", "--induction-windows", "4", "--quiet"]
@@ -35,7 +35,7 @@ def test_writes_the_report_files_and_prints_the_head_table(ckpt, tmp_path, capsy
     assert "| layer | head | behaviour |" in out and f"{out_dir}" in out
     assert {"attention_examples.npz", "heads.csv", "report.md", "summary.json"} <= {p.name for p in out_dir.iterdir()}
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
-    assert summary["schema"] == 1 and summary["model"]["n_layer"] == 2 and len(summary["heads"]) == 4
+    assert summary["schema"] == 2 and summary["model"]["n_layer"] == 2 and len(summary["heads"]) == 4
     assert summary["settings"]["window"] == 32 and summary["settings"]["n_boot"] == 100
     L, H = 2, 2
     for d in summary["detectors"].values():
@@ -143,8 +143,8 @@ def test_a_failure_mid_run_leaves_the_previous_report_untouched(ckpt, tmp_path, 
     before = (out_dir / "summary.json").read_bytes()
 
     def explode(*args, **kwargs):
-        raise pipeline.AnalysisError("simulated failure")
-    monkeypatch.setattr(pipeline, "run_analysis", explode)
+        raise AnalysisError("simulated failure")
+    monkeypatch.setattr(analyze, "run_analysis", explode)
     rc, _, err = run(["--ckpt", ckpt, "--out", out_dir, *QUICK], capsys)
     assert rc == 2 and "simulated failure" in err
     assert (out_dir / "summary.json").read_bytes() == before

@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from analysis.runs.compare import compare_summaries, parallel_windows, vowel_consonant, write_comparison
+from analysis.report.render import write_comparison_report
+from analysis.runs.compare import compare_summaries, vowel_consonant
+from analysis.runs.inputs import parallel_windows
 from summary_fixture import make_examples, make_summary
 
 EN_VALID = {"previous_char": [(0, 0), (1, 1)], "recent_space": [(0, 1)], "offset_3": [(1, 0)], "punctuation": []}
@@ -15,7 +17,7 @@ HE_VALID = {"previous_char": [(1, 0)], "recent_space": [], "offset_3": [(0, 2), 
 
 def test_findings_are_written_from_the_numbers():
     en, he = make_summary("en", validated=EN_VALID), make_summary("he", "he", validated=HE_VALID)
-    f = compare_summaries(en, he)["findings"]
+    f = compare_summaries(en, he).findings
     assert f[0] == "en has 4 of 6 heads with a validated behaviour; he has 4 of 6."
     assert ("previous_char: in both — en 2 heads (layers 0, 1), he 1 head (layer 1); "
             "it first appears in an earlier layer in en than in he.") in f
@@ -23,13 +25,13 @@ def test_findings_are_written_from_the_numbers():
     assert "space: only in he — 1 head (layer 0); no validated head in en." in f
     assert "No validated head in either model for: punctuation." in f
     # Swapping the models swaps the statements: nothing is canned.
-    g = compare_summaries(he, en)["findings"]
+    g = compare_summaries(he, en).findings
     assert "recent_space: only in en — 1 head (layer 0); no validated head in he." in g
     assert ("previous_char: in both — he 1 head (layer 1), en 2 heads (layers 0, 1); "
             "it first appears in an earlier layer in en than in he.") in g
     # Changing a number changes the finding.
     he2 = make_summary("he", "he", validated={**HE_VALID, "recent_space": [(0, 0), (1, 2)]})
-    f2 = compare_summaries(en, he2)["findings"]
+    f2 = compare_summaries(en, he2).findings
     assert "recent_space: in both — en 1 head (layer 0), he 2 heads (layers 0, 1)." in f2
 
 
@@ -40,11 +42,11 @@ def test_offset_and_locality_findings_quote_the_summaries():
     pb = np.mean(he["offset_profile"]["heldout"], axis=(0, 1))
     k = int(np.argmax(np.abs(pa - pb)))
     assert (f"Offset profiles (mean over heads) differ most at offset {k}: en {pa[k]:.3f}, he {pb[k]:.3f} "
-            "of the attention.") in cmp["findings"]
+            "of the attention.") in cmp.findings
     da, db = np.mean(en["head_metrics"]["mean_distance"]), np.mean(he["head_metrics"]["mean_distance"])
     assert any(s.startswith(f"Mean attention distance over all heads: en {da:.2f} characters, he {db:.2f}")
-               for s in cmp["findings"])
-    assert cmp["models"][0]["dominant_offset_counts"][1] >= 2  # the two previous-char heads peak at offset 1
+               for s in cmp.findings)
+    assert cmp.models[0]["dominant_offset_counts"][1] >= 2  # the two previous-char heads peak at offset 1
 
 
 def test_vowel_consonant_uses_each_languages_own_class_list():
@@ -66,7 +68,7 @@ def test_vowel_consonant_uses_each_languages_own_class_list():
     assert vowel_consonant(en)["strongest"]["head"] == "L1H2"
     del en["class_attention"]
     assert vowel_consonant(en) is None
-    f = compare_summaries(en, he)["findings"]
+    f = compare_summaries(en, he).findings
     assert "en: no vowel/consonant classes in its summary, so no vowel/consonant comparison." in f
     assert any(s.startswith("he (its own vowel and consonant classes): the strongest class preference is") for s in f)
 
@@ -88,10 +90,11 @@ def test_parallel_windows_start_at_the_same_verses_and_never_overlap():
 
 def test_write_comparison_files(tmp_path):
     en, he = make_summary("en", validated=EN_VALID), make_summary("he", "he", validated=HE_VALID)
-    cmp = write_comparison(en, he, make_examples(["the cat sat on the mat. a dog r"]),
-                           make_examples(["בראשית ברא אלהים את השמים ואת ה"], "he"), tmp_path,
-                           links=[{"text": "en report", "href": "en/report.html"}])
-    assert json.loads((tmp_path / "compare.json").read_text(encoding="utf-8"))["findings"] == cmp["findings"]
+    cmp = compare_summaries(en, he)
+    write_comparison_report(cmp, [en, he], [make_examples(["the cat sat on the mat. a dog r"]),
+                            make_examples(["בראשית ברא אלהים את השמים ואת ה"], "he")], tmp_path,
+                            links=[{"text": "en report", "href": "en/report.html"}])
+    assert json.loads((tmp_path / "compare.json").read_text(encoding="utf-8"))["findings"] == list(cmp.findings)
     for name in ("compare_detector_maps", "compare_validated_counts", "compare_offset_profiles", "compare_class_preference"):
         assert (tmp_path / f"{name}.png").stat().st_size > 2000
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
@@ -101,21 +104,22 @@ def test_write_comparison_files(tmp_path):
 def test_default_bibles_are_compared_on_the_same_verses():
     from types import SimpleNamespace
 
-    from analysis.runs.compare import use_parallel_verses
+    from analysis.runs.inputs import AnalysisInputs, parallel_heldout
     from data.corpora import bible_corpus
 
     corpora = {lang: bible_corpus(lang) for lang in ("en", "he")}
-    runs = [SimpleNamespace(state={"corpus": c.identity}, model=SimpleNamespace(config=SimpleNamespace(block_size=64)),
-                            heldout=None) for c in corpora.values()]
-    assert use_parallel_verses(runs[0], runs[1], n_windows=20, seed=0)
+    model = SimpleNamespace(config=SimpleNamespace(block_size=64))
+    runs = [AnalysisInputs("x.pt", lang, lang, model, None, {}, None, None, corpus=c) for lang, c in corpora.items()]
+    a, b = parallel_heldout(runs[0], runs[1], n_windows=20, seed=0)
+    assert runs[0].heldout is None  # the inputs given are not changed: new ones are returned
     en_units, he_units = dict(corpora["en"].heldout_units), dict(corpora["he"].heldout_units)
-    wa, wb = runs[0].heldout.windows, runs[1].heldout.windows
-    assert len(wa) == len(wb) == 20 and runs[0].heldout.unknown == "replace"
-    for a, b in zip(wa, wb):
-        keys = [k for k in en_units if a.startswith(en_units[k][:64]) and k in he_units and b.startswith(he_units[k][:64])]
-        assert keys, f"windows {a[:30]!r} / {b[:30]!r} do not start at the same verse"
-    files = [SimpleNamespace(state={"corpus": {"kind": "file"}}) for _ in range(2)]
-    assert not use_parallel_verses(files[0], files[1], n_windows=20)
+    wa, wb = a.heldout.windows, b.heldout.windows
+    assert len(wa) == len(wb) == 20 and a.heldout.unknown == "replace"
+    for x, y in zip(wa, wb):
+        keys = [k for k in en_units if x.startswith(en_units[k][:64]) and k in he_units and y.startswith(he_units[k][:64])]
+        assert keys, f"windows {x[:30]!r} / {y[:30]!r} do not start at the same verse"
+    files = [AnalysisInputs("x.pt", "f", "en", model, None, {}, None, None, corpus=None) for _ in range(2)]
+    assert parallel_heldout(files[0], files[1], n_windows=20) is None
 
 
 def test_analyze_compare_end_to_end(tmp_path):

@@ -8,8 +8,10 @@ from matplotlib import font_manager
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
-from analysis.report.figures.base import (attention_heatmap, behaviour_summary, detector_maps, flow_graph, most_class_selective,
-                              offset_profiles, rollout_graph, style, write_figures)
+from analysis.report.figures.attention import attention_heatmap, flow_graph, rollout_graph
+from analysis.report.figures.base import FigureWriter, style
+from analysis.report.figures.heads import behaviour_summary, detector_maps, offset_profiles
+from analysis.report.figures.sets import analysis_figures
 from analysis.measures.flow import layer_mixing, query_flow
 from analysis.report.hebrew import char_label, display, font_paths, is_rtl, missing_glyphs, uncovered
 from analysis.measures.rollout import attention_rollout
@@ -91,16 +93,6 @@ def test_offset_profiles_overlay_one_line_per_model_in_every_head_panel():
     np.testing.assert_allclose(panels[0].lines[0].get_ydata(), en["offset_profile"]["heldout"][0][0])
 
 
-def test_class_selective_head_is_found():
-    s = make_summary()
-    (l, h), ratio = most_class_selective(s)
-    assert (l, h) == (1, 2)  # the fixture makes the last head attend within its own class
-    assert ratio.shape == (4, 4)
-    off_diagonal = ~np.eye(4, dtype=bool)
-    np.testing.assert_allclose(np.diag(ratio), np.log2((0.7 + 0.3 / 4 + 1e-4) / (0.25 + 1e-4)))
-    np.testing.assert_allclose(ratio[off_diagonal], np.log2((0.3 / 4 + 1e-4) / (0.25 + 1e-4)))
-
-
 def test_query_flow_ends_in_the_rollout_row():
     text = "the cat sat on the mat"
     att = hand_attention(text, KINDS)  # (L, H, T, T)
@@ -127,12 +119,12 @@ def test_flow_graphs_draw_rtl_text_mirrored():
 def test_write_figures_writes_every_figure(tmp_path):
     s = make_summary()
     ex = make_examples(["the cat sat on the mat. a dog r", "in the beginning god created th"])
-    made = write_figures(s, ex, tmp_path)
+    made = analysis_figures(s, ex, FigureWriter(tmp_path))
     names = {m["name"] for m in made}
     assert {"behaviours", "detector_maps", "offset_profiles", "class_preference", "heatmap", "heads_grid",
             "similarity", "flow_head", "flow_rollout"} <= names
     for m in made:
         assert (tmp_path / m["file"]).stat().st_size > 2000 and m["caption"]
     assert (tmp_path / "heatmap.svg").is_file()
-    without = write_figures(s, None, tmp_path / ".." / tmp_path.name)
+    without = analysis_figures(s, None, FigureWriter(tmp_path))
     assert "heatmap" not in {m["name"] for m in without}

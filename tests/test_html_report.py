@@ -11,7 +11,8 @@ import tempfile
 import numpy as np
 import pytest
 
-from analysis.report.figures.base import write_figures
+from analysis.report.figures.base import FigureWriter
+from analysis.report.figures.sets import analysis_figures
 from analysis.report.html import MAX_VIEW_BYTES, head_view, render, view_chars, write_html_report
 from summary_fixture import make_examples, make_summary
 
@@ -30,7 +31,7 @@ def reports(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     s = make_summary(extra_head_keys=True)
     ex = make_examples(EN_TEXTS)
-    figs = write_figures(s, ex, out)
+    figs = analysis_figures(s, ex, FigureWriter(out))
     en = write_html_report(s, ex, figs, out / "report.html",
                            extra_sections=[{"title": "Ablation", "html": "<p id='extra-html'>head ablation</p>",
                                             "figures": [{"file": "heatmap.png", "title": "again"}]}])

@@ -1,10 +1,8 @@
 import math
 
-import pytest
 import torch
 
-from analysis.measures.importance import (EntropyAccumulator, attention_entropy, attention_received,
-                                 highlighted_html, token_importance)
+from analysis.measures.importance import EntropyAccumulator, attention_entropy, attention_received, token_importance
 from beyond_helpers import previous_char_pattern
 
 
@@ -51,10 +49,3 @@ def test_entropy_accumulator_streams_per_head_and_layer():
     assert torch.allclose(out["per_head"], torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
     assert torch.allclose(out["per_layer"], torch.tensor([0.5, 0.5]))
     assert out["samples"].shape == (2, 2, 3 * 4 * (T - 1))
-
-
-def test_highlighted_html():
-    out = highlighted_html("a <b", [0.0, 1.0, 0.5, 0.25], rtl=True)
-    assert 'dir="rtl"' in out and "&lt;" in out and "rgba(220, 60, 30, 0.500)" in out and "&nbsp;" in out
-    with pytest.raises(ValueError):
-        highlighted_html("ab", [1.0])

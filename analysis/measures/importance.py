@@ -5,7 +5,6 @@ a causal summed column favours early positions only because more queries can rea
 """
 from __future__ import annotations
 
-import html
 import math
 
 import torch
@@ -73,18 +72,3 @@ class EntropyAccumulator:
         return {"by_position": by_position.float(), "per_head": per_head.float(),
                 "per_layer": per_head.mean(dim=-1).float(),
                 "samples": torch.cat(self.samples, dim=-1)[..., : self.max_samples]}
-
-
-def highlighted_html(text: str, scores, rtl: bool = False) -> str:
-    """The text as HTML spans shaded by score (scaled to the text's maximum), each with its
-    score as a tooltip; `rtl` sets the paragraph direction for Hebrew."""
-    scores = [float(s) for s in scores]
-    if len(scores) != len(text):
-        raise ValueError(f"{len(scores)} scores for {len(text)} characters")
-    top = max(max(scores), 1e-12)
-    spans = [
-        f'<span title="{s:.3f}" style="background: rgba(220, 60, 30, {s / top:.3f})">'
-        f"{'&nbsp;' if ch == ' ' else html.escape(ch)}</span>"
-        for ch, s in zip(text, scores)
-    ]
-    return f'<p class="importance" dir="{"rtl" if rtl else "ltr"}" style="font-family: monospace; font-size: 1.1em">{"".join(spans)}</p>'

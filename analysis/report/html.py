@@ -146,9 +146,9 @@ def extra_section_entries(sections: Optional[Sequence[dict]], figure_dir: Path |
 
 def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence[dict], out_path: Path | str,
                       extra_sections: Optional[Sequence[dict]] = None, figure_dir: Path | str | None = None) -> Path:
-    """report.html for one analysis: overview, sortable head table, figures (as listed
-    by `write_figures`, files relative to `figure_dir`, default the report's folder),
-    the head view of the attention examples, and any extra sections."""
+    """report.html for one analysis: overview, sortable head table, figures (FigureWriter entries,
+    files relative to `figure_dir`, default the report's folder), the head view of the attention
+    examples, and any extra sections."""
     out_path = Path(out_path)
     figure_dir = Path(figure_dir) if figure_dir is not None else out_path.parent
     names = head_names(summary)
@@ -168,3 +168,22 @@ def first_validated(summary: dict) -> tuple[int, int]:
         if head.get("validated"):
             return head["layer"], head["head"]
     return 0, 0
+
+
+def write_comparison_page(findings: Sequence[str], rows: list[dict], summaries: Sequence[dict],
+                          examples: Sequence[Optional[dict]], figures: Sequence[dict], out_path: Path | str,
+                          links: Sequence[dict] = ()) -> Path:
+    """report.html of a comparison: findings, links to each model's report, the behaviour table,
+    the comparison figures (files beside the page) and a head view per model."""
+    out_path = Path(out_path)
+    views = [head_view(ex, s.get("name", ""), head_names(s), start=first_validated(s))
+             for s, ex in zip(summaries, examples) if ex is not None and len(ex.get("text", []))]
+    data = {"title": "charlens: " + " vs ".join(s.get("name", "?") for s in summaries),
+            "findings": list(findings),
+            "findings_note": "Written from the numbers in compare.json (validated heads, offset profiles, class "
+                             "attention, head metrics); nothing here is fixed text.",
+            "links": list(links),
+            "tables": [{"title": "Validated heads per behaviour", "rows": rows}],
+            "figures": figure_entries(figures, out_path.parent),
+            "views": views}
+    return write_page(data, out_path)

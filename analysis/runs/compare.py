@@ -3,21 +3,14 @@
 `compare_summaries` turns two summary dicts into numbers — validated heads per
 behaviour and where they sit, offset profiles, locality, the induction test, and
 vowel/consonant attention in each language's own classes — and `findings` writes
-sentences from those numbers only. `parallel_windows` picks held-out windows that
-start at the same verses in both Bibles, so both models read the same passages.
+sentences from those numbers only.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
-
-from analysis.report.figures.base import class_preference, detector_maps, head_names, offset_profiles, save, style, validated_counts
-from analysis.report.html import figure_entries, first_validated, head_view, write_page
-from analysis.runs.single import TextSplit
-from data.corpora import corpus_from_identity
 
 VOWEL_CONSONANT = ("vowel", "consonant")
 
@@ -83,12 +76,23 @@ def model_numbers(summary: dict, split: str = "heldout") -> dict:
     return out
 
 
-def compare_summaries(a: dict, b: dict, split: str = "heldout") -> dict:
-    """Both models' numbers and the findings written from them (compare.json)."""
+@dataclass(frozen=True)
+class Comparison:
+    """Two models' numbers and the findings written from them (compare.json)."""
+
+    models: tuple[dict, dict]
+    split: str
+    texts: tuple[Optional[dict], Optional[dict]]
+    findings: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"models": list(self.models), "split": self.split, "texts": list(self.texts), "findings": list(self.findings)}
+
+
+def compare_summaries(a: dict, b: dict, split: str = "heldout") -> Comparison:
+    """Compare two summaries (the summary.json contract)."""
     na, nb = model_numbers(a, split), model_numbers(b, split)
-    result = {"models": [na, nb], "split": split, "texts": [a.get("texts"), b.get("texts")]}
-    result["findings"] = findings(na, nb)
-    return result
+    return Comparison((na, nb), split, (a.get("texts"), b.get("texts")), tuple(findings(na, nb)))
 
 
 def _layers(layers: Sequence[int]) -> str:
@@ -157,9 +161,9 @@ def findings(a: dict, b: dict) -> list[str]:
     return out
 
 
-def behaviour_rows(cmp: dict) -> list[dict]:
+def behaviour_rows(cmp: Comparison) -> list[dict]:
     """One table row per behaviour: validated head count and layers in each model."""
-    a, b = cmp["models"]
+    a, b = cmp.models
     rows = []
     for d in dict.fromkeys(list(a["behaviours"]) + list(b["behaviours"])):
         row = {"behaviour": d}
@@ -170,96 +174,3 @@ def behaviour_rows(cmp: dict) -> list[dict]:
             row[f"{m['name']} which"] = x["heads"] if x else None
         rows.append(row)
     return rows
-
-
-def parallel_windows(units_a: Sequence[tuple[str, str]], units_b: Sequence[tuple[str, str]], T: int, n: int,
-                     seed: int = 0) -> tuple[list[str], list[str], list[str]]:
-    """Held-out windows of T characters that start at the same verse in both texts.
-    Both texts are the verses whose references ("Ruth 1:1") appear in both, joined by
-    newlines in the order of `units_a`; windows do not overlap in either text; a seeded
-    choice of at most `n` of them. Returns (windows_a, windows_b, starting references)."""
-    b_text = dict(units_b)
-    keys = [k for k, _ in units_a if k in b_text]
-    a_text = dict(units_a)
-    texts, starts = [], []
-    for source in (a_text, b_text):
-        pos, start = 0, {}
-        for k in keys:
-            start[k] = pos
-            pos += len(source[k]) + 1
-        texts.append("\n".join(source[k] for k in keys) + "\n")
-        starts.append(start)
-    chosen, ends = [], [0, 0]
-    for k in keys:
-        s = [starts[0][k], starts[1][k]]
-        if all(s[i] >= ends[i] and s[i] + T <= len(texts[i]) for i in range(2)):
-            chosen.append(k)
-            ends = [s[0] + T, s[1] + T]
-    if len(chosen) > n:
-        pick = np.sort(np.random.default_rng(seed).choice(len(chosen), n, replace=False))
-        chosen = [chosen[i] for i in pick]
-    return ([texts[0][starts[0][k]:starts[0][k] + T] for k in chosen],
-            [texts[1][starts[1][k]:starts[1][k] + T] for k in chosen], chosen)
-
-
-def write_comparison(a: dict, b: dict, examples_a: Optional[dict], examples_b: Optional[dict], out_dir: Path | str,
-                     links: Sequence[dict] = (), split: str = "heldout") -> dict:
-    """compare.json, the comparison figures and report.html into `out_dir` (which must exist)."""
-    out_dir = fig_dir = Path(out_dir)
-    cmp = compare_summaries(a, b, split)
-    (out_dir / "compare.json").write_text(json.dumps(cmp, ensure_ascii=False, indent=1), encoding="utf-8")
-    A, B = a.get("name", "A"), b.get("name", "B")
-    made = []
-
-    def add(name: str, title: str, fig, caption: str) -> None:
-        save(fig, fig_dir / name)
-        made.append({"name": name, "title": title, "file": f"{name}.png", "caption": caption})
-
-    with style():
-        add("compare_detector_maps", "Detector score maps side by side", detector_maps([a, b], split),
-            f"Each detector's {split} score minus the uniform baseline, {A} and {B} next to each other; boxed: validated.")
-        add("compare_validated_counts", "Validated heads per behaviour", validated_counts([a, b]),
-            "How many heads of each model have each behaviour validated, and in which layers.")
-        if "offset_profile" in a and "offset_profile" in b:
-            profiles = {s.get("name", k): (s["offset_profile"]["offsets"],
-                                           s["offset_profile"].get(split, s["offset_profile"]["discovery"]))
-                        for k, s in (("A", a), ("B", b))}
-            add("compare_offset_profiles", "Offset profiles overlaid",
-                offset_profiles(profiles, f"mean attention by relative offset: {A} vs {B}"),
-                "Every head's mean attention at each offset, both models drawn in the same panel.")
-        if "class_attention" in a and "class_attention" in b:
-            add("compare_class_preference", "Character-class preference, each in its own classes",
-                class_preference([a, b]),
-                "Each model's most class-selective head: log2 of class-to-class attention over the base rate, "
-                "in that language's own character classes.")
-    views = []
-    for s, ex in ((a, examples_a), (b, examples_b)):
-        if ex is not None and len(ex.get("text", [])):
-            views.append(head_view(ex, s.get("name", ""), head_names(s), start=first_validated(s)))
-    data = {"title": f"charlens: {A} vs {B}",
-            "findings": cmp["findings"],
-            "findings_note": "Written from the numbers in compare.json (validated heads, offset profiles, class "
-                             "attention, head metrics); nothing here is fixed text.",
-            "links": list(links),
-            "tables": [{"title": "Validated heads per behaviour", "rows": behaviour_rows(cmp)}],
-            "figures": figure_entries(made, fig_dir),
-            "views": views}
-    write_page(data, out_dir / "report.html")
-    return cmp
-
-
-def use_parallel_verses(inputs_a, inputs_b, n_windows: int, seed: int = 0) -> bool:
-    """When both analyses read the default Bibles, replace their held-out windows by
-    windows that start at the same held-out verses (`parallel_windows`), each in its own
-    language. `inputs_*` are `analysis.runs.single.AnalysisInputs`. Returns whether it did."""
-    identities = [i.state.get("corpus") or {} for i in (inputs_a, inputs_b)]
-    if not all(ident.get("kind") == "bible" for ident in identities):
-        return False
-    ca, cb = (corpus_from_identity(ident) for ident in identities)
-    T = min(inputs_a.model.config.block_size, inputs_b.model.config.block_size)
-    wa, wb, keys = parallel_windows(ca.heldout_units, cb.heldout_units, T, n_windows, seed)
-    for inputs, windows, corpus, other in ((inputs_a, wa, ca, cb), (inputs_b, wb, cb, ca)):
-        inputs.heldout = TextSplit(f"{corpus.name} held-out verses, {len(keys)} windows starting at the same "
-                                   f"verses as in {other.name} ({keys[0]} ... {keys[-1]})" if keys else "none",
-                                   windows, sum(map(len, windows)), unknown="replace")
-    return True

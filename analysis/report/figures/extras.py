@@ -11,7 +11,8 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis.report.figures.base import attention_heatmap, char_ticks, grid_map
+from analysis.report.figures.attention import attention_heatmap
+from analysis.report.figures.base import char_ticks, grid_map
 from analysis.report.hebrew import char_label, is_rtl, snippet
 
 

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.runs.single import Settings, analyze_checkpoint, load_inputs, run_analysis
+from analysis.report.render import write_analysis_report
+from analysis.runs.inputs import Settings, load_inputs
+from analysis.runs.results import Summary
+from analysis.runs.single import most_class_selective, run_analysis
 from analyzer_helpers import make_checkpoint
+from summary_fixture import make_summary
 from model.hooks import add_hook
 
 FAST = dict(n_windows=96, n_boot=300, induction_windows=8)
@@ -69,7 +73,7 @@ def test_hand_set_heads_are_found_exactly(tmp_path):
     inputs = load_inputs(ckpt, settings)
     planted = {(0, 0): previous, (0, 1): recent_space, (1, 0): offset_3, (1, 1): induction}
     set_heads(inputs.model, inputs.tokenizer, planted)
-    summary = run_analysis(inputs, settings).summary
+    summary = Summary(run_analysis(inputs, settings)).to_dict()
     found = {(h["layer"], h["head"]): h for h in summary["heads"] if h["validated"]}
     assert {k: h["behaviour"] for k, h in found.items()} == {
         (0, 0): "previous_char", (0, 1): "recent_space", (1, 0): "offset_3", (1, 1): "induction"}
@@ -93,7 +97,8 @@ def test_untrained_models_get_no_validated_head(tmp_path):
     validated, tests = 0, 0
     for seed in range(4):
         ckpt, _ = make_checkpoint(tmp_path, seed=seed, n_layer=2, n_head=4, bible=True)
-        summary = run_analysis(load_inputs(ckpt, Settings(seed=seed, **FAST)), Settings(seed=seed, **FAST)).summary
+        settings = Settings(seed=seed, **FAST)
+        summary = Summary(run_analysis(load_inputs(ckpt, settings), settings)).to_dict()
         for d in summary["detectors"].values():
             flags = np.array(d["validated"])
             validated += int(flags.sum())
@@ -116,17 +121,31 @@ def test_briefly_trained_model_grows_a_previous_character_head(tmp_path):
     rc = train.main(["--text", str(text_path), "--preset", "tiny", "--max-iters", "150", "--lr", "1e-2", "--batch-size", "32",
                      "--eval-interval", "150", "--eval-iters", "2", "--out", str(ckpt), "--seed", "0", "--sample-chars", "0"])
     assert rc == 0
-    summary = analyze_checkpoint(ckpt, tmp_path / "report", settings=Settings(n_windows=64, n_boot=300, induction_windows=8))
+    settings = Settings(n_windows=64, n_boot=300, induction_windows=8)
+    (tmp_path / "report").mkdir()
+    summary = write_analysis_report(Summary(run_analysis(load_inputs(ckpt, settings), settings)), tmp_path / "report")
     prev = [h for h in summary["heads"] if h["behaviour"] == "previous_char"]
     assert prev, [(h["candidate"], round(h["score"], 2)) for h in summary["heads"]]
     assert all(h["heldout_score"] > 0.4 and h["confidence"] > 0.5 for h in prev)
     saved = json.loads((tmp_path / "report" / "summary.json").read_text(encoding="utf-8"))
     assert saved["heads"] == json.loads(json.dumps(summary["heads"]))
-    assert {p.name for p in (tmp_path / "report").iterdir()} == {"summary.json", "heads.csv", "report.md", "attention_examples.npz"}
+    assert {"summary.json", "heads.csv", "report.md", "report.html", "attention_examples.npz"} <= {p.name for p in (tmp_path / "report").iterdir()}
 
 
 def test_offset_profile_names_the_offsets_of_the_chosen_detectors(tmp_path):
     ckpt, _ = make_checkpoint(tmp_path)
     settings = Settings(n_windows=16, n_boot=50, induction_windows=4, detectors=["offset_3", "space", "self"])
-    profile = run_analysis(load_inputs(ckpt, settings), settings).summary["offset_profile"]
+    profile = run_analysis(load_inputs(ckpt, settings), settings).offset_profile
     assert profile["offsets"] == [0, 3] and np.array(profile["discovery"]).shape == (2, 2, 2)
+
+
+def test_class_selective_head_is_found():
+    s = make_summary()
+    ca = s["class_attention"]
+    best = most_class_selective(np.asarray(ca["discovery"]), np.asarray(ca["base_rate"]))
+    (l, h), ratio = best["head"], np.asarray(best["log2_ratio"])
+    assert (l, h) == (1, 2)  # the fixture makes the last head attend within its own class
+    assert ratio.shape == (4, 4)
+    off_diagonal = ~np.eye(4, dtype=bool)
+    np.testing.assert_allclose(np.diag(ratio), np.log2((0.7 + 0.3 / 4 + 1e-4) / (0.25 + 1e-4)))
+    np.testing.assert_allclose(ratio[off_diagonal], np.log2((0.3 / 4 + 1e-4) / (0.25 + 1e-4)))

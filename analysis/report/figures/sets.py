@@ -1,0 +1,97 @@
+"""The standard figure sets: those of one analysis and those of a comparison of two."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from analysis.report.figures.attention import HEATMAP_CHARS, attention_heatmap, flow_graph, heads_grid, rollout_graph
+from analysis.report.figures.base import FigureWriter, head_names, style
+from analysis.report.figures.heads import (behaviour_summary, class_preference, detector_maps, offset_profiles,
+                                           similarity_figure, validated_counts)
+from analysis.report.hebrew import snippet
+
+
+def analysis_figures(summary: dict, examples: Optional[dict], out: FigureWriter) -> list[dict]:
+    """Draw the standard figures of one analysis (`summary`: the summary.json contract; `examples`:
+    the content of attention_examples.npz, or None) and return their entries."""
+    add = out.add
+    names = head_names(summary)
+    with style():
+        add("behaviours", "Head behaviour summary", behaviour_summary(summary),
+            "Primary validated behaviour of every head; opacity and percentage give its confidence "
+            "(share of windows on which the behaviour holds).")
+        split = "heldout" if all("heldout" in d for d in summary["detectors"].values()) else "discovery"
+        add("detector_maps", "Detector score maps", detector_maps([summary], split),
+            f"Each detector's {split} score minus the score uniform causal attention would get; boxed heads are validated.")
+        if "offset_profile" in summary:
+            op = summary["offset_profile"]
+            add("offset_profiles", "Offset profiles",
+                offset_profiles({summary.get("name", ""): (op["offsets"], op.get(split, op["discovery"]))}),
+                "Mean attention each head puts at each relative offset (0 = the character itself).")
+        if "class_attention" in summary:
+            add("class_preference", "Character-class preference", class_preference([summary]),
+                "Class-to-class attention of the most class-selective head over the base rate, "
+                "in this language's own character classes.")
+        if examples is not None and len(examples.get("text", [])):
+            att = np.asarray(examples["attention"], dtype=np.float32)
+            text = str(examples["text"][0])
+            L, H = att.shape[1:3]
+            first = att[0, :, :, : len(text), : len(text)]  # shorter texts are zero-padded
+            # A prefix of a causal window keeps its attention rows exact: the heatmaps show
+            # the first HEATMAP_CHARS characters, so that every character can be labelled.
+            short = text[:HEATMAP_CHARS]
+            part = f" (first {len(short)} of {len(text)} characters)" if len(short) < len(text) else ""
+            best = _most_validated_head(summary)
+            add("heatmap", f"Attention heatmap, L{best[0]}H{best[1]}",
+                attention_heatmap(first[best[0], best[1], : len(short), : len(short)], short,
+                                  f"L{best[0]}H{best[1]} ({names[best[0] * H + best[1]]}): " + snippet(text, 30) + part),
+                "One head on one text: each row is a query character, each column a key it may attend to.", svg=True)
+            add("heads_grid", "All heads on one text", heads_grid(first[:, :, : len(short), : len(short)], short, names),
+                "Every head's attention on the same text (rows: queries, columns: keys).")
+            if summary.get("head_similarity"):
+                D = np.asarray(summary["head_similarity"]["distance"], dtype=float)
+                labels = [f"L{l}H{h} {names[l * H + h]}" if names[l * H + h] != "none" else f"L{l}H{h}"
+                          for l in range(L) for h in range(H)]
+                add("similarity", "Head similarity", similarity_figure(D, labels),
+                    "Mean Jensen–Shannon distance between heads' attention rows on the same inputs, "
+                    "clustered (average linkage); heads that behave alike sit together.")
+            add("flow_head", f"Attention flow graph, L{best[0]}H{best[1]}",
+                flow_graph(first, text, best[0], best[1]),
+                "Characters as nodes, lines weighted by the head's attention from each query (below) to its keys (above).")
+            add("flow_rollout", "Attention flow rolled out across layers", rollout_graph(first, text),
+                "The last character's attention followed down through every layer (head average plus residual); "
+                "the bottom row's shading is its attention rollout over the input characters.")
+    return out.entries
+
+def _most_validated_head(summary: dict) -> tuple[int, int]:
+    """The head with the highest held-out score among validated heads (else layer 0 head 0)."""
+    best, key = (0, 0), -1.0
+    for head in summary["heads"]:
+        if head.get("validated") and float(head.get("heldout_score") or 0) > key:
+            best, key = (head["layer"], head["head"]), float(head.get("heldout_score") or 0)
+    return best
+
+
+def comparison_figures(a: dict, b: dict, out: FigureWriter, split: str = "heldout") -> list[dict]:
+    """The comparison figures of two summaries (the summary.json contract), side by side or overlaid."""
+    A, B = a.get("name", "A"), b.get("name", "B")
+    add = out.add
+    with style():
+        add("compare_detector_maps", "Detector score maps side by side", detector_maps([a, b], split),
+            f"Each detector's {split} score minus the uniform baseline, {A} and {B} next to each other; boxed: validated.")
+        add("compare_validated_counts", "Validated heads per behaviour", validated_counts([a, b]),
+            "How many heads of each model have each behaviour validated, and in which layers.")
+        if "offset_profile" in a and "offset_profile" in b:
+            profiles = {s.get("name", k): (s["offset_profile"]["offsets"],
+                                           s["offset_profile"].get(split, s["offset_profile"]["discovery"]))
+                        for k, s in (("A", a), ("B", b))}
+            add("compare_offset_profiles", "Offset profiles overlaid",
+                offset_profiles(profiles, f"mean attention by relative offset: {A} vs {B}"),
+                "Every head's mean attention at each offset, both models drawn in the same panel.")
+        if "class_attention" in a and "class_attention" in b:
+            add("compare_class_preference", "Character-class preference, each in its own classes",
+                class_preference([a, b]),
+                "Each model's most class-selective head: log2 of class-to-class attention over the base rate, "
+                "in that language's own character classes.")
+    return out.entries

@@ -1,0 +1,85 @@
+"""report.md: the head table, validated heads per detector, the induction test, salient patterns,
+the character classes, and the sections of the optional analyses; built once from the summary."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from analysis.report.extras import Section
+from data.charclasses import table_markdown
+
+
+def format_head_table(summary: dict) -> str:
+    """The concise head table printed by the CLI (and used in report.md)."""
+    rows = ["| layer | head | behaviour | confidence | windows | score | held-out score | validated |",
+            "|---:|---:|---|---:|---:|---:|---:|---|"]
+    for h in summary["heads"]:
+        name = h["behaviour"] if h["validated"] else f"none (best: {h['candidate']})"
+        others = [b for b in h["behaviours"] if b != h["behaviour"]]
+        if others:
+            name += f" (+{', '.join(others)})"
+        rows.append(f"| {h['layer']} | {h['head']} | {name} | {h['confidence']:.2f} | {h['n_windows']} | "
+                    f"{h['score']:.3f} | {h['heldout_score']:.3f} | {'yes' if h['validated'] else 'no'} |")
+    return "\n".join(rows)
+
+
+def _show(c: str) -> str:
+    return {" ": "␠", "\n": "⏎", "|": "\\|"}.get(c, c)
+
+
+def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
+    """The whole report.md of one analysis (`summary`: the summary.json contract)."""
+    s, t = summary["settings"], summary["texts"]
+    ind = summary["induction_test"]
+    best_ind = max(((l, h) for l in range(len(ind["score"])) for h in range(len(ind["score"][0]))),
+                   key=lambda lh: ind["score"][lh[0]][lh[1]])
+    lines = [
+        f"# Attention heads of `{summary['name']}` ({summary['lang']})",
+        "",
+        f"Checkpoint `{summary['checkpoint']}`: {summary['model']['n_layer']} layers x {summary['model']['n_head']} heads, "
+        f"window {s['window']} characters.",
+        f"Discovery: {t['discovery']['source']} ({t['discovery']['n_windows']} windows). "
+        f"Held-out: {t['heldout']['source']} ({t['heldout']['n_windows']} windows).",
+        "",
+        f"A head gets a behaviour when its mean attention mass on the detector's targets is at least {s['threshold']}, "
+        f"its lift over uniform causal attention is at least {s['min_lift']} and the lift has a bootstrap lower bound above 0 ({s['n_boot']} resamples of windows, "
+        f"alpha {s['alpha']} over {s['n_tests']} tests, {s['alpha_per_test']:.2g} each) — on discovery text and again on "
+        f"held-out text. Confidence and windows are measured on held-out text: the share and number of windows on which "
+        f"the head's own score clears the threshold.",
+        "",
+        "## Heads",
+        "",
+        format_head_table(summary),
+        "",
+        "## Detectors",
+        "",
+        "| detector | target set | validated heads |",
+        "|---|---|---|",
+    ]
+    for name, d in summary["detectors"].items():
+        heads = [f"{l}.{h}" for l, row in enumerate(d["validated"]) for h, ok in enumerate(row) if ok]
+        lines.append(f"| {name} | {d['description']} | {', '.join(heads) or '—'} |")
+    lines += [
+        "",
+        "## Standard induction test",
+        "",
+        f"{ind['n_windows']} random sequences of {ind['length'] // 2} characters, each repeated twice. Loss on the first copy "
+        f"{ind['loss_first_copy']:.3f}, on the second copy {ind['loss_second_copy']:.3f}. Strongest head {best_ind[0]}.{best_ind[1]}: "
+        f"{ind['score'][best_ind[0]][best_ind[1]]:.3f} of its attention on the induction target (uniform: {ind['baseline']:.3f}).",
+        "",
+        "## Most salient attention patterns",
+        "",
+        "Largest single weights, excluding self-attention, position 0 and the first 8 rows. "
+        "Context: `[key]` ... `<query>`.",
+        "",
+        "| layer | head | from | to | weight | context |",
+        "|---:|---:|---|---|---:|---|",
+    ]
+    if not summary["salient_patterns"]:
+        lines.append("| — | — | — | — | — | no weight of at least 0.25 outside the trivial positions |")
+    for p in summary["salient_patterns"][:24]:
+        ctx = "".join(_show(c) for c in p["context"])
+        lines.append(f"| {p['layer']} | {p['head']} | {_show(p['from'])} | {_show(p['to'])} | {p['weight']:.3f} | `{ctx}` |")
+    lines += ["", "## Character classes", "", table_markdown(), ""]
+    if extras:
+        lines += ["## Beyond attention weights", ""] + [line for s in extras for line in s.as_markdown()] + [""]
+    return "\n".join(lines)
