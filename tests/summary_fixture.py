@@ -97,6 +97,16 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
     }
 
 
+HEBREW = "בראשית ברא אלהים את השמים ואת הארץ׃ והארץ היתה"
+
+
+def drawn_texts(fig) -> list:
+    """Every visible, non-empty text artist of a drawn figure."""
+    from matplotlib.text import Text
+    fig.canvas.draw()
+    return [t for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible()]
+
+
 KINDS = [["prev", "space", "offset3"], ["offset3", "prev", "uniform"]]  # the heads of make_examples
 SIMILARITY_TEXT = "the cat sat on the mat. a dog r"
 

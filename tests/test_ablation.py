@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from analysis.measures.ablation import (ablated, ablation_study, head_output_means, loss_change, position_losses,
+from analysis.measures.ablation import (ablated, ablation_study, head_output_means, position_losses,
                                repeated_random_windows)
 from beyond_helpers import previous_char_pattern, tiny_model
 from model.hooks import add_hook
@@ -51,8 +51,10 @@ def test_zero_output_projection_changes_nothing():
         model.blocks[1].attn.c_proj.weight[:, 8:16] = 0.0  # head 1 of layer 1 writes nothing
     windows = torch.randint(0, 12, (6, 11), generator=torch.Generator().manual_seed(0))
     means = head_output_means(model, windows[:, :-1])
+    clean = position_losses(model, windows)
     for mode in ("zero", "mean"):
-        assert loss_change(model, windows, [(1, 1)], mode, means) == 0.0
+        with ablated(model, [(1, 1)], mode, means):
+            assert torch.equal(position_losses(model, windows), clean)
     res = ablation_study(model, windows, classes_for(windows), {(1, 1): "previous_char", (0, 0): "none"},
                          validated={(1, 1)}, tol=1e-9)
     assert res[(1, 1)].delta_loss == 0.0 and res[(1, 1)].visible_but_unused

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from analysis.runs.extract import iter_attention, iter_window_attention
+from analysis.runs.extract import iter_attention
 from data.tokenizer import CharTokenizer
 from model.transformer import ModelConfig, TransformerLM
 
@@ -16,7 +16,7 @@ def setup(T=16):
 def test_streamed_attention_equals_a_direct_forward_pass():
     tok, model = setup()
     windows = ["abcdefgh abcdefg", "hgfedcba. abcdef", "a b c d e f g h "]
-    got = list(iter_window_attention(model, tok, windows, "en", batch_size=2))
+    got = [w for batch in iter_attention(model, tok, windows, "en", batch_size=2) for w in batch.windows()]
     assert [t for _, t, _ in got] == windows
     ids = torch.from_numpy(np.stack([tok.encode(w).astype(np.int64) for w in windows]))
     _, _, att = model.eval()(ids, return_attention=True)

@@ -1,54 +1,18 @@
 """Figures: drawn from data (summary dicts, attention arrays, characters), checked for
 what they show; Hebrew must come out right to left and in a font that has its glyphs."""
-import warnings
-
 import numpy as np
 import torch
-from matplotlib import font_manager
 from matplotlib.patches import Rectangle
-from matplotlib.text import Text
 
-from analysis.report.figures.attention import attention_heatmap, flow_graph, rollout_graph
+from analysis.report.figures.attention import flow_graph, rollout_graph
 from analysis.report.figures.base import FigureWriter, style
 from analysis.report.figures.heads import behaviour_summary, detector_maps, offset_profiles
 from analysis.report.figures.sets import analysis_figures
 from analysis.measures.flow import layer_mixing, query_flow
-from analysis.report.hebrew import char_label, display, font_paths, is_rtl, missing_glyphs, uncovered
+from analysis.report.hebrew import char_label
 from analysis.measures.rollout import attention_rollout
-from summary_fixture import KINDS, hand_attention, make_examples, make_summary
+from summary_fixture import HEBREW, drawn_texts, KINDS, hand_attention, make_examples, make_summary
 
-HEBREW = "בראשית ברא אלהים את השמים ואת הארץ׃ והארץ היתה"
-
-
-def drawn_texts(fig) -> list[Text]:
-    fig.canvas.draw()
-    return [t for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible()]
-
-
-def test_bidi_display_order():
-    assert is_rtl("שלום") and not is_rtl("hello, world")
-    assert display("שלום") == "םולש"  # drawn left to right, so stored reversed
-    assert display("L0H1: שלום עולם") == "L0H1: םלוע םולש"  # the Latin part keeps its order
-    assert display("abc") == "abc"
-    assert char_label(" ") == "␣" and char_label("\n") == "⏎" and char_label("\u05b8") == "◌\u05b8"
-
-
-def test_hebrew_heatmap_glyphs_resolve_to_a_font_that_covers_them():
-    att = hand_attention(HEBREW, [["prev"]])[0, 0]
-    with style(), warnings.catch_warnings():
-        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" when it draws a box
-        fig = attention_heatmap(att, HEBREW, title="L0H0: " + HEBREW[:10])
-        texts = drawn_texts(fig)
-        fig.savefig(__import__("io").BytesIO(), format="png")
-    hebrew_labels = [t for t in texts if is_rtl(t.get_text())]
-    assert len(hebrew_labels) >= len(set(HEBREW) - {" "})  # tick labels and the title
-    for t in hebrew_labels:
-        chain = [font_manager.findfont(font_manager.FontProperties(family=f)) for f in t.get_fontproperties().get_family()]
-        for c in set(t.get_text()):
-            assert any(not missing_glyphs(c, str(path)) for path in chain), f"no font in {chain} draws {c!r}"
-    title = next(t.get_text() for t in texts if t.get_text().startswith("L0H0"))
-    assert title == "L0H0: " + HEBREW[:10][::-1]  # right to left on screen
-    assert uncovered(HEBREW + "\u05b8\u05bc") == [] and font_paths()
 
 
 def test_detector_maps_show_score_above_baseline_and_box_validated_heads():

@@ -6,7 +6,7 @@ import torch
 from scipy.cluster.hierarchy import fcluster
 from scipy.spatial.distance import jensenshannon
 
-from analysis.measures.similarity import cluster_heads, head_labels, head_rows, js_distance_matrix
+from analysis.measures.similarity import cluster_heads, head_rows, js_distance_matrix
 from data.tokenizer import CharTokenizer
 from model.transformer import ModelConfig, TransformerLM
 from summary_fixture import hand_attention
@@ -49,7 +49,7 @@ def test_distance_matches_scipy_on_random_rows():
 def test_known_distances_of_hand_set_heads():
     att = hand_set_attention(TEXTS, KINDS)
     D = js_distance_matrix(att)
-    labels = head_labels(2, 3)
+    labels = [f"L{l}H{h}" for l in range(2) for h in range(3)]
     prev_a, prev_b, offset3, self_ = labels.index("L0H0"), labels.index("L1H2"), labels.index("L0H2"), labels.index("L1H1")
     assert D[prev_a, prev_b] == pytest.approx(0.0, abs=1e-9)
     # previous-char and self never share a key (except on row 0, which is skipped): disjoint rows, distance 1
@@ -62,7 +62,7 @@ def test_known_distances_of_hand_set_heads():
 def test_clustering_puts_the_two_previous_char_heads_together_first():
     att = hand_set_attention(TEXTS, KINDS)
     Z = cluster_heads(js_distance_matrix(att))
-    labels = head_labels(2, 3)
+    labels = [f"L{l}H{h}" for l in range(2) for h in range(3)]
     first = {labels[int(Z[0, 0])], labels[int(Z[0, 1])]}
     assert first == {"L0H0", "L1H2"}
     assert Z[0, 2] == pytest.approx(0.0, abs=1e-9) and Z[1, 2] > 0.3  # the next merge is far away

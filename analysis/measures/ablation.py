@@ -72,18 +72,6 @@ def position_losses(model: TransformerLM, windows: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(logits.transpose(1, 2), windows[:, 1:], reduction="none")
 
 
-def loss_change(model: TransformerLM, windows: Windows, heads: Sequence[Head], mode: AblationMode = "zero",
-                means: torch.Tensor | None = None, batch_size: int = 32) -> float:
-    """Mean loss change (nats per character) when a set of heads is ablated together."""
-    total, count = 0.0, 0
-    for batch in _batches(windows, batch_size):
-        clean = position_losses(model, batch)
-        with ablated(model, heads, mode, means):
-            total += (position_losses(model, batch) - clean).sum().item()
-        count += clean.numel()
-    return total / count
-
-
 def repeated_random_windows(token_ids: Sequence[int], n: int, T: int, seed: int = 0) -> torch.Tensor:
     """`n` windows (n, T+1) made of a random sequence of length ceil((T+1)/2) repeated twice."""
     g = torch.Generator().manual_seed(seed)

@@ -13,10 +13,6 @@ from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
 
 
-def head_labels(n_layer: int, n_head: int) -> list[str]:
-    return [f"L{l}H{h}" for l in range(n_layer) for h in range(n_head)]
-
-
 def head_rows(attention: np.ndarray, max_rows: int = 4096, seed: int = 0) -> np.ndarray:
     """Attention (N, L, H, T, T) -> query rows per head (L*H, R, T), float64.
     Row 0 of each window is skipped (causal attention there is forced to position 0 in

@@ -23,7 +23,6 @@ from model.transformer import TransformerLM
 @dataclass
 class AttentionBatch:
     attention: torch.Tensor  # (B, L, H, T, T) post-softmax, zero on future keys
-    logits: torch.Tensor  # (B, T, V)
     ids: torch.Tensor  # (B, T) long
     classes: torch.Tensor  # (B, T) long, codes into data.charclasses.CLASS_NAMES
     texts: list[str]  # the B windows' characters
@@ -60,19 +59,10 @@ def iter_attention(
             ids = torch.from_numpy(np.stack([tokenizer.encode(t, unknown=unknown).astype(np.int64) for t in texts])).to(device)
             classes = torch.from_numpy(np.stack([classify(t, lang) for t in texts]).astype(np.int64))
             if value_weighted:  # ||alpha_ij v_j W_O|| rows normalized (Kobayashi et al. 2020), see analysis.measures.value_weighted
-                cache = run_with_cache(model, ids)
-                logits, attention = cache.logits, row_normalize(value_weighted_attention(model, cache))
+                attention = row_normalize(value_weighted_attention(model, run_with_cache(model, ids, names=("v", "pattern"))))
             else:
-                logits, _, attention = model(ids, return_attention=True)
-            yield AttentionBatch(attention.float().cpu(), logits.float().cpu(), ids.cpu(), classes, list(texts))
+                _, _, attention = model(ids, return_attention=True)
+            yield AttentionBatch(attention.float().cpu(), ids.cpu(), classes, list(texts))
             bar.update(len(texts))
     finally:
         bar.close()
-
-
-def iter_window_attention(
-    model: TransformerLM, tokenizer: Tokenizer, windows: Sequence[str], lang: str, batch_size: int = 32,
-) -> Iterator[tuple[torch.Tensor, str, np.ndarray]]:
-    """Per window: attention (L, H, T, T), text, class codes (T,), streamed."""
-    for batch in iter_attention(model, tokenizer, windows, lang, batch_size):
-        yield from batch.windows()
