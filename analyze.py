@@ -215,7 +215,7 @@ def run_compare(args: argparse.Namespace) -> int:
             (tmp / inputs.name).mkdir()
             summaries.append(analyze(inputs, settings, request, progress=not args.quiet))
             written.append(write_analysis_report(summaries[-1], tmp / inputs.name))
-        comparison = compare_summaries(*written)
+        comparison = compare_summaries(written[0], written[1])
         write_comparison_report(comparison, written, [s.examples for s in summaries], tmp,
                                 links=[{"text": f"{i.name}: full report", "href": f"{i.name}/report.html"} for i in (a, b)])
     if not args.quiet:

@@ -66,7 +66,7 @@ def throughput(ckpt: str | None, n: int, batch_size: int, rounds: int = 3) -> tu
 
     def full() -> None:
         run = SplitRun(Settings().detectors)
-        for batch in iter_attention(inputs.model, inputs.tokenizer, windows, "en", batch_size, unknown="replace"):
+        for batch in iter_attention(inputs.model, inputs.tokenizer, windows, "en", batch_size):
             run.add(batch)
 
     best = {plain: 0.0, full: 0.0}

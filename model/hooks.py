@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal, Optional, Sequence
+from typing import Callable, Iterator, Literal, Optional, Sequence, get_args
 
 import torch
 
 from model.transformer import HookPoint, TransformerLM
 
 ActivationName = Literal["q", "k", "v", "scores", "pattern", "z"]
-ACTIVATION_NAMES: tuple[str, ...] = ("q", "k", "v", "scores", "pattern", "z")
+ACTIVATION_NAMES: tuple[ActivationName, ...] = get_args(ActivationName)
 HookFn = Callable[[torch.Tensor], Optional[torch.Tensor]]  # returns a replacement, or None to keep the tensor
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -65,6 +65,8 @@ PRESETS: dict[str, dict] = {
 
 
 class CausalSelfAttention(nn.Module):
+    causal_mask: torch.Tensor  # (1, 1, block_size, block_size) bool buffer
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_head = config.n_head
@@ -129,19 +131,23 @@ class Block(nn.Module):
         return x, att
 
 
+class Trunk(nn.Module):
+    """Embeddings, blocks and the final LayerNorm, named as in nanoGPT (transformer.wte, .h.0, ...)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
 class TransformerLM(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-            )
-        )
+        self.transformer = Trunk(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying
         self.apply(self._init_weights)
@@ -159,8 +165,8 @@ class TransformerLM(nn.Module):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     @property
-    def blocks(self) -> nn.ModuleList:
-        return self.transformer.h
+    def blocks(self) -> Sequence[Block]:
+        return self.transformer.h  # type: ignore[return-value]  # an nn.ModuleList of Blocks
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())

@@ -11,7 +11,7 @@ flagged visible but unused.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ContextManager, Iterable, Iterator, Literal, Sequence
+from typing import AbstractSet, ContextManager, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ def ablated(model: TransformerLM, heads: Iterable[Head], mode: AblationMode = "z
     through the hook points blocks.L.attn.hook_z (after any hook already there)."""
     if mode == "mean" and means is None:
         raise ValueError("mean ablation needs the heads' mean outputs (head_output_means)")
+    replacement = torch.zeros(0) if means is None else means
     by_layer: dict[int, list[int]] = {}
     for l, h in heads:
         by_layer.setdefault(l, []).append(h)
@@ -39,7 +40,7 @@ def ablated(model: TransformerLM, heads: Iterable[Head], mode: AblationMode = "z
     def replace(l: int, hs: list[int]) -> HookFn:
         def hook(z: torch.Tensor) -> torch.Tensor:  # (B, nh, T, hs)
             z = z.clone()
-            z[:, hs] = 0.0 if mode == "zero" else means[l, hs].to(z)[:, None, :]
+            z[:, hs] = 0.0 if mode == "zero" else replacement[l, hs].to(z)[:, None, :]
             return z
         return hook
     return hooks(model, [(hook_point_name(l, "z"), replace(l, hs)) for l, hs in by_layer.items()])
@@ -57,11 +58,13 @@ def _batches(ids: Windows, batch_size: int) -> Iterator[torch.Tensor]:
 @torch.no_grad()
 def head_output_means(model: TransformerLM, ids: Windows, batch_size: int = 32) -> torch.Tensor:
     """Mean output z of every head over all windows and positions: (L, nh, hs)."""
-    total, count = 0.0, 0
+    total: torch.Tensor | float = 0.0
+    count = 0
     for batch in _batches(ids, batch_size):
-        z = run_with_cache(model, batch).stack("z")  # (B, L, nh, T, hs)
+        z = run_with_cache(model, batch, names=("z",)).stack("z")  # (B, L, nh, T, hs)
         total = total + z.sum(dim=(0, 3))
         count += z.size(0) * z.size(3)
+    assert isinstance(total, torch.Tensor), "no windows"
     return total / count
 
 
@@ -97,7 +100,7 @@ class HeadAblation:
 @torch.no_grad()
 def ablation_study(
     model: TransformerLM, windows: Windows, classes: Windows, behaviours: dict[Head, str],
-    validated: set[Head] = frozenset(), mode: AblationMode = "zero", tol: float = 0.01, focus: float = 0.5,
+    validated: AbstractSet[Head] = frozenset(), mode: AblationMode = "zero", tol: float = 0.01, focus: float = 0.5,
     induction_windows: torch.Tensor | None = None, batch_size: int = 32, progress: bool = False,
 ) -> dict[Head, HeadAblation]:
     """Ablate each head of `behaviours` ({(layer, head): detector name or "none"}) on its own.
@@ -137,7 +140,7 @@ def ablation_study(
                 sums[head][2:] += (delta.sum().item(), delta.numel())
     out = {}
     for head, (d, n, dt, nt) in sums.items():
-        delta, targeted = d / n, (dt / nt if nt else float("nan"))
-        moved = abs(delta) >= tol or (nt > 0 and abs(targeted) >= tol)
-        out[head] = HeadAblation(delta, targeted, int(nt), head in validated and not moved)
+        mean_delta, targeted = float(d / n), float(dt / nt) if nt else float("nan")
+        moved = abs(mean_delta) >= tol or (nt > 0 and abs(targeted) >= tol)
+        out[head] = HeadAblation(mean_delta, targeted, int(nt), head in validated and not moved)
     return out

@@ -93,7 +93,9 @@ class Counterfactual:
         out = {"text_a": self.text_a, "text_b": self.text_b, "n_aligned": m["n_aligned"], "ranking": m["ranking"][:top]}
         for key in ("max_abs_diff", "mean_abs_diff", "correlation", "value_weighted_correlation"):
             if key in m:
-                out[key] = np.where(np.isnan(m[key]), None, np.round(m[key], 6)).tolist()
+                values = np.round(np.asarray(m[key], dtype=float), 6).astype(object)
+                values[np.isnan(values.astype(float))] = None  # JSON has no NaN
+                out[key] = values.tolist()
         return out
 
 

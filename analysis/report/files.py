@@ -73,7 +73,7 @@ def write_json(data: dict, path: Path) -> None:
 
 
 def write_examples(examples: dict[str, np.ndarray], path: Path) -> None:
-    np.savez(path, **examples)
+    np.savez(path, **examples)  # type: ignore[arg-type]  # numpy's stub types **kwds as its own flags
 
 
 def write_heads_csv(summary: dict, path: Path) -> None:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from model.hooks import run_with_cache
 from analysis.measures.value_weighted import row_normalize, value_weighted_attention
 from data.charclasses import classify
-from data.tokenizer import Tokenizer
+from data.tokenizer import Tokenizer, UnknownPolicy
 from model.transformer import TransformerLM
 
 
@@ -47,7 +47,7 @@ def _batches(windows: Sequence[str], batch_size: int) -> Iterator[list[str]]:
 @torch.no_grad()
 def iter_attention(
     model: TransformerLM, tokenizer: Tokenizer, windows: Sequence[str], lang: str, batch_size: int = 32,
-    unknown: str = "error", progress: bool = False, desc: str = "attention", value_weighted: bool = False,
+    unknown: UnknownPolicy = "replace", progress: bool = False, desc: str = "attention", value_weighted: bool = False,
 ) -> Iterator[AttentionBatch]:
     """Run `windows` (strings no longer than the block size) through `model` in batches and yield
     each batch's attention with its text and character classes."""

@@ -83,7 +83,7 @@ def heldout_groups(inputs: AnalysisInputs, n: int) -> list[tuple[list[str], torc
         groups.setdefault(len(w), []).append(w)
     out = []
     for texts in groups.values():
-        ids = torch.as_tensor(np.stack([inputs.tokenizer.encode(t, unknown=split.unknown) for t in texts]).astype(np.int64))
+        ids = torch.as_tensor(np.stack([inputs.tokenizer.encode(t, unknown="replace") for t in texts]).astype(np.int64))
         cls = torch.as_tensor(np.stack([classify(t, inputs.lang) for t in texts]).astype(np.int64))
         out.append((texts, ids, cls))
     return out
@@ -111,7 +111,8 @@ def _stream(request: ExtrasRequest, model: TransformerLM, groups, analysis: Anal
     """One pass over the windows for the analyses that need every layer's activations."""
     L, H = model.config.n_layer, model.config.n_head
     names = list(analysis.detectors)
-    tv_sum, n_tv, raw_scores, vw_scores = 0.0, 0, [], []
+    tv_sum: torch.Tensor | float = 0.0
+    n_tv, raw_scores, vw_scores = 0, [], []
     # Entropy by position and the q/k map stack windows, so they use only the longest ones
     # (all of them, except with --sentences).
     longest = max(ids.size(1) for _, ids, _ in groups)
@@ -140,10 +141,11 @@ def _stream(request: ExtrasRequest, model: TransformerLM, groups, analysis: Anal
                                  cache.layer(l, "pattern")[:, h].numpy(), cls[sl].numpy()))
             bar.update(att.size(0))
     bar.close()
-    assert first is not None
+    assert first is not None, "no held-out windows"
     text0, att0, vw0 = first
     out: dict = {}
     if request.value_weighted:
+        assert isinstance(tv_sum, torch.Tensor) and vw0 is not None
         out["value_weighted"] = _value_weighted(analysis, names, tv_sum / n_tv, raw_scores, vw_scores, text0, att0, vw0)
     if request.rollout:
         imp = token_importance(att0.unsqueeze(0))

@@ -58,9 +58,6 @@ class TextSplit:
     source: str
     windows: list[str]
     n_chars: int
-    # Encoding policy. --unknown-chars is applied to --text / --sentences before windows are cut, so what is left
-    # here is the corpus's own held-out text, which may hold characters the training text lacked.
-    unknown: str = "replace"
 
     def describe(self) -> dict:
         return {"source": self.source, "n_windows": len(self.windows), "n_chars": self.n_chars}
@@ -100,7 +97,9 @@ def _apply_unknown_policy(tokenizer: Tokenizer, text: str, what: str, policy: st
 
 def load_inputs(ckpt_path: str | os.PathLike, settings: Settings, text_path: Optional[str] = None,
                 sentences: Optional[list[str]] = None) -> AnalysisInputs:
-    """Load the checkpoint and cut the texts into windows; a CharlensError on any unusable input."""
+    """Load the checkpoint and cut the texts into windows; a CharlensError on any unusable input.
+    --unknown-chars is applied to --text / --sentences here, before windows are cut; characters of the
+    corpus's own held-out text that its training text lacked are encoded as the unknown token."""
     state = load_checkpoint(ckpt_path)
     try:
         model = model_from_checkpoint(state)
@@ -195,5 +194,5 @@ def parallel_heldout(a: AnalysisInputs, b: AnalysisInputs, n_windows: int,
         assert inputs.corpus is not None
         source = (f"{inputs.corpus.name} held-out verses, {len(keys)} windows starting at the same verses as in "
                   f"{other.name} ({keys[0]} ... {keys[-1]})" if keys else "none")
-        return dataclasses.replace(inputs, heldout=TextSplit(source, windows, sum(map(len, windows)), unknown="replace"))
+        return dataclasses.replace(inputs, heldout=TextSplit(source, windows, sum(map(len, windows))))
     return replaced(a, wa, b.corpus), replaced(b, wb, a.corpus)

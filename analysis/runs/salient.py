@@ -40,7 +40,7 @@ class SalientPatterns:
     def patterns(self) -> list[dict]:
         out = []
         for (l, h), cands in self.best.items():
-            seen = set()
+            seen: set[tuple[str, str]] = set()
             for weight, frm, to, ctx in sorted(cands, reverse=True):
                 if (frm, to) in seen or len(seen) >= SALIENT_PER_HEAD:
                     continue

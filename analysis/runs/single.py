@@ -31,8 +31,8 @@ class SplitRun:
     def __init__(self, names: list[str]) -> None:
         self.names = names
         self.scores = ScoreAccumulator()
-        self.class_heads: Optional[torch.Tensor] = None
-        self.class_base: Optional[torch.Tensor] = None
+        self.class_heads: torch.Tensor | float = 0.0  # (L, H, C, C) once a batch is added
+        self.class_base: torch.Tensor | float = 0.0  # (C, C)
         self.metrics: dict[str, torch.Tensor] = {}
         self.n = 0
 
@@ -41,14 +41,15 @@ class SplitRun:
         ws = det.score_masks(batch.attention, det.target_masks(cb, self.names))
         self.scores.add(ws.score.numpy(), ws.baseline.numpy())
         heads, base, _ = det.class_attention_sums(batch.attention, batch.classes)
-        self.class_heads = heads if self.class_heads is None else self.class_heads + heads
-        self.class_base = base if self.class_base is None else self.class_base + base
+        self.class_heads = self.class_heads + heads
+        self.class_base = self.class_base + base
         for k, v in det.head_metric_sums(batch.attention).items():
             self.metrics[k] = self.metrics.get(k, 0) + v
         self.n += len(batch.texts)
 
 
-def _row_normalize(m: torch.Tensor) -> torch.Tensor:
+def _row_normalize(m: torch.Tensor | float) -> torch.Tensor:
+    assert isinstance(m, torch.Tensor), "no windows were added"
     return m / m.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
@@ -91,7 +92,7 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
         store = AttentionStore(Path(save_attention), n, L, H, T)
     for key, split in splits.items():
         batches = iter_attention(inputs.model, inputs.tokenizer, split.windows, inputs.lang, settings.batch_size,
-                                 unknown=split.unknown, progress=progress, desc=key, value_weighted=settings.value_weighted)
+                                 progress=progress, desc=key, value_weighted=settings.value_weighted)
         for k, batch in enumerate(batches):
             runs[key].add(batch)
             if key == "discovery" and k < SALIENT_BATCHES:

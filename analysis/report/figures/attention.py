@@ -74,7 +74,7 @@ def _draw_edges(ax, x, y_from, y_to, weights: np.ndarray, colour: str, threshold
     colours = np.tile(np.array(colormaps["Greys"](0.0)), (len(w), 1))
     colours[:, :3] = np.array(colormaps[colour](0.8))[:3]
     colours[:, 3] = np.clip(w / max(w.max(), 1e-9), 0.08, 1.0)
-    ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.4 + 2.6 * w / max(w.max(), 1e-9)))
+    ax.add_collection(LineCollection(list(segments), colors=colours, linewidths=0.4 + 2.6 * w / max(w.max(), 1e-9)))
 
 def _draw_chars(ax, x, y, chars: str, weights: Optional[np.ndarray] = None):
     for k, c in enumerate(chars):

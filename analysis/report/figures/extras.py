@@ -124,8 +124,8 @@ def qk_map_figure(queries: np.ndarray, keys: np.ndarray, classes: np.ndarray, cl
     for c in np.unique(classes):
         sel = classes == c
         colour = cmap(int(c) % 10)
-        ax.scatter(*queries[sel].T, s=9, color=colour, marker="o", alpha=0.6, label=f"{class_names[c]} (query)")
-        ax.scatter(*keys[sel].T, s=14, color=colour, marker="x", alpha=0.6)
+        ax.scatter(queries[sel, 0], queries[sel, 1], s=9, color=colour, marker="o", alpha=0.6, label=f"{class_names[c]} (query)")
+        ax.scatter(keys[sel, 0], keys[sel, 1], s=14, color=colour, marker="x", alpha=0.6)
     ax.set_title(f"L{layer}H{head} queries (•) and keys (×), {method.upper()}; "
                  f"Spearman(2-D distance, attention) = {spearman:.2f}")
     ax.legend(fontsize=6, markerscale=1.5, loc="best")

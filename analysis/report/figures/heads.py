@@ -12,6 +12,7 @@ from matplotlib import colormaps
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 from scipy.cluster.hierarchy import dendrogram
 
 from analysis.measures.similarity import cluster_heads
@@ -185,7 +186,7 @@ def validated_counts(summaries: Sequence[dict]) -> Figure:
     ax.set_yticks(np.arange(len(detectors)) + 0.4 - height / 2, detectors)
     ax.invert_yaxis()
     ax.set_xlabel("validated heads")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7)
     ax.set_title("validated heads per behaviour")
     if none:
