@@ -5,6 +5,7 @@
     python analyze.py --ckpt checkpoints/en.pt --sentences "The cat sat on the mat." "What is the capital of France?"
     python analyze.py --ckpt checkpoints/en.pt --save-attention out.npz
     python analyze.py --compare checkpoints/en.pt checkpoints/he.pt --out reports/en_vs_he
+    python analyze.py --compare 'checkpoints/en_s*.pt' --vs 'checkpoints/he_s*.pt'   # seeds as the unit
 
 Flow: parse -> check every input (one-line errors, before any work) -> analysis.runs (typed results)
 -> analysis.report.render into a staged folder -> rename it into place, so a failed run never leaves
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import importlib.util
 import os
 import sys
@@ -22,8 +24,8 @@ from typing import Optional
 
 from analysis.report.files import move_file, staged_output_dir
 from analysis.report.markdown import format_head_table
-from analysis.report.render import write_analysis_report, write_comparison_report
-from analysis.runs.compare import compare_summaries
+from analysis.report.render import write_analysis_report, write_group_report
+from analysis.runs.groups import compare_groups
 from analysis.runs.extras import ExtrasRequest, check_request, run_extras
 from analysis.runs.inputs import UNKNOWN_POLICIES, AnalysisInputs, Settings, load_inputs, parallel_heldout
 from analysis.runs.results import Extras, Summary
@@ -42,10 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = p.add_argument_group("what to analyze")
     src.add_argument("--ckpt", help="checkpoint to analyze (e.g. checkpoints/en.pt)")
-    src.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                     help="analyze two checkpoints and compare them: each report goes to OUT/<name>/, the comparison "
-                     "(findings, figures, compare.json, report.html) to OUT (default reports/<A>_vs_<B>); when both "
-                     "use the default Bibles, held-out windows start at the same held-out verses in both languages")
+    src.add_argument("--compare", nargs="+", metavar="CKPT",
+                     help="compare two checkpoints (--compare A B) or two groups of seeds (--compare A1 A2 ... --vs B1 B2 ...; "
+                     "quoted shell globs such as 'checkpoints/en_s*.pt' are expanded): every model is analysed on the same "
+                     "held-out windows (the same verses in both languages for the default Bibles), each report goes to "
+                     "OUT/<model>/, the comparison (findings that replicate across seeds, figures, compare.json, report.html) "
+                     "to OUT (default reports/<A>_vs_<B>)")
+    src.add_argument("--vs", nargs="+", metavar="CKPT", help="the second group of --compare (see there)")
     src.add_argument("--text", metavar="FILE", help="analyze this UTF-8 text instead of the checkpoint's corpus: "
                      "its first half is the discovery text, its second half the held-out text")
     src.add_argument("--sentences", nargs="+", metavar="S", help="held-out texts, each its own window "
@@ -108,8 +113,10 @@ def parse_head(spec: str) -> tuple[int, int]:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse bad flag values before any work starts."""
+    if args.vs and not args.compare:
+        raise UsageError("--vs is the second group of --compare")
     if not args.ckpt and not args.compare:
-        raise UsageError("give a checkpoint with --ckpt PATH (or two with --compare A B)")
+        raise UsageError("give a checkpoint with --ckpt PATH (or two with --compare A B, or groups with --compare ... --vs ...)")
     if args.ckpt and args.compare:
         raise UsageError("give either --ckpt or --compare, not both")
     if args.compare and args.save_attention:
@@ -197,33 +204,94 @@ def run_single(args: argparse.Namespace) -> int:
     return 0
 
 
+def expand_group(patterns: list[str], flag: str) -> list[str]:
+    """Checkpoint paths from the arguments of --compare / --vs: plain paths, or quoted shell globs."""
+    paths = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            found = sorted(glob.glob(pattern))
+            if not found:
+                raise UsageError(f"{flag} {pattern}: no checkpoint matches")
+            paths += found
+        else:
+            paths.append(pattern)
+    return paths
+
+
+def check_group(name: str, members: list[AnalysisInputs]) -> None:
+    """One group = one kind of model: the same architecture and the same training corpus."""
+    first = members[0]
+    for m in members[1:]:
+        if m.state["corpus"].get("sha256") != first.state["corpus"].get("sha256"):
+            raise UsageError(f"group {name} mixes corpora: {first.ckpt_path} and {m.ckpt_path} were trained on different texts")
+        a, b = first.state["model_config"], m.state["model_config"]
+        differ = [f"{k} {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        if differ:
+            raise UsageError(f"group {name} mixes architectures: {first.ckpt_path} and {m.ckpt_path} differ in "
+                             + ", ".join(differ))
+
+
+def group_name(members: list[AnalysisInputs]) -> str:
+    """The corpus name every member shares (e.g. en), else the common prefix of the file names."""
+    corpora = {m.corpus.name if m.corpus else None for m in members}
+    if len(corpora) == 1 and None not in corpora:
+        return corpora.pop()  # type: ignore[return-value]
+    prefix = os.path.commonprefix([m.name for m in members]).rstrip("_-.")
+    return prefix or members[0].name
+
+
 def run_compare(args: argparse.Namespace) -> int:
-    """--compare A B: both analyses (on parallel held-out verses for the default Bibles), each
-    written under OUT/<name>/, and the comparison under OUT; all in one staged folder."""
+    """--compare A [A ...] [--vs B [B ...]]: every model analysed on the same held-out windows (parallel verses for
+    the default Bibles), each report under OUT/<model>/, and the group comparison under OUT; one staged folder."""
+    if args.vs is None and len(args.compare) != 2:
+        raise UsageError("--compare takes two checkpoints (A B), or two groups: --compare A [A ...] --vs B [B ...]")
+    paths = (expand_group(args.compare[:1] if args.vs is None else args.compare, "--compare"),
+             expand_group(args.compare[1:] if args.vs is None else args.vs, "--vs"))
+    both = {str(Path(p).resolve()) for p in paths[0]} & {str(Path(p).resolve()) for p in paths[1]}
+    if both:
+        raise UsageError(f"{sorted(both)[0]} is in both groups")
     settings, request = settings_from_args(args), request_from_args(args)
-    a, b = (load_inputs(c, settings, text_path=args.text, sentences=args.sentences) for c in args.compare)
-    for inputs in (a, b):
-        check_request(request, inputs.model, inputs.tokenizer)
-    if a.name == b.name:
-        b = dataclasses.replace(b, name=b.name + "-2")
+    groups = [[load_inputs(p, settings, text_path=args.text, sentences=args.sentences) for p in group] for group in paths]
+    names = [group_name(g) for g in groups]
+    if names[0] == names[1]:
+        names[1] += "-2"
+    for name, group in zip(names, groups):
+        check_group(name, group)
+        for inputs in group:
+            check_request(request, inputs.model, inputs.tokenizer)
     if args.text is None and args.sentences is None:
-        a, b = parallel_heldout(a, b, settings.n_windows, settings.seed) or (a, b)
-    out_dir = Path(args.out) if args.out else Path("reports") / f"{a.name}_vs_{b.name}"
+        parallel = parallel_heldout(groups[0][0], groups[1][0], settings.n_windows, settings.seed)
+        if parallel is not None:
+            groups = [[dataclasses.replace(m, heldout=rep.heldout) for m in group] for group, rep in zip(groups, parallel)]
+    seen: dict[str, int] = {}
+    for group in groups:
+        for k, m in enumerate(group):
+            seen[m.name] = seen.get(m.name, 0) + 1
+            if seen[m.name] > 1:
+                group[k] = dataclasses.replace(m, name=f"{m.name}-{seen[m.name]}")
+    out_dir = Path(args.out) if args.out else Path("reports") / f"{names[0]}_vs_{names[1]}"
+    everyone = [m for group in groups for m in group]
     with staged_output_dir(out_dir) as tmp:
-        summaries, written = [], []
-        for inputs in (a, b):
-            (tmp / inputs.name).mkdir()
-            summaries.append(analyze(inputs, settings, request, progress=not args.quiet))
-            written.append(write_analysis_report(summaries[-1], tmp / inputs.name))
-        comparison = compare_summaries(written[0], written[1])
-        write_comparison_report(comparison, written, [s.examples for s in summaries], tmp,
-                                links=[{"text": f"{i.name}: full report", "href": f"{i.name}/report.html"} for i in (a, b)])
+        written: list[list[dict]] = [[], []]
+        examples: list[list] = [[], []]
+        for g, group in enumerate(groups):
+            for inputs in group:
+                if not args.quiet:
+                    print(f"analysing {inputs.name} ({len(written[0]) + len(written[1]) + 1} of {len(everyone)})",
+                          file=sys.stderr)
+                (tmp / inputs.name).mkdir()
+                summary = analyze(inputs, settings, request, progress=not args.quiet)
+                written[g].append(write_analysis_report(summary, tmp / inputs.name))
+                examples[g].append(summary.examples)
+        comparison = compare_groups((names[0], names[1]), (written[0], written[1]), (examples[0], examples[1]),
+                                    alpha=settings.alpha)
+        write_group_report(comparison, tmp, links=[{"text": f"{m.name}: full report", "href": f"{m.name}/report.html"}
+                                                  for m in everyone])
     if not args.quiet:
-        for data in written:
-            print(f"{data['name']}:\n{format_head_table(data)}\n")
-        print("\n".join(comparison.findings))
-        print(f"comparison written to {out_dir}/ (report.html, compare.json, figures; "
-              f"{a.name}/ and {b.name}/ hold each model's own report)")
+        print("\n".join(comparison.notes))
+        print("replicated:\n" + ("\n".join(f"- {f}" for f in comparison.replicated) or "- none"))
+        print(f"comparison written to {out_dir}/ (report.html, report.md, compare.json, figures; "
+              f"one folder per model with its own report)")
     return 0
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from analysis.report.figures.base import head_names
 from analysis.report.hebrew import is_rtl
+from analysis.runs.groups import GroupComparison
 from model.checkpoint import atomic_write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -170,20 +171,30 @@ def first_validated(summary: dict) -> tuple[int, int]:
     return 0, 0
 
 
-def write_comparison_page(findings: Sequence[str], rows: list[dict], summaries: Sequence[dict],
-                          examples: Sequence[Optional[dict]], figures: Sequence[dict], out_path: Path | str,
-                          links: Sequence[dict] = ()) -> Path:
-    """report.html of a comparison: findings, links to each model's report, the behaviour table,
-    the comparison figures (files beside the page) and a head view per model."""
-    out_path = Path(out_path)
-    views = [head_view(ex, s.get("name", ""), head_names(s), start=first_validated(s))
-             for s, ex in zip(summaries, examples) if ex is not None and len(ex.get("text", []))]
-    data = {"title": "charlens: " + " vs ".join(s.get("name", "?") for s in summaries),
-            "findings": list(findings),
-            "findings_note": "Written from the numbers in compare.json (validated heads, offset profiles, class "
-                             "attention, head metrics); nothing here is fixed text.",
+def write_group_page(cmp: GroupComparison, figures: Sequence[dict], out_path: Path | str,
+                     links: Sequence[dict] = ()) -> Path:
+    """report.html of a group comparison: the replicated findings first, then every quantity with its
+    per-seed values and verdict, within-group agreement, the figures and links to each model's report."""
+    A, B = cmp.names
+    rows = [{"quantity": q.label, "verdict": q.verdict, f"{A} mean": q.difference.mean_a if q.difference else None,
+             f"{B} mean": q.difference.mean_b if q.difference else None,
+             f"{A} seeds": list(q.difference.values_a) if q.difference else None,
+             f"{B} seeds": list(q.difference.values_b) if q.difference else None,
+             "p": q.difference.p if q.difference else None,
+             "smallest p": q.difference.smallest_p if q.difference else None}
+            for q in cmp.quantities]
+    recurring = [{"group": name, "head (first seed)": h.head, "behaviour": h.behaviour, "recurs in every seed": h.recurs,
+                  "matches": ", ".join(f"{m}: {head} d={d:.2f}" for m, head, d in h.matches)}
+                 for name, agreement in zip(cmp.names, cmp.agreement) for h in agreement.heads]
+    data = {"title": f"charlens: {A} vs {B} ({len(cmp.members[0])} vs {len(cmp.members[1])} seeds)",
+            "findings": list(cmp.replicated) or [f"No difference between {A} and {B} replicated across seeds."],
+            "findings_note": " ".join(cmp.notes) + " Replicated: the same sign in every seed pair, exact permutation "
+                             f"p <= {cmp.alpha} over seed labels, and at least the minimum effect (README). Everything "
+                             "else is in the table below with its per-seed values.",
             "links": list(links),
-            "tables": [{"title": "Validated heads per behaviour", "rows": rows}],
-            "figures": figure_entries(figures, out_path.parent),
-            "views": views}
+            "tables": [{"title": "Every quantity, per seed", "rows": rows},
+                       {"title": "Not replicated", "rows": [{"finding": f} for f in cmp.not_replicated]}]
+            + ([{"title": "Heads matched across seeds (optimal assignment on attention rows)", "rows": recurring}]
+               if recurring else []),
+            "figures": figure_entries(figures, Path(out_path).parent)}
     return write_page(data, out_path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from analysis.report.extras import Section
+from analysis.runs.groups import GroupComparison
+from analysis.runs.matching import RECUR_DISTANCE
 from data.charclasses import table_markdown
 
 
@@ -82,4 +84,30 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
     lines += ["", "## Character classes", "", table_markdown(), ""]
     if extras:
         lines += ["## Beyond attention weights", ""] + [line for s in extras for line in s.as_markdown()] + [""]
+    return "\n".join(lines)
+
+
+def group_markdown(cmp: GroupComparison, links: Sequence[dict] = ()) -> str:
+    """report.md of a group comparison: replicated findings first, then the rest, then agreement."""
+    A, B = cmp.names
+    lines = [f"# {A} vs {B}: {len(cmp.members[0])} vs {len(cmp.members[1])} seeds", "",
+             f"{A}: {', '.join(cmp.members[0])}. {B}: {', '.join(cmp.members[1])}.", "", *cmp.notes, "",
+             "A difference replicates when it has the same sign in every seed pair, the exact permutation test over "
+             f"seed labels gives p <= {cmp.alpha}, and it is at least the quantity's minimum effect.", "",
+             "## Replicated findings", ""]
+    lines += [f"- {f}" for f in cmp.replicated] or [f"None: no difference between {A} and {B} replicated across seeds."]
+    lines += ["", "## Not replicated", "", *[f"- {f}" for f in cmp.not_replicated], "", "## Within each group", ""]
+    for name, agreement in zip(cmp.names, cmp.agreement):
+        present = [f"{d} in {b['seeds']} of {agreement.n_seeds} (first layers {b['first_layers']})"
+                   for d, b in agreement.behaviours.items() if b["seeds"]]
+        lines += [f"**{name}**: " + ("; ".join(present) or "no validated behaviour in any seed") + ".", ""]
+        if agreement.heads:
+            recur = [h for h in agreement.heads if h.recurs]
+            lines += [f"{len(recur)} of {len(agreement.heads)} heads of the first seed recur in every other seed "
+                      f"(matched by attention rows, JS distance <= {RECUR_DISTANCE}):", "",
+                      "| head | behaviour | recurs | matches |", "|---|---|---|---|",
+                      *[f"| {h.head} | {h.behaviour} | {'yes' if h.recurs else 'no'} | "
+                        + ", ".join(f"{m}: {hd} ({d:.2f})" for m, hd, d in h.matches) + " |" for h in agreement.heads], ""]
+    if links:
+        lines += ["## Models", "", *[f"- [{link['text']}]({link['href']})" for link in links], ""]
     return "\n".join(lines)

@@ -2,22 +2,23 @@
 
     write_analysis_report(summary, out_dir)      # summary.json, heads.csv, report.md, figures, report.html,
                                                  # attention_examples.npz
-    write_comparison_report(comparison, [summary_a, summary_b], out_dir)
+    write_group_report(comparison, out_dir, links)   # two groups of models, seeds as the unit
 Nothing is computed here that a result does not hold; the folder is the caller's (staged) folder.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from analysis.report.extras import extras_sections
-from analysis.report.figures.base import FigureWriter
-from analysis.report.figures.sets import analysis_figures, comparison_figures
+from analysis.report.figures.base import FigureWriter, style
+from analysis.report.figures.groups import group_figures
+from analysis.report.figures.sets import analysis_figures
 from analysis.report.files import write_examples, write_heads_csv, write_json
-from analysis.report.html import write_comparison_page, write_html_report
-from analysis.report.markdown import report_markdown
-from analysis.runs.compare import Comparison, behaviour_rows
-from analysis.runs.results import Examples, Summary
+from analysis.report.html import write_group_page, write_html_report
+from analysis.report.markdown import group_markdown, report_markdown
+from analysis.runs.groups import GroupComparison
+from analysis.runs.results import Summary
 
 
 def write_analysis_report(summary: Summary, out_dir: Path | str) -> dict:
@@ -37,14 +38,14 @@ def write_analysis_report(summary: Summary, out_dir: Path | str) -> dict:
     return data
 
 
-def write_comparison_report(comparison: Comparison, summaries: Sequence[dict], examples: Sequence[Optional[Examples]],
-                            out_dir: Path | str, links: Sequence[dict] = ()) -> None:
-    """compare.json, the comparison figures and report.html into `out_dir`, from the comparison and the
-    two summaries (the summary.json contract) with their attention examples; each model's own report is
-    written by `write_analysis_report`, e.g. into a subfolder."""
+def write_group_report(comparison: GroupComparison, out_dir: Path | str, links: Sequence[dict] = ()) -> None:
+    """compare.json, report.md, the group figures and report.html into `out_dir`; each model's own
+    report is written by `write_analysis_report` (into a subfolder, which `links` point to)."""
     out_dir = Path(out_dir)
     write_json(comparison.to_dict(), out_dir / "compare.json")
     figures = FigureWriter(out_dir)
-    comparison_figures(summaries[0], summaries[1], figures, comparison.split)
-    write_comparison_page(comparison.findings, behaviour_rows(comparison), summaries, examples,
-                          figures.entries, out_dir / "report.html", links)
+    with style():
+        for name, (title, fig, caption) in group_figures(comparison).items():
+            figures.add(name, title, fig, caption)
+    (out_dir / "report.md").write_text(group_markdown(comparison, links), encoding="utf-8")
+    write_group_page(comparison, figures.entries, out_dir / "report.html", links)

@@ -1,5 +1,5 @@
 """Figures of what the heads do, from summary dicts (the analysis contract): the behaviour of every
-head, detector score maps, offset profiles, head similarity, class preference and validated counts.
+head, detector score maps, offset profiles, head similarity and class preference.
 Several summaries (a comparison) are drawn side by side or overlaid.
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ from matplotlib import colormaps
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import MaxNLocator
 from scipy.cluster.hierarchy import dendrogram
 
 from analysis.measures.similarity import cluster_heads
@@ -159,36 +158,4 @@ def class_preference(summaries: Sequence[dict]) -> Figure:
         ax.set_ylabel("query class")
         ax.set_title(f"{s.get('name', '')}: most class-selective head L{head[0]}H{head[1]}", fontsize=8)
         fig.colorbar(im, ax=ax, shrink=0.7, extend="both", label="log2(attention / base rate)")
-    return fig
-
-def validated_counts(summaries: Sequence[dict]) -> Figure:
-    """For every behaviour, how many validated heads each summary has (bars), and in
-    which layers (annotation)."""
-    every = list(dict.fromkeys(d for s in summaries for d in s["detectors"]))
-    detectors = [d for d in every if any(np.any(s["detectors"][d]["validated"]) for s in summaries if d in s["detectors"])]
-    none = [d for d in every if d not in detectors]
-    fig = Figure(figsize=(7.5, 0.3 * max(1, len(detectors)) * len(summaries) + 1.4), layout="constrained")
-    ax = fig.add_subplot()
-    height = 0.8 / len(summaries)
-    for k, s in enumerate(summaries):
-        counts, notes = [], []
-        for d in detectors:
-            v = np.asarray(s["detectors"][d]["validated"], dtype=bool) if d in s["detectors"] else np.zeros((0, 0), bool)
-            layers = sorted({int(l) for l in np.nonzero(v)[0]})
-            counts.append(int(v.sum()))
-            notes.append(("layers " + ",".join(map(str, layers))) if layers else "")
-        y = np.arange(len(detectors)) + k * height
-        ax.barh(y, counts, height=height, color=f"C{k}", label=s.get("name", f"#{k}"))
-        for yy, c, note in zip(y, counts, notes):
-            if note:
-                ax.text(c + 0.05, yy, note, va="center", fontsize=6)
-    ax.set_xlim(0, 1.3 * max(ax.get_xlim()[1], 1))  # room for the layer notes
-    ax.set_yticks(np.arange(len(detectors)) + 0.4 - height / 2, detectors)
-    ax.invert_yaxis()
-    ax.set_xlabel("validated heads")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=7)
-    ax.set_title("validated heads per behaviour")
-    if none:
-        fig.supxlabel("no validated head in any model: " + ", ".join(none), fontsize=6.5, wrap=True)
     return fig

@@ -1,4 +1,4 @@
-"""The standard figure sets: those of one analysis and those of a comparison of two."""
+"""The standard figure set of one analysis."""
 from __future__ import annotations
 
 from typing import Optional
@@ -8,7 +8,7 @@ import numpy as np
 from analysis.report.figures.attention import HEATMAP_CHARS, attention_heatmap, flow_graph, heads_grid, rollout_graph
 from analysis.report.figures.base import FigureWriter, head_names, style
 from analysis.report.figures.heads import (behaviour_summary, class_preference, detector_maps, offset_profiles,
-                                           similarity_figure, validated_counts)
+                                           similarity_figure)
 from analysis.report.hebrew import snippet
 
 
@@ -71,27 +71,3 @@ def _most_validated_head(summary: dict) -> tuple[int, int]:
         if head.get("validated") and float(head.get("heldout_score") or 0) > key:
             best, key = (head["layer"], head["head"]), float(head.get("heldout_score") or 0)
     return best
-
-
-def comparison_figures(a: dict, b: dict, out: FigureWriter, split: str = "heldout") -> list[dict]:
-    """The comparison figures of two summaries (the summary.json contract), side by side or overlaid."""
-    A, B = a.get("name", "A"), b.get("name", "B")
-    add = out.add
-    with style():
-        add("compare_detector_maps", "Detector score maps side by side", detector_maps([a, b], split),
-            f"Each detector's {split} score minus the uniform baseline, {A} and {B} next to each other; boxed: validated.")
-        add("compare_validated_counts", "Validated heads per behaviour", validated_counts([a, b]),
-            "How many heads of each model have each behaviour validated, and in which layers.")
-        if "offset_profile" in a and "offset_profile" in b:
-            profiles = {s.get("name", k): (s["offset_profile"]["offsets"],
-                                           s["offset_profile"].get(split, s["offset_profile"]["discovery"]))
-                        for k, s in (("A", a), ("B", b))}
-            add("compare_offset_profiles", "Offset profiles overlaid",
-                offset_profiles(profiles, f"mean attention by relative offset: {A} vs {B}"),
-                "Every head's mean attention at each offset, both models drawn in the same panel.")
-        if "class_attention" in a and "class_attention" in b:
-            add("compare_class_preference", "Character-class preference, each in its own classes",
-                class_preference([a, b]),
-                "Each model's most class-selective head: log2 of class-to-class attention over the base rate, "
-                "in that language's own character classes.")
-    return out.entries
