@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from analysis.report.files import move_file, staged_output_dir
+from analysis.report.files import check_output_dir, move_file, staged_output_dir
 from analysis.report.markdown import format_head_table
 from analysis.report.render import write_analysis_report, write_group_report
 from analysis.runs.groups import compare_groups
@@ -32,7 +32,11 @@ from analysis.runs.results import Extras, Summary
 from analysis.runs.single import run_analysis
 from data.errors import CharlensError, UsageError
 
+INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 PROJECTION_PACKAGES = {"tsne": "sklearn", "umap": "umap"}
+# Ranges of the integer flags: beyond these a run would take hours or more memory than a laptop has.
+INT_RANGES = {"windows": (1, 100_000), "batch_size": (1, 4096), "n_boot": (1, 100_000), "min_windows": (1, 100_000),
+              "induction_windows": (1, 10_000), "beyond_windows": (1, 10_000), "seed": (0, 2**32 - 1)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a behaviour also needs its mass to beat uniform causal attention by at least this much")
     a.add_argument("--alpha", type=float, default=d.alpha,
                    help="family-wise error rate; each head x detector test uses alpha / (layers*heads*detectors) (Bonferroni)")
-    a.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples of windows for the lift intervals")
+    a.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples of windows for the lift intervals (1..100,000)")
     a.add_argument("--min-windows", type=int, default=d.min_windows,
                    help="a detector validates nothing unless each text split has at least this many windows with its targets")
     a.add_argument("--induction-windows", type=int, default=d.induction_windows,
@@ -125,17 +129,18 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("give either --text or --sentences, not both")
     if args.sentences is not None and not [s for s in args.sentences if s.strip()]:
         raise UsageError("--sentences needs at least one non-empty sentence")
-    for name in ("windows", "batch_size", "n_boot", "min_windows", "induction_windows", "beyond_windows"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if not 0.0 < args.threshold <= 1.0:
+    for name, (low, high) in INT_RANGES.items():
+        value = getattr(args, name)
+        if not low <= value <= high:
+            raise UsageError(f"--{name.replace('_', '-')} must be in {low}..{high:,}, got {value}")
+    if not 0.0 < args.threshold <= 1.0:  # also refuses nan
         raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")
     if not 0.0 <= args.min_lift < 1.0:
         raise UsageError(f"--min-lift must be in [0, 1), got {args.min_lift}")
     if not 0.0 < args.alpha < 1.0:
         raise UsageError(f"--alpha must be in (0, 1), got {args.alpha}")
-    if args.ablation_tol < 0:
-        raise UsageError(f"--ablation-tol must be >= 0, got {args.ablation_tol}")
+    if not (0.0 <= args.ablation_tol < float("inf")):
+        raise UsageError(f"--ablation-tol must be a finite number >= 0, got {args.ablation_tol}")
     if args.counterfactual and not all(t.strip() for t in args.counterfactual):
         raise UsageError("--counterfactual needs two non-empty texts")
     if args.qk_map:
@@ -181,13 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     except CharlensError as e:
         print(f"analyze.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("analyze.py: interrupted; no report was written (a previous report at --out is unchanged)", file=sys.stderr)
+        return INTERRUPTED
 
 
 def run_single(args: argparse.Namespace) -> int:
     settings, request = settings_from_args(args), request_from_args(args)
+    out_dir = Path(args.out) if args.out else Path("reports") / Path(args.ckpt).stem
+    check_output_dir(out_dir)
     inputs = load_inputs(args.ckpt, settings, text_path=args.text, sentences=args.sentences)
     check_request(request, inputs.model, inputs.tokenizer)
-    out_dir = Path(args.out) if args.out else Path("reports") / Path(args.ckpt).stem
     with staged_output_dir(out_dir) as tmp:
         saved = tmp / "all_attention.npz" if args.save_attention else None
         summary = analyze(inputs, settings, request, progress=not args.quiet, save_attention=saved)

@@ -171,3 +171,17 @@ def test_a_failed_final_rename_restores_the_previous_report(ckpt, tmp_path, caps
 def test_bad_flag_values_are_refused_before_any_work(ckpt, tmp_path, capsys):
     bad(["--ckpt", ckpt, "--threshold", "1.5"], capsys, tmp_path, "--threshold must be in (0, 1]")
     bad(["--ckpt", ckpt, "--save-attention", tmp_path / "x.txt"], capsys, tmp_path, "needs a .npz file name")
+
+
+@pytest.mark.parametrize("flag, value, needle", [
+    ("--n-boot", "1000000000", "--n-boot must be in 1..100,000"),
+    ("--induction-windows", "100000000", "--induction-windows must be in 1..10,000"),
+    ("--windows", "0", "--windows must be in 1..100,000"),
+    ("--seed", "-1", "--seed must be in 0..4,294,967,295"),
+    ("--ablation-tol", "nan", "--ablation-tol must be a finite number >= 0"),
+    ("--alpha", "nan", "--alpha must be in (0, 1)"),
+])
+def test_every_numeric_flag_has_a_range(ckpt, tmp_path, capsys, flag, value, needle):
+    rc, _, err = run(["--ckpt", ckpt, "--out", tmp_path / "never", *QUICK, flag, value], capsys)  # the last value counts
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "never").exists()

@@ -12,6 +12,7 @@ import numpy as np
 
 from analysis.report.figures import extras as xf
 from analysis.report.figures.base import FigureWriter, style
+from analysis.report.mdtext import md_code
 from analysis.runs.results import (AblationResult, Extras, QKMapResult, RolloutResult, ValueWeightedResult)
 from analysis.measures.counterfactual import Counterfactual
 from data.charclasses import CLASS_NAMES
@@ -123,7 +124,7 @@ def _counterfactual(cf: Counterfactual, out: FigureWriter) -> Section:
         xf.counterfactual_figure(cf.attention_a[l, h], cf.attention_b[l, h], cf.difference(l, h), aligned,
                                  cf.text_a, cf.text_b, cf.metrics["mean_abs_diff"], l, h),
         f"L{l}H{h}, the head most changed between the two texts")],
-        markdown=[f"A: `{cf.text_a}`  B: `{cf.text_b}` ({cf.metrics['n_aligned']} aligned characters). Heads most changed "
+        markdown=[f"A: {md_code(cf.text_a)}  B: {md_code(cf.text_b)} ({cf.metrics['n_aligned']} aligned characters). Heads most changed "
                   "(mean |ΔA| on aligned query/key pairs): " + _head_list(cf.metrics["ranking"][:5], "mean_abs_diff") + "."])
 
 

@@ -20,23 +20,48 @@ HEAD_COLUMNS = ["layer", "head", "behaviour", "confidence", "n_windows", "score"
                 "heldout_lift", "validated", "behaviours", "candidate"]
 
 
+MARKER = ".charlens-report"  # in every report folder: what --out may replace
+
+
 class OutputError(CharlensError):
     """The report folder cannot be written."""
+
+
+def is_replaceable(folder: Path) -> bool:
+    """A report may replace only an empty folder or one that holds a previous charlens report."""
+    return not any(folder.iterdir()) or (folder / MARKER).is_file()
+
+
+def check_output_dir(final: Path) -> None:
+    """Refuse, before any work, an --out that is a file or a folder of someone else's files."""
+    if final.exists() and not final.is_dir():
+        raise OutputError(f"cannot write the report folder {final}: a file of that name exists")
+    if final.is_dir() and not is_replaceable(final):
+        raise OutputError(f"{final} exists and is not a charlens report (it has no {MARKER} file): nothing was "
+                          "changed; choose another --out, or empty or remove that folder first")
+
+
+def _user_mode() -> int:
+    """Folder permissions under the user's umask (mkdtemp creates 0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
 
 
 @contextlib.contextmanager
 def staged_output_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary folder next to `final`; on success it replaces `final` (an older
-    report there is removed), on any failure it is deleted and `final` is left as it was."""
+    report there is removed), on any failure it is deleted and `final` is left as it was. Only an
+    empty folder or a previous charlens report (the MARKER file) is ever replaced."""
     final = Path(final)
+    check_output_dir(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        os.chmod(tmp, _user_mode())
+        (tmp / MARKER).write_text(json.dumps({"tool": "charlens", "written_by": "analyze.py"}) + "\n", encoding="utf-8")
     except OSError as e:
         raise OutputError(f"cannot write the report folder {final}: {e.strerror or e}") from None
-    if final.exists() and not final.is_dir():
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"cannot write the report folder {final}: a file of that name exists")
     try:
         yield tmp
     except BaseException:

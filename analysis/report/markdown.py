@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from analysis.report.extras import Section
+from analysis.report.mdtext import md_code, md_escape
 from analysis.runs.groups import GroupComparison
 from analysis.runs.matching import RECUR_DISTANCE
 from data.charclasses import table_markdown
@@ -35,12 +36,12 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
     best_ind = max(((l, h) for l in range(len(ind["score"])) for h in range(len(ind["score"][0]))),
                    key=lambda lh: ind["score"][lh[0]][lh[1]])
     lines = [
-        f"# Attention heads of `{summary['name']}` ({summary['lang']})",
+        f"# Attention heads of {md_code(summary['name'])} ({summary['lang']})",
         "",
-        f"Checkpoint `{summary['checkpoint']}`: {summary['model']['n_layer']} layers x {summary['model']['n_head']} heads, "
+        f"Checkpoint {md_code(summary['checkpoint'])}: {summary['model']['n_layer']} layers x {summary['model']['n_head']} heads, "
         f"window {s['window']} characters.",
-        f"Discovery: {t['discovery']['source']} ({t['discovery']['n_windows']} windows). "
-        f"Held-out: {t['heldout']['source']} ({t['heldout']['n_windows']} windows).",
+        f"Discovery: {md_escape(t['discovery']['source'])} ({t['discovery']['n_windows']} windows). "
+        f"Held-out: {md_escape(t['heldout']['source'])} ({t['heldout']['n_windows']} windows).",
         "",
         f"A head gets a behaviour when its mean attention mass on the detector's targets is at least {s['threshold']}, "
         f"its lift over uniform causal attention is at least {s['min_lift']} and the lift has a bootstrap lower bound above 0 ({s['n_boot']} resamples of windows, "
@@ -80,7 +81,8 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
         lines.append("| — | — | — | — | — | no weight of at least 0.25 outside the trivial positions |")
     for p in summary["salient_patterns"][:24]:
         ctx = "".join(_show(c) for c in p["context"])
-        lines.append(f"| {p['layer']} | {p['head']} | {_show(p['from'])} | {_show(p['to'])} | {p['weight']:.3f} | `{ctx}` |")
+        lines.append(f"| {p['layer']} | {p['head']} | {md_escape(_show(p['from']))} | {md_escape(_show(p['to']))} | "
+                     f"{p['weight']:.3f} | {md_code(ctx)} |")
     lines += ["", "## Character classes", "", table_markdown(), ""]
     if extras:
         lines += ["## Beyond attention weights", ""] + [line for s in extras for line in s.as_markdown()] + [""]
@@ -90,24 +92,26 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
 def group_markdown(cmp: GroupComparison, links: Sequence[dict] = ()) -> str:
     """report.md of a group comparison: replicated findings first, then the rest, then agreement."""
     A, B = cmp.names
-    lines = [f"# {A} vs {B}: {len(cmp.members[0])} vs {len(cmp.members[1])} seeds", "",
-             f"{A}: {', '.join(cmp.members[0])}. {B}: {', '.join(cmp.members[1])}.", "", *cmp.notes, "",
+    lines = [f"# {md_escape(A)} vs {md_escape(B)}: {len(cmp.members[0])} vs {len(cmp.members[1])} seeds", "",
+             f"{md_escape(A)}: {md_escape(', '.join(cmp.members[0]))}. {md_escape(B)}: {md_escape(', '.join(cmp.members[1]))}.",
+             "", *map(md_escape, cmp.notes), "",
              "A difference replicates when it has the same sign in every seed pair, the exact permutation test over "
              f"seed labels gives p <= {cmp.alpha}, and it is at least the quantity's minimum effect.", "",
              "## Replicated findings", ""]
-    lines += [f"- {f}" for f in cmp.replicated] or [f"None: no difference between {A} and {B} replicated across seeds."]
-    lines += ["", "## Not replicated", "", *[f"- {f}" for f in cmp.not_replicated], "", "## Within each group", ""]
+    lines += [f"- {md_escape(f)}" for f in cmp.replicated] or [
+        f"None: no difference between {md_escape(A)} and {md_escape(B)} replicated across seeds."]
+    lines += ["", "## Not replicated", "", *[f"- {md_escape(f)}" for f in cmp.not_replicated], "", "## Within each group", ""]
     for name, agreement in zip(cmp.names, cmp.agreement):
         present = [f"{d} in {b['seeds']} of {agreement.n_seeds} (first layers {b['first_layers']})"
                    for d, b in agreement.behaviours.items() if b["seeds"]]
-        lines += [f"**{name}**: " + ("; ".join(present) or "no validated behaviour in any seed") + ".", ""]
+        lines += [f"**{md_escape(name)}**: " + ("; ".join(present) or "no validated behaviour in any seed") + ".", ""]
         if agreement.heads:
             recur = [h for h in agreement.heads if h.recurs]
             lines += [f"{len(recur)} of {len(agreement.heads)} heads of the first seed recur in every other seed "
                       f"(matched by attention rows, JS distance <= {RECUR_DISTANCE}):", "",
                       "| head | behaviour | recurs | matches |", "|---|---|---|---|",
                       *[f"| {h.head} | {h.behaviour} | {'yes' if h.recurs else 'no'} | "
-                        + ", ".join(f"{m}: {hd} ({d:.2f})" for m, hd, d in h.matches) + " |" for h in agreement.heads], ""]
+                        + ", ".join(f"{md_escape(m)}: {hd} ({d:.2f})" for m, hd, d in h.matches) + " |" for h in agreement.heads], ""]
     if links:
-        lines += ["## Models", "", *[f"- [{link['text']}]({link['href']})" for link in links], ""]
+        lines += ["## Models", "", *[f"- [{md_escape(link['text'])}](<{link['href']}>)" for link in links], ""]
     return "\n".join(lines)
