@@ -137,4 +137,5 @@ def test_memory_is_flat_in_the_file_size(tmp_path):
                              check=True).stdout.split()
         assert int(out[0]) == repeats * len(reference(line))  # characters
         peaks[mb] = int(out[1])  # KiB
+    print(f"peak memory: {peaks[5] / 1024:.1f} MiB for 5 MB of text, {peaks[50] / 1024:.1f} MiB for 50 MB")  # shown with -s
     assert peaks[50] <= 1.10 * peaks[5], peaks
