@@ -46,28 +46,25 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def _unpickle(path: Path, map_location: str | torch.device) -> Any:
-    """torch.load with weights_only=True; any failure becomes one line (damaged files make the
-    unpickler raise almost anything: IndexError, KeyError, RuntimeError, ...)."""
+    """torch.load with weights_only=True; any failure becomes one line."""
     free = available_memory()
     if free is not None and path.stat().st_size > free:
         raise CheckpointError(f"{path} is too large to load ({gib(path.stat().st_size)}; {gib(free)} of memory available)")
+    unreadable = f"{path} is not a readable checkpoint (damaged, truncated or not a torch file)"
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if not zipfile.is_zipfile(path):  # not torch's format at all, e.g. a text file
+            raise CheckpointError(unreadable) from None
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found and zipfile.is_zipfile(path):
-            raise CheckpointError(f"refused to load {path}: it would call {found.group(1)} "
-                                  "(only tensors and plain containers are allowed)") from None
-        if zipfile.is_zipfile(path):
-            raise CheckpointError(f"refused to load {path}: it holds objects a safe checkpoint may not hold "
-                                  "(only tensors and plain containers are allowed)") from None
+        what = f"it would call {found.group(1)}" if found else "it holds objects a safe checkpoint may not hold"
+        raise CheckpointError(f"refused to load {path}: {what} (only tensors and plain containers are allowed)") from None
     except PermissionError as e:
         raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
     except MemoryError:
         raise CheckpointError(f"{path} is not a readable checkpoint (it asks for more memory than there is)") from None
-    except Exception:  # noqa: BLE001 - see the docstring
-        pass
-    raise CheckpointError(f"{path} is not a readable checkpoint (damaged, truncated or not a torch file)")
+    except Exception:  # the unpickler of a damaged file raises almost anything: IndexError, KeyError, RuntimeError, ...
+        raise CheckpointError(unreadable) from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
