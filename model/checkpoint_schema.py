@@ -31,6 +31,8 @@ FINITE = Range(-1e308, 1e308, float)
 
 
 class FieldError(Exception):
+    """A field of a checkpoint that is wrong: which one (e.g. 'model_config.block_size') and why."""
+
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field, self.problem = field, problem
@@ -41,7 +43,7 @@ def require(ok: bool, field: str, problem: str) -> None:
         raise FieldError(field, problem)
 
 
-def _feed(h: "hashlib._Hash", obj: Any) -> None:
+def _feed(h: Any, obj: Any) -> None:
     """Hash `obj` in a canonical form: tensors by dtype, shape and bytes; containers in key order."""
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
@@ -87,7 +89,7 @@ def check_tensor(t: Any, field: str, shape: tuple[int, ...], dtype: torch.dtype)
     require(type(t) is torch.Tensor and t.layout == torch.strided, field, f"expected a tensor, got {type(t).__name__}")
     require(tuple(t.shape) == shape, field, f"has shape {tuple(t.shape)}, the model_config needs {shape}")
     require(t.dtype == dtype, field, f"has dtype {t.dtype}, expected {dtype}")
-    require(bool(torch.isfinite(t).all()) if t.is_floating_point() else True, field, "holds NaN or infinite values")
+    require(not t.is_floating_point() or bool(torch.isfinite(t).all()), field, "holds NaN or infinite values")
 
 
 def check_weights(weights: Any, expected: dict[str, tuple[int, ...]]) -> None:
@@ -121,7 +123,7 @@ def check_optimizer(opt: Any, params: list[tuple[int, ...]]) -> None:
         require(isinstance(betas, (tuple, list)) and len(betas) == 2
                 and all(Range(0, 1, float, hi_open=True).problem(b) is None for b in betas),
                 f"optimizer.param_groups[{k}].betas", f"must be two numbers in [0, 1), got {betas!r}")
-        require(all(isinstance(v, SCALARS) for key, v in g.items() if key != "params" and key != "betas"),
+        require(all(isinstance(v, SCALARS) for key, v in g.items() if key not in ("params", "betas")),
                 f"optimizer.param_groups[{k}]", "holds a value that is not a number, string or boolean")
     state = opt["state"]
     require(isinstance(state, dict) and all(isinstance(i, int) and 0 <= i < len(order) for i in state),
