@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +40,9 @@ def pid_alive(pid: int) -> bool:
 
 def sweep_stale_temps(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files of `path` left by dead writers; return the removed paths.
-    A temporary file whose writer is alive is kept (it may be renamed into place any moment)."""
+    A temporary file whose writer is alive is kept (it may be renamed into place any moment).
+    Temporary folders named the same way (e.g. tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp"),
+    a report built beside its final place) are removed with their contents."""
     path = Path(path)
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:pid(\d+)\.)?[a-z0-9_]{{8}}\.tmp")
     removed = []
@@ -52,11 +55,17 @@ def sweep_stale_temps(path: str | os.PathLike) -> list[Path]:
         if match is None:
             continue
         try:
-            stale = (not pid_alive(int(match.group(1))) if match.group(1)
-                     else time.time() - tmp.stat().st_mtime > LEGACY_TEMP_AGE_S)
-            if stale:
+            if match.group(1):
+                stale = not pid_alive(int(match.group(1)))
+            else:
+                stale = time.time() - tmp.stat().st_mtime > LEGACY_TEMP_AGE_S
+            if not stale:
+                continue
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp)
+            else:
                 tmp.unlink()
-                removed.append(tmp)
+            removed.append(tmp)
         except OSError:
             pass  # gone already, or not ours to remove: leave it
     return removed

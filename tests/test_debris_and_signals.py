@@ -49,6 +49,11 @@ def test_sweep_removes_temp_files_of_dead_writers_only(tmp_path):
     other = tmp_path / f".n.pt.pid{dead_pid()}.abcd1234.tmp"  # another file's temp: not ours to judge here
     for p in (dead, alive, old_legacy, new_legacy, other):
         p.write_bytes(b"partial")
+    report = tmp_path / "report"  # a folder staged beside its final place by a writer that died
+    staged = tmp_path / f".report.pid{dead_pid()}.abcd1234.tmp"
+    (staged / "figures").mkdir(parents=True)
+    (staged / "figures" / "a.png").write_bytes(b"png")
+    assert sweep_stale_temps(report) == [staged] and not staged.exists()
     hour_ago = time.time() - LEGACY_TEMP_AGE_S - 60
     os.utime(old_legacy, (hour_ago, hour_ago))
     assert sorted(sweep_stale_temps(target)) == sorted([dead, old_legacy])
