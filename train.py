@@ -5,60 +5,90 @@
     python train.py --text corpus.txt --out checkpoints/mine.pt
     python train.py --resume checkpoints/en.pt --max-iters 4000
 
-Writes checkpoints/<name>.pt and, beside it, <name>.loss.png and <name>.log.jsonl.
-Ctrl-C saves a checkpoint and exits; --resume continues bit-identically on CPU, because
-batches are drawn from a torch.Generator whose state (with torch's global RNG for
-dropout) is stored in the checkpoint.
+Writes checkpoints/<name>.pt and, beside it, <name>.loss.png and <name>.log.jsonl. --out never
+replaces the corpus file or a file that is not a charlens checkpoint, and replaces a checkpoint
+other than the --resume file only with --overwrite.
+Ctrl-C or SIGTERM saves a checkpoint and exits (status 130 or 143); --resume continues
+bit-identically on CPU, because batches are drawn from a torch.Generator whose state (with torch's
+global RNG for dropout) is stored in the checkpoint.
 """
 from __future__ import annotations
 
-import argparse
+import signal
 import sys
-from pathlib import Path
-from typing import Optional
 
-from data.corpora import LANGS, Corpus, bible_corpus, corpus_from_identity, file_corpus
-from data.errors import CharlensError, UsageError
-from data.tokenizer import CharTokenizer, tokenizer_from_dict
-from model.checkpoint import CheckpointError, load_checkpoint
-from model.transformer import PRESETS
-from training.config import COMMON, TRAIN_PRESETS, check_writable, resolve_device, settings_from_flags
-from training.engine import INTERRUPTED, train
+try:
+    import argparse
+    from pathlib import Path
+    from typing import Optional
+
+    from data.corpora import LANGS, Corpus, bible_corpus, corpus_from_identity, file_corpus
+    from data.errors import CharlensError, UsageError
+    from data.tokenizer import CharTokenizer, tokenizer_from_dict
+    from model.atomic import sweep_stale_temps
+    from model.checkpoint import load_checkpoint
+    from model.transformer import PRESETS
+    from training.config import (COMMON, SETTING_RANGES, TRAIN_PRESETS, check_memory, check_output,
+                                 resolve_device, settings_from_flags)
+    from training.engine import INTERRUPTED, train
+    from training.log import log_paths
+except KeyboardInterrupt:  # Ctrl-C while torch loads (a second or two): one line, not a traceback
+    if __name__ != "__main__":
+        raise
+    print("interrupted before training; nothing was written", file=sys.stderr)
+    sys.exit(130)
+
+NUMERIC_FLAGS = [
+    ("n-layer", "transformer blocks"), ("n-head", "attention heads per block"),
+    ("n-embd", "embedding width (divisible by --n-head)"), ("block-size", "context length in characters"),
+    ("dropout", "dropout probability"), ("batch-size", "sequences per step"),
+    ("max-iters", "total optimizer steps; also the length of the cosine schedule"),
+    ("lr", "peak learning rate"), ("min-lr", "learning rate at the end of the cosine decay"),
+    ("warmup-iters", "linear warm-up steps"), ("weight-decay", "AdamW weight decay (matrices only)"),
+    ("beta2", "AdamW beta2"), ("grad-clip", "clip the gradient norm to this (0 = off)"),
+    ("eval-interval", "evaluate, log and checkpoint every this many steps"),
+    ("eval-iters", "batches per split in each evaluation"), ("seed", "random seed"),
+]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (exit status 143 instead of 130)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
     presets = "\n".join(f"  {name:6s} {', '.join(f'{k}={v}' for k, v in {**PRESETS[name], **TRAIN_PRESETS[name]}.items())}"
-                         for name in PRESETS)
+                        for name in PRESETS)
     p = argparse.ArgumentParser(
         prog="train.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a character-level transformer (see README, section trainer).",
+        description="Train a character-level transformer (see README, section trainer). Before any work, every number "
+                    "is checked against the range its help gives ('(' and ')' exclude the bound), and on CPU the run's "
+                    "estimated memory against the memory available.",
         epilog=f"presets (and, unless a preset says otherwise, {', '.join(f'{k}={v}' for k, v in COMMON.items())}):\n{presets}")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--lang", choices=LANGS, help="default corpus: en = King James Bible, he = Hebrew Bible")
     src.add_argument("--text", metavar="FILE", help="train on a UTF-8 text file; its last 10%% is the validation split")
     p.add_argument("--keep-niqqud", action="store_true", help="with --lang he: keep the vowel points (writes he_niqqud)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="model size and schedule (default small)")
-    for name, kind, what in [
-        ("n-layer", int, "transformer blocks"), ("n-head", int, "attention heads per block"),
-        ("n-embd", int, "embedding width (divisible by --n-head)"), ("block-size", int, "context length in characters"),
-        ("dropout", float, "dropout probability"), ("batch-size", int, "sequences per step"),
-        ("max-iters", int, "total optimizer steps; also the length of the cosine schedule"),
-        ("lr", float, "peak learning rate"), ("min-lr", float, "learning rate at the end of the cosine decay"),
-        ("warmup-iters", int, "linear warm-up steps"), ("weight-decay", float, "AdamW weight decay (matrices only)"),
-        ("beta2", float, "AdamW beta2"), ("grad-clip", float, "clip the gradient norm to this (0 = off)"),
-        ("eval-interval", int, "evaluate, log and checkpoint every this many steps"),
-        ("eval-iters", int, "batches per split in each evaluation"), ("seed", int, "random seed"),
-    ]:
-        p.add_argument(f"--{name}", type=kind, metavar="N" if kind is int else "X", help=f"{what} (default: from the preset)")
+    for name, what in NUMERIC_FLAGS:
+        allowed = SETTING_RANGES[name.replace("-", "_")]
+        p.add_argument(f"--{name}", type=allowed.kind, metavar="N" if allowed.kind is int else "X",
+                       help=f"{what}; in {allowed} (default: from the preset)".replace("%", "%%"))
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                    help="auto = bfloat16 autocast on a GPU that supports it, else float32")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (faster steps after a warm-up)")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy machine")
+    p.add_argument("--threads", type=int, metavar="N", help=f"CPU threads for torch, in {SETTING_RANGES['threads']} "
+                   "(default: torch's choice); 1 is often faster on a busy machine")
     p.add_argument("--out", help="checkpoint path (default checkpoints/<name>.pt, or the --resume file)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --out replace an existing charlens checkpoint (never the corpus or any other file)")
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint with its settings")
-    p.add_argument("--sample-chars", type=int, default=300, metavar="N", help="characters to generate at the end (0 = none)")
+    p.add_argument("--sample-chars", type=int, default=300, metavar="N",
+                   help=f"characters to generate at the end, in {SETTING_RANGES['sample_chars']} (0 = none)")
     return p
 
 
@@ -69,7 +99,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, CharTokenizer, Opti
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume)
-        if "train_args" not in checkpoint or "optimizer" not in checkpoint or "rng" not in checkpoint:
+        if not {"train_args", "optimizer", "rng"} <= checkpoint.keys() or not {"batch", "torch"} <= checkpoint["rng"].keys():
             raise UsageError(f"{args.resume} holds no training state to resume from")
         if args.lang or args.text:
             raise UsageError("--resume takes its corpus from the checkpoint; drop --lang/--text")
@@ -77,38 +107,63 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, CharTokenizer, Opti
         raise UsageError("choose a corpus: --lang en, --lang he or --text FILE")
     given = {k: v for k, v in vars(args).items() if v is not None}
     s = settings_from_flags(given, args.preset, checkpoint, args.resume)
-    resolve_device(s["device"])
+    device = resolve_device(s["device"])
     if checkpoint is not None:
         corpus = corpus_from_identity(checkpoint["corpus"])
-        try:
-            tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
-        except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{args.resume} holds no usable tokenizer ({type(e).__name__}: {e})") from None
+        tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
     else:
         corpus = bible_corpus(args.lang, args.keep_niqqud) if args.lang else file_corpus(args.text, s["block_size"])
-        tokenizer = CharTokenizer.from_text(corpus.train + corpus.val + corpus.heldout)
+        tokenizer = CharTokenizer(sorted(corpus.chars()))
     s.setdefault("out", f"checkpoints/{corpus.name}.pt")
-    check_writable(Path(s["out"]))
+    out = Path(s["out"])
+    sources = [Path(p) for p in (args.text, corpus.identity.get("path"), corpus.identity.get("source")) if p]
+    check_output(out, sources, Path(args.resume) if args.resume else None, args.overwrite)
+    if device.type == "cpu":
+        check_memory(s, tokenizer.vocab_size, len(corpus.train) + len(corpus.val))
+    for path in (out, *log_paths(out)):
+        sweep_stale_temps(path)  # debris of a killed run writing the same files
     return s, corpus, tokenizer, checkpoint
+
+
+def file_state(path: Path) -> Optional[tuple[int, int]]:
+    """(inode, mtime) of a file, to tell whether this run replaced it; None if absent."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def main(argv: Optional[list[str]] = None, stop_at: Optional[int] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return run(args, parser.prog, stop_at)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace, prog: str, stop_at: Optional[int]) -> int:
+    """prepare, then train; Ctrl-C or SIGTERM outside the training steps (which save and exit
+    themselves) gives one line and exit status 130 or 143."""
     try:
         s, corpus, tokenizer, checkpoint = prepare(args)
     except CharlensError as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C while reading the corpus or checkpoint
+    except KeyboardInterrupt as e:  # while reading the corpus or checkpoint
         print("interrupted before training; nothing was written", file=sys.stderr)
-        return INTERRUPTED
+        return 143 if isinstance(e, Terminated) else INTERRUPTED
+    out = Path(s["out"])
+    before = file_state(out)
     try:
         return train(s, corpus, tokenizer, checkpoint, stop_at)
-    except KeyboardInterrupt:  # Ctrl-C outside the training steps (set-up, final evaluation, sample)
-        saved = Path(s["out"]).is_file()
-        print(f"interrupted; {'the last checkpoint is ' + s['out'] if saved else 'no checkpoint was written'}", file=sys.stderr)
-        return INTERRUPTED
+    except KeyboardInterrupt as e:  # set-up, the sample at the end
+        written = file_state(out) not in (None, before)
+        print(f"interrupted; {f'the last checkpoint this run wrote is {out}' if written else 'this run wrote no checkpoint'}",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else INTERRUPTED
 
 
 if __name__ == "__main__":

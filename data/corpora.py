@@ -16,7 +16,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.errors import CharlensError
+import numpy as np
+
+from data.errors import CorpusError
+from data.textfile import TextFile, char_counts, language_of, letter_counts
 from data.tokenizer import normalize
 
 LANGS = ("en", "he")
@@ -37,10 +40,6 @@ NIQQUD = re.compile("[\u05b0-\u05bc\u05bf\u05c1\u05c2\u05c7]")
 MIN_BLOCKS = 4  # a user file must hold at least this many context windows
 
 
-class CorpusError(CharlensError):
-    """A corpus that cannot be read or used (one-line message)."""
-
-
 @dataclass
 class Corpus:
     name: str
@@ -53,6 +52,14 @@ class Corpus:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "heldout": len(self.heldout)}
+
+    def chars(self) -> set[str]:
+        """The distinct characters of the three texts (a tokenizer's vocabulary), found without joining them."""
+        found: set[str] = set()
+        for text in (self.train, self.val, self.heldout):
+            for i in range(0, len(text), 1 << 20):  # in pieces: char_counts copies its text at 4 bytes a character
+                found.update(map(chr, np.flatnonzero(char_counts(text[i:i + (1 << 20)]))))
+        return found
 
 
 def package_file(package: str, *parts: str) -> Path:
@@ -197,54 +204,63 @@ def bible_corpus(lang: str, keep_niqqud: bool = False) -> Corpus:
 
 def detect_language(text: str) -> str:
     """'he' when most letters are Hebrew, else 'en' (the classes to analyze a text with)."""
-    hebrew = sum("\u05d0" <= c <= "\u05ea" for c in text)
-    latin = sum(c.isascii() and c.isalpha() for c in text)
-    return "he" if hebrew > latin else "en"
+    return language_of(*letter_counts(char_counts(text)))
 
 
 def read_text_file(path: str | Path) -> str:
-    """A UTF-8 text file, NFC-normalized; CorpusError for missing, unreadable, empty, binary or non-UTF-8 files."""
-    path = Path(path)
-    if not path.exists():
-        raise CorpusError(f"text file not found: {path}")
-    if not path.is_file():
-        raise CorpusError(f"not a file: {path}")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise CorpusError(f"cannot read {path}: {e.strerror}") from None
-    if b"\x00" in raw:
-        raise CorpusError(f"{path} looks binary (it holds NUL bytes); give a UTF-8 text file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise CorpusError(f"{path} is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
-    text = normalize(text)
-    if not text.strip():
-        raise CorpusError(f"{path} is empty")
-    return text
+    """A UTF-8 text file, NFC-normalized; CorpusError for missing, unreadable, empty, binary or non-UTF-8
+    files. The whole text in memory: `data.textfile.TextFile` reads large files piece by piece."""
+    text = TextFile(path)
+    return text.read(0, text.stats().n_chars)
 
 
 def file_corpus(path: str | Path, block_size: int = 128) -> Corpus:
-    """Any UTF-8 file: the first 90% trains, the last 10% validates and is the held-out text."""
+    """Any UTF-8 file: the first 90% trains, the last 10% validates and is the held-out text.
+    Read from disk in pieces (with a progress bar on a terminal), so the text is held once."""
     path = Path(path)
-    text = read_text_file(path)
+    text = TextFile(path, progress=True)
+    stats = text.stats()
     need = MIN_BLOCKS * (block_size + 1) * 10  # the 10% validation split must hold a few blocks too
-    if len(text) < need:
-        raise CorpusError(f"{path} holds {len(text):,} characters; at least {need:,} are needed for block size {block_size}")
-    cut = int(len(text) * 0.9)
-    identity = {"kind": "file", "path": str(path.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest()}
-    return Corpus(path.stem, detect_language(text), text[:cut], text[cut:], text[cut:], identity)
+    if stats.n_chars < need:
+        raise CorpusError(f"{path} holds {stats.n_chars:,} characters; at least {need:,} are needed for block size {block_size}")
+    cut = int(stats.n_chars * 0.9)
+    val = text.read(cut, stats.n_chars)
+    identity = {"kind": "file", "path": str(path.resolve()), "sha256": stats.sha256}
+    return Corpus(path.stem, stats.lang, text.read(0, cut), val, val, identity)
+
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_identity(identity: object) -> None:
+    """ValueError saying what is wrong unless `identity` is a corpus identity (Corpus.identity) this
+    version can find again: a Bible by language, or a file by path, each with its sha256."""
+    if not isinstance(identity, dict):
+        raise ValueError(f"expected a dict, got {type(identity).__name__}")
+    required = {"bible": ("lang", "source", "sha256"), "file": ("path", "sha256")}.get(identity.get("kind"))
+    if required is None:
+        raise ValueError(f"unknown corpus kind {identity.get('kind')!r}")
+    for key in required:
+        if not isinstance(identity.get(key), str) or not identity[key]:
+            raise ValueError(f"{key} must be a non-empty string, got {identity.get(key)!r}")
+    if not SHA256_HEX.fullmatch(identity["sha256"]):
+        raise ValueError(f"sha256 must be 64 hexadecimal digits, got {identity['sha256']!r}")
+    if identity["kind"] == "bible" and identity["lang"] not in LANGS:
+        raise ValueError(f"unknown language {identity['lang']!r}")
+    if not isinstance(identity.get("keep_niqqud", False), bool):
+        raise ValueError(f"keep_niqqud must be true or false, got {identity['keep_niqqud']!r}")
 
 
 def corpus_from_identity(identity: dict) -> Corpus:
     """Reload the corpus a checkpoint was trained on, checking it has not changed since."""
-    if identity.get("kind") == "bible":
+    try:
+        check_identity(identity)
+    except ValueError as e:
+        raise CorpusError(f"unusable corpus identity in checkpoint: {e}") from None
+    if identity["kind"] == "bible":
         corpus = bible_corpus(identity["lang"], identity.get("keep_niqqud", False))
-    elif identity.get("kind") == "file":
-        corpus = file_corpus(identity["path"], block_size=1)
     else:
-        raise CorpusError(f"unknown corpus kind in checkpoint: {identity.get('kind')!r}")
+        corpus = file_corpus(identity["path"], block_size=1)
     if corpus.identity["sha256"] != identity["sha256"]:
         raise CorpusError(f"the corpus {identity.get('path') or identity.get('source')} changed since the checkpoint was trained")
     return corpus

@@ -10,3 +10,7 @@ class CharlensError(Exception):
 
 class UsageError(CharlensError):
     """Bad command-line arguments, refused before any work."""
+
+
+class CorpusError(CharlensError):
+    """A corpus or text file that cannot be read or used."""

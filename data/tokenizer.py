@@ -81,6 +81,11 @@ class CharTokenizer:
 
 
 def tokenizer_from_dict(d: dict) -> Tokenizer:
-    if d.get("kind") == "char":
-        return CharTokenizer(list(d["chars"]))
-    raise ValueError(f"unknown tokenizer kind {d.get('kind')!r}")
+    """The tokenizer a checkpoint stores; ValueError saying what is wrong for anything else."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a dict, got {type(d).__name__}")
+    if d.get("kind") != "char":
+        raise ValueError(f"unknown tokenizer kind {d.get('kind')!r}")
+    if not isinstance(d.get("chars"), str):
+        raise ValueError(f"chars must be a string, got {type(d.get('chars')).__name__}")
+    return CharTokenizer(list(d["chars"]))

@@ -22,7 +22,7 @@ def make_state() -> tuple[dict, TransformerLM]:
     state = {"model_config": model.config.to_dict(), "model": model.state_dict(),
              "tokenizer": CharTokenizer.from_text("abcdefghijk").to_dict(),
              "corpus": {"kind": "file", "path": "/x.txt", "sha256": "0" * 64}, "iter": 7,
-             "rng": {"torch": torch.get_rng_state()}, "history": [{"kind": "eval", "iter": 7, "val_loss": 2.5}]}
+             "rng": {"torch": torch.get_rng_state()}, "history": [{"kind": "eval", "iter": 7, "train_loss": 2.4, "val_loss": 2.5}]}
     return state, model
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from data import corpora
+from data import corpora, textfile
 from data.corpora import (CorpusError, bible_corpus, corpus_from_identity, detect_language, file_corpus,
                           write_bible_text)
 
@@ -93,10 +93,10 @@ def test_an_unreadable_text_file_gives_one_clear_line(tmp_path, monkeypatch):
     path = tmp_path / "corpus.txt"
     path.write_text("x" * 10_000, encoding="utf-8")
 
-    def denied(self):
+    def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(corpora.Path, "read_bytes", denied)
+    monkeypatch.setattr(textfile, "open", denied, raising=False)  # the file is opened in data/textfile.py
     with pytest.raises(CorpusError, match=r"^cannot read .*corpus\.txt: Permission denied$"):
         file_corpus(path)
 

@@ -132,6 +132,8 @@ def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optiona
         start, history = checkpoint["iter"], list(checkpoint.get("history", []))
     step_model = torch.compile(model) if s["compile"] else model
 
+    saved: list[int] = []  # steps this run saved, for the messages below
+
     def save(it: int) -> None:
         rng = {"batch": batch_rng.get_state(), "torch": torch.get_rng_state()}
         if device.type == "cuda":
@@ -140,9 +142,12 @@ def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optiona
                          "corpus": corpus.identity, "iter": it, "train_args": s, "optimizer": optimizer.state_dict(),
                          "rng": rng, "history": history}, out)
         write_log_and_plot(history, out)
+        saved.append(it)
 
-    interrupted = []
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    # Ctrl-C and SIGTERM finish the current step, then save and exit with status 128 + the signal number.
+    interrupted: list[int] = []
+    previous_handlers = {sig: signal.signal(sig, lambda signum, _: interrupted.append(signum))
+                         for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"{corpus.name}: {', '.join(f'{k} {v:,}' for k, v in corpus.sizes().items())} characters, vocabulary "
           f"{tokenizer.vocab_size}; model {model.num_params() / 1e6:.2f}M parameters on {device} ({dtype}); "
           f"steps {start}..{s['max_iters']}", flush=True)
@@ -169,9 +174,9 @@ def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optiona
             if step < s["max_iters"] and (interrupted or step == stop_at):
                 bar.close()
                 save(step)
-                print(f"interrupted after step {step}; checkpoint saved to {out}; continue with --resume {out}",
-                      file=sys.stderr)
-                return INTERRUPTED
+                how = "terminated (SIGTERM)" if interrupted[:1] == [signal.SIGTERM] else "interrupted"
+                print(f"{how} after step {step}; checkpoint saved to {out}; continue with --resume {out}", file=sys.stderr)
+                return 128 + interrupted[0] if interrupted else INTERRUPTED
         bar.close()
         final = {"kind": "final", "iter": s["max_iters"], "val_loss": full_loss(model, splits["val"], s, device, autocast)}
         final["val_bits_per_char"] = final["val_loss"] / math.log(2)
@@ -179,11 +184,13 @@ def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optiona
         save(s["max_iters"])
     except NonFiniteLoss as e:
         bar.close()
-        print(f"error: {e} (try a lower --lr); kept the last good checkpoint: "
-              f"{out if out.exists() else 'none was written yet'}", file=sys.stderr)
+        kept = (f"kept the last good checkpoint this run wrote: {out} (step {saved[-1]})" if saved
+                else f"this run wrote no checkpoint{f' ({out} is as it was)' if out.exists() else ''}")
+        print(f"error: {e} (try a lower --lr); {kept}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
     print(f"done: validation loss {final['val_loss']:.4f} nats/char = {final['val_bits_per_char']:.4f} bits/char "
           f"(whole validation split); checkpoint {out}")
     if s["sample_chars"]:

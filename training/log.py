@@ -7,11 +7,17 @@ from pathlib import Path
 from model.checkpoint import atomic_write
 
 
-def write_log_and_plot(history: list[dict], path: Path) -> None:
-    """<name>.log.jsonl and <name>.loss.png beside the checkpoint `path`, each written atomically."""
+def log_paths(path: Path) -> tuple[Path, Path]:
+    """<name>.log.jsonl and <name>.loss.png beside the checkpoint `path` (<name>.pt)."""
     stem = path.with_suffix("")
+    return stem.with_name(stem.name + ".log.jsonl"), stem.with_name(stem.name + ".loss.png")
+
+
+def write_log_and_plot(history: list[dict], path: Path) -> None:
+    """The log and the loss plot beside the checkpoint `path` (log_paths), each written atomically."""
+    log_path, plot_path = log_paths(path)
     log = "".join(json.dumps(r) + "\n" for r in history)
-    atomic_write(stem.with_name(stem.name + ".log.jsonl"), lambda f: f.write(log.encode()))
+    atomic_write(log_path, lambda f: f.write(log.encode()))
     from matplotlib.figure import Figure
 
     steps = [r for r in history if r["kind"] == "step"]
@@ -24,4 +30,4 @@ def write_log_and_plot(history: list[dict], path: Path) -> None:
     ax.set(xlabel="iteration", ylabel="loss (nats/char)", title=path.stem)
     ax.grid(alpha=0.3)
     ax.legend()
-    atomic_write(stem.with_name(stem.name + ".loss.png"), lambda f: fig.savefig(f, format="png", dpi=110))
+    atomic_write(plot_path, lambda f: fig.savefig(f, format="png", dpi=110))
