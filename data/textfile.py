@@ -183,7 +183,7 @@ class TextFile:
 
     def sample_windows(self, half: Half, T: int, n: int, rng: np.random.Generator) -> list[str]:
         """Up to `n` non-overlapping T-character windows of one half, a seeded random choice in text order:
-        the windows `analysis.pipeline.sample_windows(text[half], T, n, rng)` gives on the whole text."""
+        the windows `analysis.runs.inputs.sample_windows(text[half], T, n, rng)` gives on the whole text."""
         lo, hi = self.bounds(half)
         starts = window_starts(hi - lo, T, n, rng) + lo
         with self._open() as f:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.pipeline import sample_windows
+from analysis.runs.inputs import sample_windows
 from data import textfile
 from data.corpora import CorpusError, detect_language
 from data.textfile import TextFile

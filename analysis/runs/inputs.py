@@ -19,6 +19,7 @@ import numpy as np
 
 from analysis.measures import detectors as det
 from data.corpora import Corpus, corpus_from_identity, detect_language, read_text_file
+from data.textfile import window_starts
 from data.errors import CharlensError
 from data.tokenizer import Tokenizer, describe_chars, normalize, tokenizer_from_dict
 from model.checkpoint import load_checkpoint, model_from_checkpoint
@@ -78,9 +79,7 @@ class AnalysisInputs:
 
 def sample_windows(text: str, T: int, n: int, rng: np.random.Generator) -> list[str]:
     """Up to `n` non-overlapping windows of `T` characters, a seeded random choice, in text order."""
-    starts = np.arange(0, len(text) - T + 1, T)
-    chosen = np.sort(rng.choice(starts, size=min(n, len(starts)), replace=False))
-    return [text[s:s + T] for s in chosen]
+    return [text[s:s + T] for s in window_starts(len(text), T, n, rng)]
 
 
 def _apply_unknown_policy(tokenizer: Tokenizer, text: str, what: str, policy: str) -> str:
