@@ -24,7 +24,7 @@ try:
 
     from data.corpora import LANGS, Corpus, bible_corpus, corpus_from_identity, file_corpus
     from data.errors import CharlensError, UsageError
-    from data.tokenizer import CharTokenizer, tokenizer_from_dict
+    from data.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_dict
     from model.atomic import sweep_stale_temps
     from model.checkpoint import load_checkpoint
     from model.transformer import PRESETS
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, CharTokenizer, Optional[dict]]:
+def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, Tokenizer, Optional[dict]]:
     """Everything that can fail because of the arguments, before any training work."""
     if args.keep_niqqud and args.lang != "he" and not args.resume:
         raise UsageError("--keep-niqqud only applies to --lang he")

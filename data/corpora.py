@@ -22,6 +22,7 @@ from data.errors import CorpusError
 from data.textfile import TextFile, char_counts, language_of, letter_counts
 from data.tokenizer import normalize
 
+Verse = tuple[str, int, "int | str", str]  # book, chapter, verse ("67a" for the one KJV-only verse), text
 LANGS = ("en", "he")
 CACHE_ENV = "CHARLENS_CACHE"  # overrides where prepared corpora are cached
 CACHE_VERSION = 2  # bump when the preparation below changes
@@ -99,20 +100,21 @@ def hebrew_versification(book: str, chapter: int, verse: int) -> tuple[int, int 
     return chapter, verse
 
 
-def english_verses(path: Path, old_testament_only: bool = True) -> list[tuple[str, int, int | str, str]]:
+def english_verses(path: Path, old_testament_only: bool = True) -> list[Verse]:
     """(book, chapter, verse, text) of the King James Bible, books named as in books.csv and
     held-out books numbered as in the Hebrew Bible (see hebrew_versification)."""
     ot = set(hebrew_book_names()) if old_testament_only else None
-    verses = []
+    verses: list[Verse] = []
     with open(path, encoding="utf-8") as f:
         for line in f:
             d = json.loads(line)
             book = KJV_NAMES.get(d["book"], d["book"])
             if ot is None or book in ot:
                 chapter, verse = int(d["chapter"]), int(d["verse"])
+                number: int | str = verse
                 if book in HELDOUT_BOOKS:
-                    chapter, verse = hebrew_versification(book, chapter, verse)
-                verses.append((book, chapter, verse, d["text"].strip()))
+                    chapter, number = hebrew_versification(book, chapter, verse)
+                verses.append((book, chapter, number, d["text"].strip()))
     return verses
 
 
@@ -121,11 +123,11 @@ def hebrew_book_names() -> list[str]:
         return [row["latin_name"] for row in csv.DictReader(f)]
 
 
-def hebrew_verses(path: Path, keep_niqqud: bool) -> list[tuple[str, int, int, str]]:
+def hebrew_verses(path: Path, keep_niqqud: bool) -> list[Verse]:
     names = hebrew_book_names()
     with open(path, encoding="utf-8") as f:
         books = json.load(f)
-    verses = []
+    verses: list[Verse] = []
     for name, chapters in zip(names, books):
         for c, chapter in enumerate(chapters, 1):
             for v, text in enumerate(chapter, 1):
@@ -136,7 +138,7 @@ def hebrew_verses(path: Path, keep_niqqud: bool) -> list[tuple[str, int, int, st
     return verses
 
 
-def split_by_book(verses: list[tuple[str, int, int, str]]) -> tuple[str, str, str, list[tuple[str, str]]]:
+def split_by_book(verses: list[Verse]) -> tuple[str, str, str, list[tuple[str, str]]]:
     parts: dict[str, list[str]] = {"train": [], "val": [], "heldout": []}
     units = []
     for book, c, v, text in verses:
@@ -237,7 +239,7 @@ def check_identity(identity: object) -> None:
     version can find again: a Bible by language, or a file by path, each with its sha256."""
     if not isinstance(identity, dict):
         raise ValueError(f"expected a dict, got {type(identity).__name__}")
-    required = {"bible": ("lang", "source", "sha256"), "file": ("path", "sha256")}.get(identity.get("kind"))
+    required = {"bible": ("lang", "source", "sha256"), "file": ("path", "sha256")}.get(str(identity.get("kind")))
     if required is None:
         raise ValueError(f"unknown corpus kind {identity.get('kind')!r}")
     for key in required:

@@ -124,7 +124,8 @@ class TextFile:
         self._signature = (st.st_size, st.st_mtime_ns)
         start = 3 if f.read(3) == BOM else 0
         f.seek(start)
-        digest, chars, n, hebrew, latin, blank = hashlib.sha256(), set(), 0, 0, 0, True
+        chars: set[str] = set()
+        digest, n, hebrew, latin, blank = hashlib.sha256(), 0, 0, 0, True
         with tqdm(total=st.st_size, unit="B", unit_scale=True, desc=f"reading {self.path.name}", leave=False,
                   disable=None if self.progress else True) as bar:
             try:

@@ -45,7 +45,7 @@ def sweep_stale_temps(path: str | os.PathLike) -> list[Path]:
     a report built beside its final place) are removed with their contents."""
     path = Path(path)
     pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:pid(\d+)\.)?[a-z0-9_]{{8}}\.tmp")
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
     except OSError:
@@ -71,7 +71,7 @@ def sweep_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Call write(file) on a temporary file in the same folder, then rename it to `path`,
     so that a crash mid-write never leaves a truncated file behind. Stale temporary files of
     `path` from dead writers are removed first."""

@@ -160,7 +160,7 @@ def check_history(history: Any) -> None:
         kind = record.get("kind") if isinstance(record, dict) else None
         need = HISTORY_FIELDS.get(kind) if isinstance(kind, str) else None
         require(need is not None, f"history[{k}]", f"expected a record of kind {', '.join(HISTORY_FIELDS)}")
-        for key in need:
+        for key in need or ():
             require(FINITE.problem(record.get(key)) is None, f"history[{k}].{key}",
                     f"must be a finite number, got {record.get(key)!r}")
 

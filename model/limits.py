@@ -60,11 +60,11 @@ def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     building the model: a model on the 'meta' device would cost seconds of torch start-up per load.
     tests/test_limits.py checks this against the real model."""
     C, V, T = config.n_embd, config.vocab_size, config.block_size
-    layer = {"ln_1.weight": (C,), "ln_1.bias": (C,), "attn.c_attn.weight": (3 * C, C), "attn.c_attn.bias": (3 * C,),
+    layer: dict[str, tuple[int, ...]] = {"ln_1.weight": (C,), "ln_1.bias": (C,), "attn.c_attn.weight": (3 * C, C), "attn.c_attn.bias": (3 * C,),
              "attn.c_proj.weight": (C, C), "attn.c_proj.bias": (C,), "ln_2.weight": (C,), "ln_2.bias": (C,),
              "mlp.c_fc.weight": (4 * C, C), "mlp.c_fc.bias": (4 * C,), "mlp.c_proj.weight": (C, 4 * C),
              "mlp.c_proj.bias": (C,)}
-    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (T, C)}
+    shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (T, C)}
     for i in range(config.n_layer):
         shapes.update({f"transformer.h.{i}.{k}": v for k, v in layer.items()})
     shapes.update({"transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,), "lm_head.weight": (V, C)})
