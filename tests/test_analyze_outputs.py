@@ -3,14 +3,21 @@ charlens report; user text in report.md is escaped; folders follow the user's um
 from __future__ import annotations
 
 import os
+import random
+import signal
 import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 import analyze
-from analysis.report.files import MARKER
+from analysis.report.files import MARKER, check_output_dir
 from analyzer_helpers import make_checkpoint
 
+ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--windows", "16", "--n-boot", "50", "--induction-windows", "4", "--quiet"]
 
 
@@ -79,3 +86,42 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_the_previous_report(ckpt, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("analyze.py: interrupted") and "Traceback" not in "".join(err)
     assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (for debris that a killed run would leave)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def debris(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_kill_between_the_two_renames_is_undone_by_the_next_run(ckpt, tmp_path):
+    out = tmp_path / "r"
+    assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 0
+    before = snapshot(out)
+    pid = dead_pid()
+    out.rename(tmp_path / f".r.pid{pid}.old")  # the killed run had moved the previous report aside...
+    (tmp_path / f".r.pid{pid}.abcdefgh.tmp").mkdir()  # ...and left its half-built staging folder
+    assert analyze.main(["--ckpt", str(ckpt), "--out", str(tmp_path / "elsewhere"), *QUICK]) == 0
+    assert not out.exists()  # another --out does not touch it
+    check_output_dir(out)  # what every run does first for its own --out
+    assert snapshot(out) == before and debris(tmp_path) == []
+
+
+def test_kill_9_at_random_moments_never_loses_the_report(ckpt, tmp_path):
+    out = tmp_path / "r"
+    cmd = [sys.executable, str(ROOT / "analyze.py"), "--ckpt", str(ckpt), "--out", str(out), *QUICK]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    rng = random.Random(0)
+    for _ in range(4):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 6.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        check_output_dir(out)  # the next run's first step
+        assert (out / MARKER).is_file() and (out / "summary.json").is_file() and debris(tmp_path) == []

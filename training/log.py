@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from model.checkpoint import atomic_write
+from model.atomic import atomic_write
 
 
 def log_paths(path: Path) -> tuple[Path, Path]:

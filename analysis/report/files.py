@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from data.errors import CharlensError
+from model.atomic import pid_alive, sweep_stale_temps, temp_prefix
 
 HEAD_COLUMNS = ["layer", "head", "behaviour", "confidence", "n_windows", "score", "heldout_score", "lift",
                 "heldout_lift", "validated", "behaviours", "candidate"]
@@ -32,8 +35,33 @@ def is_replaceable(folder: Path) -> bool:
     return not any(folder.iterdir()) or (folder / MARKER).is_file()
 
 
+def _old_name(final: Path, pid: int) -> Path:
+    """Where a run keeps the previous report during the swap (named by its pid, so the next run can tell)."""
+    return final.with_name(f".{final.name}.pid{pid}.old")
+
+
+def recover_interrupted_swap(final: Path) -> None:
+    """Undo what a killed run left beside `final`: its staging folders are removed (model.atomic's sweep) and a
+    previous report it had moved aside is put back if `final` is missing (killed between the two renames), or
+    removed if the new report made it into place."""
+    sweep_stale_temps(final)
+    for old in final.parent.glob(f".{glob.escape(final.name)}.pid*.old"):
+        match = re.fullmatch(rf"\.{re.escape(final.name)}\.pid(\d+)\.old", old.name)
+        if match is None or pid_alive(int(match.group(1))):
+            continue
+        try:
+            if final.exists():
+                shutil.rmtree(old)
+            else:
+                os.replace(old, final)
+        except OSError:
+            pass  # not ours to touch: left as it is
+
+
 def check_output_dir(final: Path) -> None:
     """Refuse, before any work, an --out that is a file or a folder of someone else's files."""
+    if final.parent.is_dir():
+        recover_interrupted_swap(final)
     if final.exists() and not final.is_dir():
         raise OutputError(f"cannot write the report folder {final}: a file of that name exists")
     if final.is_dir() and not is_replaceable(final):
@@ -57,7 +85,7 @@ def staged_output_dir(final: Path) -> Iterator[Path]:
     check_output_dir(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), suffix=".tmp", dir=final.parent))
         os.chmod(tmp, _user_mode())
         (tmp / MARKER).write_text(json.dumps({"tool": "charlens", "written_by": "analyze.py"}) + "\n", encoding="utf-8")
     except OSError as e:
@@ -67,7 +95,7 @@ def staged_output_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = final.with_name(f".{final.name}.old-{os.getpid()}") if final.exists() else None
+    old = _old_name(final, os.getpid()) if final.exists() else None
     try:
         if old is not None:
             os.replace(final, old)

@@ -23,7 +23,7 @@ import numpy as np
 from analysis.report.figures.base import head_names
 from analysis.report.hebrew import is_rtl
 from analysis.runs.groups import GroupComparison
-from model.checkpoint import atomic_write
+from model.atomic import atomic_write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_VIEW_TEXTS = 4
