@@ -5,8 +5,6 @@ that is not blank."""
 import io
 import json
 import re
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -14,11 +12,11 @@ import pytest
 from analysis.report.figures.base import FigureWriter
 from analysis.report.figures.sets import analysis_figures
 from analysis.report.html import MAX_VIEW_BYTES, head_view, render, view_chars, write_html_report
+from chromium import CHROMEDRIVER, CHROMIUM, MISSING, chromium
 from summary_fixture import make_examples, make_summary
 
 EN_TEXTS = ["the cat sat on the mat. a dog r", "in the beginning god created th"]
 HE_TEXT = "בראשית ברא אלהים את השמים ואת ה"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
 
 
 def data_block(page: str) -> dict:
@@ -73,22 +71,9 @@ def test_long_texts_are_cut_to_the_byte_budget():
 @pytest.fixture(scope="module")
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("no chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="charlens-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--no-first-run", "--disable-component-update", "--disable-sync",
-                "--window-size=1280,1600", f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+        pytest.skip(MISSING)
+    with chromium() as driver:
+        yield driver
 
 
 def weights(driver, panel: str) -> list[float]:
