@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from analysis.report.files import check_output_dir, move_file, staged_output_dir
+from analysis.report.live_model import MAX_LIVE_BYTES, live_model
 from analysis.report.markdown import format_head_table
 from analysis.report.render import write_analysis_report, write_group_report
 from analysis.runs.groups import compare_groups
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", metavar="DIR", help="report folder (default: reports/<checkpoint name>/)")
     o.add_argument("--save-attention", metavar="FILE.npz",
                    help="also store the attention, text and character classes of every analyzed window")
+    o.add_argument("--no-live-model", action="store_true",
+                   help="leave the model's weights out of report.html (no live view: the page cannot run the model "
+                   f"on typed text); models above {MAX_LIVE_BYTES / 1e6:.0f} MB of float16 weights are left out anyway")
     o.add_argument("--quiet", action="store_true", help="no progress bars and no head table on stdout")
     return p
 
@@ -200,7 +204,7 @@ def run_single(args: argparse.Namespace) -> int:
     with staged_output_dir(out_dir) as tmp:
         saved = tmp / "all_attention.npz" if args.save_attention else None
         summary = analyze(inputs, settings, request, progress=not args.quiet, save_attention=saved)
-        data = write_analysis_report(summary, tmp)
+        data = write_analysis_report(summary, tmp, live=live_entry(args, inputs))
         if saved is not None:
             move_file(saved, Path(args.save_attention))
     if not args.quiet:
@@ -211,6 +215,11 @@ def run_single(args: argparse.Namespace) -> int:
         print(f"analyze.py: note: the held-out text gave {n_heldout} window(s), fewer than --min-windows ({settings.min_windows}): "
               "scores are reported, but no head can be validated on so little text", file=sys.stderr)
     return 0
+
+
+def live_entry(args: argparse.Namespace, inputs: AnalysisInputs) -> Optional[dict]:
+    """The model for report.html's live view (None with --no-live-model)."""
+    return None if args.no_live_model else live_model(inputs.model, inputs.tokenizer, inputs.lang, inputs.name)
 
 
 def expand_group(patterns: list[str], flag: str) -> list[str]:
@@ -290,7 +299,7 @@ def run_compare(args: argparse.Namespace) -> int:
                           file=sys.stderr)
                 (tmp / inputs.name).mkdir()
                 summary = analyze(inputs, settings, request, progress=not args.quiet)
-                written[g].append(write_analysis_report(summary, tmp / inputs.name))
+                written[g].append(write_analysis_report(summary, tmp / inputs.name, live=live_entry(args, inputs)))
                 examples[g].append(summary.examples)
         comparison = compare_groups((names[0], names[1]), (written[0], written[1]), (examples[0], examples[1]),
                                     alpha=settings.alpha)

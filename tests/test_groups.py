@@ -115,6 +115,7 @@ def test_compare_groups_end_to_end_and_the_pair_form(tmp_path, capsys):
     assert list(cmp["groups"]) == ["model", "model-2"] and cmp["findings"]["replicated"] == []
     for name in ("model0", "model1", "model2", "model3"):
         assert (out / name / "report.html").is_file()
+        assert f'"live": [{{"name": "{name}", ' in (out / name / "report.html").read_text(encoding="utf-8")  # its live view
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "model3/report.html" in page and "No difference between" in page
     assert "## Replicated findings" in (out / "report.md").read_text(encoding="utf-8")

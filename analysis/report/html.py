@@ -26,6 +26,9 @@ from analysis.runs.groups import GroupComparison
 from model.atomic import atomic_write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# One <script>, dependencies first: report.js draws the page and mounts live views with live.js.
+SCRIPTS = ("export.js", "live_forward.js", "live_detectors.js", "live.js", "report.js")
+STYLES = ("report.css", "live.css")
 MAX_VIEW_TEXTS = 4
 MAX_VIEW_BYTES = 1_500_000  # attention bytes per head view, over all its texts
 MIN_VIEW_CHARS = 16
@@ -115,14 +118,14 @@ def _plain(value):
 
 def render(data: dict) -> str:
     """The report page for `data` (keys: title, findings, links, overview, tables,
-    figures, views, extra_sections; all optional but title)."""
+    figures, views, live (entries from analysis.report.live_model), extra_sections; all optional but title)."""
     page = Template((TEMPLATES / "report.html").read_text(encoding="utf-8"))
     payload = json.dumps(_plain(data), ensure_ascii=False, allow_nan=False)
     # Inside <script> only "</" and "<!--" matter; escaping <, > and & covers both.
     payload = payload.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return page.substitute(title=html.escape(data.get("title", "charlens report")),
-                           css=(TEMPLATES / "report.css").read_text(encoding="utf-8"),
-                           script=(TEMPLATES / "report.js").read_text(encoding="utf-8"),
+                           css="\n".join((TEMPLATES / f).read_text(encoding="utf-8") for f in STYLES),
+                           script="\n".join((TEMPLATES / f).read_text(encoding="utf-8") for f in SCRIPTS),
                            data=payload)
 
 
@@ -146,10 +149,12 @@ def extra_section_entries(sections: Optional[Sequence[dict]], figure_dir: Path |
 
 
 def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence[dict], out_path: Path | str,
-                      extra_sections: Optional[Sequence[dict]] = None, figure_dir: Path | str | None = None) -> Path:
+                      extra_sections: Optional[Sequence[dict]] = None, figure_dir: Path | str | None = None,
+                      live: Optional[dict] = None) -> Path:
     """report.html for one analysis: overview, sortable head table, figures (FigureWriter entries,
     files relative to `figure_dir`, default the report's folder), the head view of the attention
-    examples, and any extra sections."""
+    examples, the live view of `live` (`analysis.report.live_model.live_model`; None: none) and any
+    extra sections."""
     out_path = Path(out_path)
     figure_dir = Path(figure_dir) if figure_dir is not None else out_path.parent
     names = head_names(summary)
@@ -159,8 +164,15 @@ def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence
             "figures": figure_entries(figures, figure_dir),
             "views": [head_view(examples, summary.get("name", ""), names, start=first_validated(summary))]
             if examples is not None and len(examples.get("text", [])) else [],
+            "live": [live_view(live, names, examples)] if live is not None else [],
             "extra_sections": extra_section_entries(extra_sections, figure_dir)}
     return write_page(data, out_path)
+
+
+def live_view(live: dict, names: Sequence[str], examples: Optional[dict]) -> dict:
+    """The live entry with what the report knows: the heads' behaviours, and the first example text to open on."""
+    texts = [] if examples is None else [str(t) for t in np.asarray(examples.get("text", [])).tolist()]
+    return {**live, "head_names": list(names), "initial_text": texts[0] if texts else ""}
 
 
 def first_validated(summary: dict) -> tuple[int, int]:

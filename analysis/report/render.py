@@ -8,7 +8,7 @@ Nothing is computed here that a result does not hold; the folder is the caller's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from analysis.report.extras import extras_sections
 from analysis.report.figures.base import FigureWriter, style
@@ -21,8 +21,9 @@ from analysis.runs.groups import GroupComparison
 from analysis.runs.results import Summary
 
 
-def write_analysis_report(summary: Summary, out_dir: Path | str) -> dict:
-    """Every report file of one analysis into `out_dir` (which must exist); returns the summary dict."""
+def write_analysis_report(summary: Summary, out_dir: Path | str, live: Optional[dict] = None) -> dict:
+    """Every report file of one analysis into `out_dir` (which must exist); returns the summary dict.
+    `live`: the model for report.html's live view (`analysis.report.live_model.live_model`), or None."""
     out_dir = Path(out_dir)
     data = summary.to_dict()
     write_json(data, out_dir / "summary.json")
@@ -34,7 +35,7 @@ def write_analysis_report(summary: Summary, out_dir: Path | str) -> dict:
     sections = extras_sections(summary.extras, summary.analysis.lang, extras)
     (out_dir / "report.md").write_text(report_markdown(data, sections), encoding="utf-8")
     write_html_report(data, summary.examples, figures.entries, out_dir / "report.html",
-                      extra_sections=[s.as_html_section() for s in sections])
+                      extra_sections=[s.as_html_section() for s in sections], live=live)
     return data
 
 

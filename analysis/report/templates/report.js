@@ -1,6 +1,6 @@
 /* charlens report: draws the sections of a report from the JSON block #report-data.
    Plain JavaScript, no libraries, no network. Sections: findings, overview, tables
-   (sortable), figures, interactive head views, extra sections. */
+   (sortable), figures, interactive head views, live models (live.js), extra sections. */
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("report-data").textContent);
@@ -114,18 +114,22 @@
   function blues(v) { // white -> dark blue
     return [Math.round(255 - 247 * v), Math.round(255 - 207 * v), Math.round(255 - 148 * v)];
   }
+  const WEIGHT_RGB = Array.from({ length: 256 }, function (_, k) { return blues(Math.sqrt(k / 255)); });
+  function weightRGB(w) { return WEIGHT_RGB[Math.round(255 * w)]; } // an attention weight's colour (sqrt: faint weights show)
 
-  function headView(container, view, index) {
+  /* A head view: text panels, all-heads thumbnails, the head's matrix, export links. Each text's attention
+     is `w` (L x H x T x T) times `scale`: stored bytes for the report's texts; a live view (live.js) passes
+     its own with show({text, w, scale, unknown, rtl}), and gets this handle back. */
+  function headView(container, view, id) {
     const L = view.n_layer, H = view.n_head;
     const texts = view.texts.map(function (t) {
-      return { text: Array.from(t.text), bytes: decodeBytes(t.attention), cropped: t.cropped_from };
+      return { text: Array.from(t.text), w: decodeBytes(t.attention), scale: 1 / 255, cropped: t.cropped_from };
     });
     const state = { t: 0, l: view.start_layer || 0, h: view.start_head || 0, focus: null, pinned: false };
-    const id = "hv" + index;
 
     function weight(i, j) {
-      const T = texts[state.t].text.length;
-      return texts[state.t].bytes[((state.l * H + state.h) * T + i) * T + j] / 255;
+      const t = texts[state.t], T = t.text.length;
+      return t.w[((state.l * H + state.h) * T + i) * T + j] * t.scale;
     }
 
     const textSel = el("select", { id: id + "-text", "aria-label": "text" });
@@ -137,9 +141,8 @@
     for (let l = 0; l < L; l++) layerSel.append(el("option", { value: l, text: "layer " + l }));
     const headSel = el("select", { id: id + "-head", "aria-label": "head" });
     for (let h = 0; h < H; h++) headSel.append(el("option", { value: h, text: "head " + h }));
-    const controls = el("div", { class: "controls" }, [
-      el("label", { text: "text " }), textSel, el("label", { text: "layer " }), layerSel,
-      el("label", { text: "head " }), headSel]);
+    const controls = el("div", { class: "controls" }, view.live ? [] : [el("label", { text: "text " }), textSel]);
+    controls.append(el("label", { text: "layer " }), layerSel, el("label", { text: "head " }), headSel);
     const name = el("span", { class: "note", id: id + "-name" });
     controls.append(name);
 
@@ -159,21 +162,30 @@
     const fromPanel = el("div", { class: "textpanel", dir: dir, id: id + "-from" });
     const status = el("div", { class: "status", id: id + "-status" });
     const matrix = el("canvas", { class: "matrix", id: id + "-matrix" });
+    const exports = el("div", { class: "controls", id: id + "-export" }, [el("span", { class: "panel-title", text: "Export:" })]);
+    for (const [what, make] of [["matrix", matrixPicture], ["view", headViewPicture]]) {
+      for (const format of ["png", "svg"]) {
+        exports.append(charlensExport.downloadLink(what + " " + format.toUpperCase(), id + "-export-" + what + "-" + format,
+          format, make, function () { return (view.name ? view.name + "_" : "") + "L" + state.l + "H" + state.h + "_" + what; }));
+      }
+    }
     const left = el("div", {}, [
       el("div", { class: "panel-title", text: "Where the selected character attends (blue; darker = more attention). Hover or tap a character; tap again to unpin." }),
       toPanel,
       el("div", { class: "panel-title", text: "What attends to the selected character (orange)." }),
       fromPanel, status]);
     const right = el("div", {}, [el("div", { class: "panel-title", text: "All heads (click to pick)" }), thumbs,
-      el("div", { class: "panel-title", text: "This head: rows = from, columns = to, text order left to right" }), matrix]);
+      el("div", { class: "panel-title", text: "This head: rows = from, columns = to, text order left to right" }), matrix, exports]);
     container.append(controls, el("div", { class: "headview" }, [left, right]));
 
     function buildText() {
       const chars = texts[state.t].text;
       for (const panel of [toPanel, fromPanel]) {
         panel.replaceChildren();
+        const unknown = texts[state.t].unknown || [];
         chars.forEach(function (c, i) {
-          const span = el("span", { class: "ch" + (VISIBLE[c] ? " ws" : ""), "data-i": i, text: VISIBLE[c] || c });
+          const span = el("span", { class: "ch" + (VISIBLE[c] ? " ws" : "") + (unknown.includes(i) ? " unk" : ""),
+                                    "data-i": i, text: VISIBLE[c] || c });
           span.addEventListener("mouseenter", function () { if (!state.pinned) focus(i); });
           span.addEventListener("click", function () {
             state.pinned = !(state.pinned && state.focus === i);
@@ -185,12 +197,12 @@
     }
 
     function drawThumbs() {
-      const T = texts[state.t].text.length, bytes = texts[state.t].bytes;
+      const t = texts[state.t], T = t.text.length;
       thumbCanvases.forEach(function (c, k) {
         c.width = T; c.height = T;
         const ctx = c.getContext("2d"), img = ctx.createImageData(T, T);
         for (let p = 0; p < T * T; p++) {
-          const rgb = blues(Math.sqrt(bytes[k * T * T + p] / 255));
+          const rgb = weightRGB(t.w[k * T * T + p] * t.scale);
           img.data[4 * p] = rgb[0]; img.data[4 * p + 1] = rgb[1]; img.data[4 * p + 2] = rgb[2]; img.data[4 * p + 3] = 255;
         }
         ctx.putImageData(img, 0, 0);
@@ -198,16 +210,13 @@
       });
     }
 
-    function drawMatrix() {
+    function drawMatrix() { // the selected head's thumbnail, enlarged
       const T = texts[state.t].text.length;
       const cell = Math.max(2, Math.floor(360 / T));
       matrix.width = T * cell; matrix.height = T * cell;
       const ctx = matrix.getContext("2d");
-      for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) {
-        const rgb = blues(Math.sqrt(weight(i, j)));
-        ctx.fillStyle = "rgb(" + rgb.join(",") + ")";
-        ctx.fillRect(j * cell, i * cell, cell, cell);
-      }
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(thumbCanvases[state.l * H + state.h], 0, 0, T * cell, T * cell);
       if (state.focus !== null) {
         ctx.lineWidth = 2;
         ctx.strokeStyle = "#2563eb";
@@ -216,6 +225,8 @@
         ctx.strokeRect(state.focus * cell, 0, cell, T * cell);
       }
     }
+
+    function toWeight(i, j) { return j <= i ? weight(i, j) : 0; }
 
     function shade(panel, weightOf, rgb) {
       for (const span of panel.children) {
@@ -227,6 +238,20 @@
         span.classList.toggle("focus", j === state.focus);
         span.title = state.focus === null ? "" : "weight " + w.toFixed(3);
       }
+    }
+
+    function shownChars() { return texts[state.t].text.map(function (c) { return VISIBLE[c] || c; }); }
+
+    function matrixPicture() {
+      return charlensExport.matrixPicture(shownChars(), toWeight, function (w) { return "rgb(" + weightRGB(w).join(",") + ")"; },
+        name.textContent);
+    }
+
+    function headViewPicture() {
+      const i = state.focus, T = texts[state.t].text.length, to = [], from = [];
+      for (let j = 0; j < T; j++) { to.push(toWeight(i, j)); from.push(toWeight(j, i)); }
+      return charlensExport.headViewPicture(shownChars(), to, from, view.rtl || texts[state.t].rtl,
+        name.textContent + " \u00b7 " + label(i));
     }
 
     function label(i) {
@@ -251,8 +276,8 @@
 
     function focus(i) {
       state.focus = i;
-      shade(toPanel, function (j) { return j <= i ? weight(i, j) : 0; }, "37,99,235");
-      shade(fromPanel, function (k) { return k >= i ? weight(k, i) : 0; }, "234,88,12");
+      shade(toPanel, function (j) { return toWeight(i, j); }, "37,99,235");
+      shade(fromPanel, function (k) { return toWeight(k, i); }, "234,88,12");
       drawMatrix();
       describe();
     }
@@ -271,8 +296,18 @@
     textSel.addEventListener("change", function () { state.t = Number(textSel.value); state.pinned = false; buildText(); select(state.l, state.h); });
     layerSel.addEventListener("change", function () { select(Number(layerSel.value), state.h); });
     headSel.addEventListener("change", function () { select(state.l, Number(headSel.value)); });
-    buildText();
-    select(state.l, state.h);
+    if (texts.length) { buildText(); select(state.l, state.h); }
+    return {
+      /* Show a live text in place of the report's: keeps the head, and focuses the last character unless pinned. */
+      show: function (entry) {
+        texts[0] = entry;
+        state.t = 0;
+        if (!(state.pinned && state.focus < entry.text.length)) { state.pinned = false; state.focus = entry.text.length - 1; }
+        for (const panel of [toPanel, fromPanel]) panel.dir = entry.rtl ? "rtl" : "ltr";
+        buildText();
+        select(state.l, state.h);
+      }
+    };
   }
 
   /* ---------- sections ---------- */
@@ -309,7 +344,12 @@
 
   (data.views || []).forEach(function (v, k) {
     const s = section("headview-" + k, "Head view" + (v.name ? ": " + v.name : ""));
-    headView(s, v, k);
+    headView(s, v, "hv" + k);
+  });
+
+  (data.live || []).forEach(function (m, k) {
+    const s = section("live-" + k, "Type your own text" + (m.name ? ": " + m.name : ""));
+    charlensLive.mount(s, m, "lv" + k, { el: el, headView: headView, VISIBLE: VISIBLE });
   });
 
   (data.extra_sections || []).forEach(function (x, k) {
