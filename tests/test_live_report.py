@@ -155,7 +155,7 @@ def test_page_detector_scores_equal_score_masks(browser, models, view, text):
         assert got["induction"]["score"][2] > 0.9
 
 
-def test_typing_redraws_the_view_and_a_previous_character_head_shows_its_diagonal(browser, models):
+def test_typing_redraws_the_view_and_a_previous_character_head_shows_its_diagonal(browser):
     from selenium.webdriver.common.by import By
 
     set_off(browser, "lv1", set())
@@ -196,10 +196,9 @@ def test_switching_a_head_off_changes_the_prediction_as_pytorch_does(browser, mo
     assert tok.decode([top()]) == "o"
 
 
-def test_unknown_characters_are_marked_and_an_empty_box_shows_a_hint(browser, models):
+def test_unknown_characters_are_marked_and_an_empty_box_shows_a_hint(browser):
     from selenium.webdriver.common.by import By
 
-    _, tok, _ = models["lv1"]
     set_off(browser, "lv1", set())
     type_text(browser, "lv1", "the cat \u20ac sat", 32)
     spans = browser.find_elements(By.CSS_SELECTOR, "#lv1-to .ch")
