@@ -46,7 +46,7 @@ def main() -> None:
     model, tok, corpus = model_and_text(args.ckpt)
     T = model.config.block_size
     texts = [corpus.heldout[k * T:(k + 1) * T] for k in range(args.rounds + 1)]
-    page = write_page({"title": "live speed", "live": [live_model(model, tok, "en", "bench", initial_text=texts[0])]},
+    page = write_page({"title": "live speed", "live": [{**live_model(model, tok, "en", "bench"), "initial_text": texts[0]}]},
                       Path(tempfile.mkdtemp(prefix="charlens-live-")) / "report.html")
     print(f"page {page.stat().st_size / 1e6:.2f} MB; model {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
           f"{T} characters per update; load average at start {os.getloadavg()[0]:.2f}")
