@@ -22,8 +22,10 @@ from data.errors import CharlensError, UsageError
 from data.tokenizer import CharTokenizer, tokenizer_from_dict
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.transformer import PRESETS
+from training import ddp
 from training.config import COMMON, TRAIN_PRESETS, check_writable, resolve_device, settings_from_flags
 from training.engine import INTERRUPTED, train
+from training.runtime import CPU_COMPILE_MIN_STEPS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=kind, metavar="N" if kind is int else "X", help=f"{what} (default: from the preset)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="auto = bfloat16 autocast on a GPU that supports it, else float32")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (faster steps after a warm-up)")
+                   help="auto = bfloat16 autocast on a GPU or CPU with native bfloat16 (AVX-512 BF16, AMX), else float32")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="torch.compile the model: faster steps after a warm-up of up to a minute (default: on CUDA, "
+                        f"and on a CPU for runs of {CPU_COMPILE_MIN_STEPS:,}+ steps)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy machine")
     p.add_argument("--out", help="checkpoint path (default checkpoints/<name>.pt, or the --resume file)")
@@ -78,6 +82,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, CharTokenizer, Opti
     given = {k: v for k, v in vars(args).items() if v is not None}
     s = settings_from_flags(given, args.preset, checkpoint, args.resume)
     resolve_device(s["device"])
+    ddp.check_batch(ddp.from_env(), s["batch_size"])
     if checkpoint is not None:
         corpus = corpus_from_identity(checkpoint["corpus"])
         try:
