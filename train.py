@@ -22,7 +22,7 @@ from data.errors import CharlensError, UsageError
 from data.tokenizer import CharTokenizer, tokenizer_from_dict
 from model.checkpoint import CheckpointError, load_checkpoint
 from model.transformer import PRESETS
-from training import ddp
+from training import ddp, seeds
 from training.config import COMMON, TRAIN_PRESETS, check_writable, resolve_device, settings_from_flags
 from training.engine import INTERRUPTED, train
 from training.runtime import CPU_COMPILE_MIN_STEPS
@@ -60,16 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
                         f"and on a CPU for runs of {CPU_COMPILE_MIN_STEPS:,}+ steps)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: torch's choice); 1 is often faster on a busy machine")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                   help="train one model per seed: --seeds 3 = seeds 0, 1, 2; --seeds 5 7 = seeds 5 and 7; seed k is "
+                        "written to <name>_s<k>.pt; rerunning the command skips finished seeds and resumes interrupted ones")
+    p.add_argument("--seed-procs", type=int, metavar="N",
+                   help="with --seeds: seeds trained at once, each in its own process (default: one per CPU core, "
+                        "at most one per seed; 1 on a GPU); 1 = one after another")
     p.add_argument("--out", help="checkpoint path (default checkpoints/<name>.pt, or the --resume file)")
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint with its settings")
     p.add_argument("--sample-chars", type=int, default=300, metavar="N", help="characters to generate at the end (0 = none)")
     return p
 
 
+def given_flags(args: argparse.Namespace) -> dict:
+    """The settings the user set (not the multi-seed flags, which are not settings of one run)."""
+    return {k: v for k, v in vars(args).items() if v is not None and k not in ("seeds", "seed_procs")}
+
+
 def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, CharTokenizer, Optional[dict]]:
     """Everything that can fail because of the arguments, before any training work."""
     if args.keep_niqqud and args.lang != "he" and not args.resume:
         raise UsageError("--keep-niqqud only applies to --lang he")
+    if args.seeds is not None:
+        check_seed_flags(args)
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume)
@@ -79,8 +92,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, CharTokenizer, Opti
             raise UsageError("--resume takes its corpus from the checkpoint; drop --lang/--text")
     elif not (args.lang or args.text):
         raise UsageError("choose a corpus: --lang en, --lang he or --text FILE")
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    s = settings_from_flags(given, args.preset, checkpoint, args.resume)
+    s = settings_from_flags(given_flags(args), args.preset, checkpoint, args.resume)
     resolve_device(s["device"])
     ddp.check_batch(ddp.from_env(), s["batch_size"])
     if checkpoint is not None:
@@ -97,11 +109,25 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, CharTokenizer, Opti
     return s, corpus, tokenizer, checkpoint
 
 
+def check_seed_flags(args: argparse.Namespace) -> None:
+    if args.resume:
+        raise UsageError("--seeds starts or continues every seed itself (rerun the same command); "
+                         "to continue one seed alone use --resume <name>_s<k>.pt without --seeds")
+    if args.seed is not None:
+        raise UsageError("--seed trains one model and --seeds several; give one of them")
+    if ddp.from_env().active:
+        raise UsageError("--seeds runs its own processes; start it with python, not torchrun")
+    if args.seed_procs is not None and args.seed_procs < 1:
+        raise UsageError(f"--seed-procs must be positive, got {args.seed_procs}")
+
+
 def main(argv: Optional[list[str]] = None, stop_at: Optional[int] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         s, corpus, tokenizer, checkpoint = prepare(args)
+        if args.seeds is not None:
+            runs = seeds.plan(seeds.seed_list(args.seeds), s, given_flags(args), args.preset, corpus)
     except CharlensError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
@@ -109,6 +135,9 @@ def main(argv: Optional[list[str]] = None, stop_at: Optional[int] = None) -> int
         print("interrupted before training; nothing was written", file=sys.stderr)
         return INTERRUPTED
     try:
+        if args.seeds is not None:
+            procs = args.seed_procs or seeds.default_procs(len(runs), resolve_device(s["device"]))
+            return seeds.run_seeds(runs, corpus, tokenizer, procs)
         return train(s, corpus, tokenizer, checkpoint, stop_at)
     except KeyboardInterrupt:  # Ctrl-C outside the training steps (set-up, final evaluation, sample)
         saved = Path(s["out"]).is_file()

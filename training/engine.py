@@ -120,19 +120,20 @@ def full_loss(model: TransformerLM, data: torch.Tensor, s: dict, device: torch.d
 
 
 def train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optional[dict] = None,
-          stop_at: Optional[int] = None, label: str = "") -> int:
+          stop_at: Optional[int] = None, label: str = "", position: int = 0) -> int:
     """The training loop. `stop_at` behaves like a Ctrl-C after that many steps (for tests); `label`
-    names the run in the progress bar (e.g. the seed). Under torchrun every process runs this."""
+    names the run in its output and `position` is its progress bar's line (seeds trained side by side).
+    Under torchrun every process runs this."""
     d = ddp.from_env()
     device = ddp.start(d, resolve_device(s["device"]))
     try:
-        return _train(s, corpus, tokenizer, checkpoint, stop_at, label, d, device)
+        return _train(s, corpus, tokenizer, checkpoint, stop_at, label, position, d, device)
     finally:
         ddp.stop(d)
 
 
 def _train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Optional[dict], stop_at: Optional[int],
-           label: str, d: ddp.Dist, device: torch.device) -> int:
+           label: str, position: int, d: ddp.Dist, device: torch.device) -> int:
     if s.get("threads"):
         torch.set_num_threads(s["threads"])
     dtype = resolve_dtype(s["dtype"], device)
@@ -176,13 +177,13 @@ def _train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Option
     interrupted = []
     previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
     say = print if d.main else lambda *a, **k: None
-    say(f"{corpus.name}: {', '.join(f'{k} {v:,}' for k, v in corpus.sizes().items())} characters, vocabulary "
+    say(f"{label + ': ' if label else ''}{corpus.name}: {', '.join(f'{k} {v:,}' for k, v in corpus.sizes().items())} characters, vocabulary "
         f"{tokenizer.vocab_size}; model {model.num_params() / 1e6:.2f}M parameters on {device} ({dtype}"
         f"{', compiled' if compiled else ''}{f', {d.world} processes' if d.active else ''}); "
         f"steps {start}..{s['max_iters']}", flush=True)
     from tqdm import tqdm
     bar = tqdm(range(start, s["max_iters"]), initial=start, total=s["max_iters"], unit="it", dynamic_ncols=True,
-               desc=label or None, disable=not d.main)
+               desc=label or None, position=position, disable=not d.main)
     pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, loss) not yet checked
     window = [time.perf_counter(), start]  # when the unchecked steps began, and at which step
 
@@ -224,9 +225,10 @@ def _train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Option
                 require_finite(losses["train"] + losses["val"], f"evaluation loss at step {step}")
                 history.append({"kind": "eval", "iter": step, "train_loss": losses["train"], "val_loss": losses["val"]})
                 if d.main:
-                    bar.write(f"step {step}: train {losses['train']:.4f}, val {losses['val']:.4f}")
+                    bar.write(f"{label + ': ' if label else ''}step {step}: train {losses['train']:.4f}, val {losses['val']:.4f}")
                 if step < s["max_iters"]:  # the last step is saved below, with the final validation loss
                     save(step)
+                window[0] = time.perf_counter()  # steps/s counts training steps only
             if step < s["max_iters"] and (stop or step == stop_at):
                 bar.close()
                 save(step)
@@ -250,7 +252,7 @@ def _train(s: dict, corpus: Corpus, tokenizer: CharTokenizer, checkpoint: Option
         signal.signal(signal.SIGINT, previous_handler)
     if not d.main:
         return 0
-    print(f"done: validation loss {final['val_loss']:.4f} nats/char = {final['val_bits_per_char']:.4f} bits/char "
+    print(f"{label + ': ' if label else ''}done: validation loss {final['val_loss']:.4f} nats/char = {final['val_bits_per_char']:.4f} bits/char "
           f"(whole validation split); checkpoint {out}")
     if s["sample_chars"]:
         prompt = torch.from_numpy(tokenizer.encode(corpus.val[:1], unknown="replace").astype("int64"))[None].to(device)
