@@ -4,6 +4,8 @@
     python train.py --lang he                       # the Hebrew Bible, niqqud removed (--keep-niqqud keeps it)
     python train.py --text corpus.txt --out checkpoints/mine.pt
     python train.py --resume checkpoints/en.pt --max-iters 4000
+    python train.py --lang en --seeds 3             # seeds 0, 1, 2 -> checkpoints/en_s0.pt, en_s1.pt, en_s2.pt
+    torchrun --standalone --nproc_per_node 2 train.py --lang en    # one model in 2 processes (DDP)
 
 Writes checkpoints/<name>.pt and, beside it, <name>.loss.png and <name>.log.jsonl.
 Ctrl-C saves a checkpoint and exits; --resume continues bit-identically on CPU, because

@@ -52,13 +52,14 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int, generator: t
     return windows[:, :-1], windows[:, 1:]
 
 
-def make_optimizer(model: TransformerLM, s: dict, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on LayerNorm weights or biases); the fused
-    kernel (one pass over all parameters) on CPU and CUDA."""
+def make_optimizer(model: TransformerLM, s: dict, device: torch.device, fused: Optional[bool] = None) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on LayerNorm weights or biases); by default the
+    fused kernel (one pass over all parameters) on CPU and CUDA."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": s["weight_decay"]},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=s["lr"], betas=(s["beta1"], s["beta2"]), fused=device.type in ("cpu", "cuda"))
+    fused = device.type in ("cpu", "cuda") if fused is None else fused
+    return torch.optim.AdamW(groups, lr=s["lr"], betas=(s["beta1"], s["beta2"]), fused=fused)
 
 
 def train_step(model: TransformerLM, forward: Callable, optimizer: torch.optim.Optimizer, x: torch.Tensor,
