@@ -8,8 +8,8 @@ from typing import Optional
 
 import torch
 
-# On a CPU, torch.compile takes 30-70 s to compile the small model (a few seconds once its cache
-# is warm) and then saves about 10% per step, so it pays from a few thousand steps on.
+# On a 2-core CPU, torch.compile took up to 70 s to compile the small model (10-20 s with inductor's
+# cache warm) and then saved 0-14% per step (docs/benchmarks.md), so it can pay only in long runs.
 CPU_COMPILE_MIN_STEPS = 5000
 
 
