@@ -15,7 +15,6 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
