@@ -4,6 +4,8 @@
     python train.py --lang he                       # the Hebrew Bible, niqqud removed (--keep-niqqud keeps it)
     python train.py --text corpus.txt --out checkpoints/mine.pt
     python train.py --resume checkpoints/en.pt --max-iters 4000
+    python train.py --lang en --seeds 3             # seeds 0, 1, 2 -> checkpoints/en_s0.pt, en_s1.pt, en_s2.pt
+    torchrun --standalone --nproc_per_node 2 train.py --lang en    # one model in 2 processes (DDP)
 
 Writes checkpoints/<name>.pt and, beside it, <name>.loss.png and <name>.log.jsonl. --out never
 replaces the corpus file or a file that is not a charlens checkpoint, and replaces a checkpoint
@@ -28,16 +30,19 @@ try:
     from model.atomic import sweep_stale_temps
     from model.checkpoint import load_checkpoint
     from model.transformer import PRESETS
+    from training import ddp, seeds
     from training.config import (COMMON, SETTING_RANGES, TRAIN_PRESETS, check_memory, check_output,
                                  resolve_device, settings_from_flags)
     from training.engine import INTERRUPTED, train
     from training.log import log_paths
+    from training.runtime import CPU_COMPILE_MIN_STEPS
 except KeyboardInterrupt:  # Ctrl-C while torch loads (a second or two): one line, not a traceback
     if __name__ != "__main__":
         raise
     print("interrupted before training; nothing was written", file=sys.stderr)
     sys.exit(130)
 
+MAX_SEED_PROCS = 256
 NUMERIC_FLAGS = [
     ("n-layer", "transformer blocks"), ("n-head", "attention heads per block"),
     ("n-embd", "embedding width (divisible by --n-head)"), ("block-size", "context length in characters"),
@@ -79,10 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"{what}; in {allowed} (default: from the preset)".replace("%", "%%"))
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="auto = bfloat16 autocast on a GPU that supports it, else float32")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (faster steps after a warm-up)")
+                   help="auto = bfloat16 autocast on a GPU or CPU with native bfloat16 (AVX-512 BF16, AMX), else float32")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="torch.compile the model: faster steps after a warm-up of up to a minute (default: on CUDA, "
+                        f"and on a CPU for runs of {CPU_COMPILE_MIN_STEPS:,}+ steps)")
     p.add_argument("--threads", type=int, metavar="N", help=f"CPU threads for torch, in {SETTING_RANGES['threads']} "
                    "(default: torch's choice); 1 is often faster on a busy machine")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                   help="train one model per seed: --seeds 3 = seeds 0, 1, 2; --seeds 5 7 = seeds 5 and 7; seed k is "
+                        "written to <name>_s<k>.pt; rerunning the command skips finished seeds and resumes interrupted ones")
+    p.add_argument("--seed-procs", type=int, metavar="N",
+                   help=f"with --seeds: seeds trained at once, each in its own process, 1..{MAX_SEED_PROCS} (default: one "
+                        "per CPU core, at most one per seed; 1 on a GPU); 1 = one after another")
     p.add_argument("--out", help="checkpoint path (default checkpoints/<name>.pt, or the --resume file)")
     p.add_argument("--overwrite", action="store_true",
                    help="let --out replace an existing charlens checkpoint (never the corpus or any other file)")
@@ -92,10 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def given_flags(args: argparse.Namespace) -> dict:
+    """The settings the user set (not the multi-seed flags, which are not settings of one run)."""
+    return {k: v for k, v in vars(args).items() if v is not None and k not in ("seeds", "seed_procs")}
+
+
+def check_seed_flags(args: argparse.Namespace) -> None:
+    if args.resume:
+        raise UsageError("--seeds starts or continues every seed itself (rerun the same command); "
+                         "to continue one seed alone use --resume <name>_s<k>.pt without --seeds")
+    if args.seed is not None:
+        raise UsageError("--seed trains one model and --seeds several; give one of them")
+    if ddp.from_env().active:
+        raise UsageError("--seeds runs its own processes; start it with python, not torchrun")
+    if args.seed_procs is not None and not 1 <= args.seed_procs <= MAX_SEED_PROCS:
+        raise UsageError(f"--seed-procs must be in 1..{MAX_SEED_PROCS}, got {args.seed_procs}")
+
+
 def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, Tokenizer, Optional[dict]]:
     """Everything that can fail because of the arguments, before any training work."""
     if args.keep_niqqud and args.lang != "he" and not args.resume:
         raise UsageError("--keep-niqqud only applies to --lang he")
+    if args.seeds is not None:
+        check_seed_flags(args)
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume)
@@ -105,9 +137,9 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, Tokenizer, Optional
             raise UsageError("--resume takes its corpus from the checkpoint; drop --lang/--text")
     elif not (args.lang or args.text):
         raise UsageError("choose a corpus: --lang en, --lang he or --text FILE")
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    s = settings_from_flags(given, args.preset, checkpoint, args.resume)
+    s = settings_from_flags(given_flags(args), args.preset, checkpoint, args.resume)
     device = resolve_device(s["device"])
+    ddp.check_batch(ddp.from_env(), s["batch_size"])
     if checkpoint is not None:
         corpus = corpus_from_identity(checkpoint["corpus"])
         tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
@@ -117,11 +149,16 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, Tokenizer, Optional
     s.setdefault("out", f"checkpoints/{corpus.name}.pt")
     out = Path(s["out"])
     sources = [Path(p) for p in (args.text, corpus.identity.get("path"), corpus.identity.get("source")) if p]
-    check_output(out, sources, Path(args.resume) if args.resume else None, args.overwrite)
+    # With --seeds the outputs are the seeds' own files; a seed's existing checkpoint is continued (seeds.plan).
+    outs = [seeds.seed_path(out, k) for k in seeds.seed_list(args.seeds)] if args.seeds is not None else [out]
+    for path in outs:
+        resume = path if args.seeds is not None else (Path(args.resume) if args.resume else None)
+        check_output(path, sources, resume, args.overwrite)
     if device.type == "cpu":
         check_memory(s, tokenizer.vocab_size, len(corpus.train) + len(corpus.val))
-    for path in (out, *log_paths(out)):
-        sweep_stale_temps(path)  # debris of a killed run writing the same files
+    for path in outs:
+        for written in (path, *log_paths(path)):
+            sweep_stale_temps(written)  # debris of a killed run writing the same files
     return s, corpus, tokenizer, checkpoint
 
 
@@ -149,6 +186,8 @@ def run(args: argparse.Namespace, prog: str, stop_at: Optional[int]) -> int:
     themselves) gives one line and exit status 130 or 143."""
     try:
         s, corpus, tokenizer, checkpoint = prepare(args)
+        if args.seeds is not None:
+            runs = seeds.plan(seeds.seed_list(args.seeds), s, given_flags(args), args.preset, corpus)
     except CharlensError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
@@ -158,6 +197,9 @@ def run(args: argparse.Namespace, prog: str, stop_at: Optional[int]) -> int:
     out = Path(s["out"])
     before = file_state(out)
     try:
+        if args.seeds is not None:
+            procs = args.seed_procs or seeds.default_procs(len(runs), resolve_device(s["device"]))
+            return seeds.run_seeds(runs, corpus, tokenizer, procs)
         return train(s, corpus, tokenizer, checkpoint, stop_at)
     except KeyboardInterrupt as e:  # set-up, the sample at the end
         written = file_state(out) not in (None, before)

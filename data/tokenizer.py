@@ -52,6 +52,10 @@ class CharTokenizer:
             raise ValueError("vocabulary must be distinct single characters")
         self.chars = [UNKNOWN_CHAR] + chars
         self.stoi = {c: i for i, c in enumerate(self.chars)}
+        # id of every code point up to the largest in the vocabulary, and one slot beyond for all larger ones
+        codes = np.array([ord(c) for c in self.chars[1:]], dtype=np.int64)
+        self._ids = np.full(int(codes.max(initial=0)) + 2, UNKNOWN_ID, dtype=np.uint16)
+        self._ids[codes] = np.arange(1, len(self.chars), dtype=np.uint16)
 
     @classmethod
     def from_text(cls, text: str) -> "CharTokenizer":
@@ -71,8 +75,8 @@ class CharTokenizer:
         missing = self.unknown_chars(text)
         if missing and unknown == "error":
             raise UnknownCharactersError(f"{len(missing)} character(s) not in the model's vocabulary: {describe_chars(missing)}")
-        get = self.stoi.get
-        return np.fromiter((get(c, UNKNOWN_ID) for c in text), dtype=np.uint16, count=len(text))
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)  # one look-up, no Python loop
+        return self._ids[np.minimum(codes, len(self._ids) - 1)]
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)

@@ -88,6 +88,17 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(text_file, tmp_path, st
     assert_same_training_state(load(full), load(part))
 
 
+def test_resume_with_compile_is_bit_identical_too(text_file, tmp_path):
+    """--compile (the default for long runs) and the fused AdamW (the default on CPU) keep --resume bit-exact."""
+    extra = ("--max-iters", "8", "--dropout", "0.1", "--eval-interval", "4", "--compile")
+    full, part = tmp_path / "full.pt", tmp_path / "part.pt"
+    assert train.main(tiny_args(text_file, full, *extra)) == 0
+    assert train.main(tiny_args(text_file, part, *extra), stop_at=3) == train.INTERRUPTED
+    assert train.main(["--resume", str(part), "--sample-chars", "0"]) == 0
+    assert load(full)["optimizer"]["param_groups"][0]["fused"] is True
+    assert_same_training_state(load(full), load(part))
+
+
 def test_raising_max_iters_extends_a_finished_run(text_file, tmp_path, capsys):
     out = tmp_path / "m.pt"
     assert train.main(tiny_args(text_file, out, "--max-iters", "20")) == 0

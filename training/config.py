@@ -83,9 +83,10 @@ def setting_problem(s: dict) -> Optional[tuple[str, str]]:
         return "n_embd", f"({s['n_embd']}) must be divisible by --n-head ({s['n_head']})"
     if s.get("dtype") not in DTYPES:
         return "dtype", f"must be one of {', '.join(DTYPES)}, got {s.get('dtype')!r}"
-    for key, kind in (("device", str), ("compile", bool)):
-        if not isinstance(s.get(key), kind):
-            return key, f"must be a {kind.__name__}, got {s.get(key)!r}"
+    if not isinstance(s.get("device"), str):
+        return "device", f"must be a str, got {s.get('device')!r}"
+    if s.get("compile") not in (True, False, None):  # None: chosen from the device (training.runtime)
+        return "compile", f"must be true, false or null (auto), got {s.get('compile')!r}"
     return None
 
 

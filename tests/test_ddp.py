@@ -1,0 +1,73 @@
+"""Several processes under torchrun (gloo on CPU) take the same steps as one process with the same global batch."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from data.corpora import bible_corpus
+from training import ddp
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "kjv_part.txt"
+    path.write_text(bible_corpus("en").train[:40_000], encoding="utf-8")
+    return path
+
+
+def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                           "train.py", *args, "--sample-chars", "0"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def assert_close(a: Path, b: Path) -> None:
+    sa, sb = (torch.load(p, weights_only=True) for p in (a, b))
+    assert sa["iter"] == sb["iter"]
+    for k, v in sa["model"].items():
+        torch.testing.assert_close(sb["model"][k], v, rtol=0, atol=1e-5, msg=k)
+
+
+def test_two_processes_equal_one_process_and_resume_across_process_counts(text_file, tmp_path):
+    args = ["--text", str(text_file), "--preset", "tiny", "--max-iters", "20", "--batch-size", "8", "--eval-interval", "10"]
+    one, two, part = tmp_path / "one.pt", tmp_path / "two" / "two.pt", tmp_path / "part.pt"
+    assert train.main([*args, "--out", str(one), "--sample-chars", "0"]) == 0
+
+    run = torchrun(2, *args, "--out", str(two))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("done: validation loss") == 1  # rank 0 alone prints, writes the log and the plot
+    assert sorted(p.name for p in two.parent.iterdir()) == ["two.log.jsonl", "two.loss.png", "two.pt"]
+    assert_close(one, two)
+    final = lambda p: torch.load(p, weights_only=True)["history"][-1]["val_loss"]
+    assert final(two) == pytest.approx(final(one), abs=1e-5)  # the whole-split loss, sharded over 2 processes
+
+    # Interrupted in one process at step 10, resumed under two: the same weights as the uninterrupted run.
+    assert train.main([*args, "--out", str(part), "--sample-chars", "0"], stop_at=10) == train.INTERRUPTED
+    run = torchrun(2, "--resume", str(part))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert_close(one, part)
+
+
+def test_global_batch_must_divide_among_processes(text_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    out = tmp_path / "m.pt"
+    assert train.main(["--text", str(text_file), "--preset", "tiny", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--batch-size 8 (the global batch) is not divisible by the 3 processes" in err[0]
+    assert not out.exists()
+
+
+def test_rows_are_split_evenly_and_in_order():
+    shares = [ddp.local_rows(ddp.Dist(rank=r, world=4), 32) for r in range(4)]
+    assert [list(range(32))[s] for s in shares] == [list(range(8 * r, 8 * r + 8)) for r in range(4)]

@@ -1,0 +1,113 @@
+"""Several seeds (`--seeds`): names, equality with single runs, skip and resume on a rerun, Ctrl-C, bad flags."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from data.corpora import bible_corpus
+from training.seeds import seed_list, seed_path
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "kjv_part.txt"
+    path.write_text(bible_corpus("en").train[:40_000], encoding="utf-8")
+    return path
+
+
+def args(text_file: Path, out: Path, *extra: str) -> list[str]:
+    return ["--text", str(text_file), "--preset", "tiny", "--max-iters", "20", "--eval-interval", "10",
+            "--out", str(out), "--sample-chars", "0", *extra]
+
+
+def weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["model"]
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 0.0) -> None:
+    wa, wb = weights(a), weights(b)
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=atol, msg=k)
+
+
+def test_seed_list_and_names():
+    assert seed_list([3]) == [0, 1, 2] and seed_list([5, 7]) == [5, 7] and seed_list([4, 0]) == [4, 0]
+    assert seed_path(Path("checkpoints/en.pt"), 2) == Path("checkpoints/en_s2.pt")
+
+
+@pytest.mark.parametrize("procs", ["1", "2"])  # one after another; side by side in spawned processes
+def test_each_seed_equals_a_single_run_with_that_seed(text_file, tmp_path, procs, capsys):
+    assert train.main(args(text_file, tmp_path / "m.pt", "--seeds", "2", "--seed-procs", procs)) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "m_s0.log.jsonl", "m_s0.loss.png", "m_s0.pt", "m_s1.log.jsonl", "m_s1.loss.png", "m_s1.pt"]
+    for seed in (0, 1):
+        single = tmp_path / "single" / f"{seed}.pt"
+        assert train.main(args(text_file, single, "--seed", str(seed))) == 0
+        assert torch.load(tmp_path / f"m_s{seed}.pt", weights_only=True)["train_args"]["seed"] == seed
+        assert_same_weights(single, tmp_path / f"m_s{seed}.pt", atol=0.0 if procs == "1" else 1e-6)
+    if procs == "1":
+        printed = capsys.readouterr().out
+        assert "seed 0: done" in printed and "seed 1: done" in printed
+
+
+def test_rerun_skips_finished_seeds_and_resumes_interrupted_ones(text_file, tmp_path, capsys):
+    base = tmp_path / "m.pt"
+    assert train.main(args(text_file, tmp_path / "m_s0.pt", "--seed", "0")) == 0
+    assert train.main(args(text_file, tmp_path / "m_s1.pt", "--seed", "1"), stop_at=7) == train.INTERRUPTED
+    finished = weights(tmp_path / "m_s0.pt")
+    capsys.readouterr()
+    assert train.main(args(text_file, base, "--seeds", "2", "--seed-procs", "1")) == 0
+    out = capsys.readouterr().out
+    assert "seed 0: " in out and "already finished 20 steps; skipped" in out and "seed 1: done" in out
+    assert all(torch.equal(v, weights(tmp_path / "m_s0.pt")[k]) for k, v in finished.items())  # not retrained
+    assert train.main(args(text_file, tmp_path / "ref.pt", "--seed", "1")) == 0
+    assert_same_weights(tmp_path / "ref.pt", tmp_path / "m_s1.pt")  # resumed bit-exactly
+
+
+def test_ctrl_c_leaves_every_seed_resumable(text_file, tmp_path):
+    base = tmp_path / "m.pt"
+    cmd = [sys.executable, "train.py", *args(text_file, base, "--seeds", "2", "--max-iters", "100000")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    started = [proc.stdout.readline(), proc.stdout.readline()]  # each seed prints one line before its first step
+    assert all("parameters" in line for line in started), started
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: the whole process group
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == train.INTERRUPTED, stderr
+    assert "Traceback" not in stderr and stderr.count("interrupted after step") == 2
+    for seed in (0, 1):
+        assert 1 <= torch.load(seed_path(base, seed), weights_only=True)["iter"] < 100000
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "0"], "needs N >= 1"),
+    (["--seeds", "1", "1"], "lists a seed twice"),
+    (["--seeds", "2", "--seed", "3"], "give one of them"),
+    (["--seeds", "2", "--seed-procs", "0"], "--seed-procs must be in 1..256"),
+])
+def test_bad_seed_flags_fail_with_one_line(text_file, tmp_path, extra, message, capsys):
+    assert train.main(args(text_file, tmp_path / "m.pt", *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_seed_checkpoint_of_another_corpus_is_refused_before_any_work(text_file, tmp_path, capsys):
+    other = tmp_path / "other.txt"
+    other.write_text(bible_corpus("en").train[50_000:90_000], encoding="utf-8")
+    assert train.main(args(other, tmp_path / "m_s1.pt", "--seed", "1", "--max-iters", "2")) == 0
+    capsys.readouterr()
+    assert train.main(args(text_file, tmp_path / "m.pt", "--seeds", "2")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "m_s1.pt was trained on another corpus" in err[0], err
+    assert not (tmp_path / "m_s0.pt").exists()
