@@ -30,7 +30,7 @@ try:
     from model.atomic import sweep_stale_temps
     from model.checkpoint import load_checkpoint
     from model.transformer import PRESETS
-    from training import ddp, seeds
+    from training import ddp, seeds, snapshots
     from training.config import (COMMON, SETTING_RANGES, TRAIN_PRESETS, check_memory, check_output,
                                  resolve_device, settings_from_flags)
     from training.engine import INTERRUPTED, train
@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="let --out replace an existing charlens checkpoint (never the corpus or any other file)")
     p.add_argument("--resume", metavar="CKPT", help="continue from this checkpoint with its settings")
+    p.add_argument("--timeline", action=argparse.BooleanOptionalAction,
+                   help="record every head's detector scores on a fixed probe set of held-out windows at log-spaced "
+                        "steps and every evaluation, into the checkpoint's history and the log (default: on; "
+                        "README, section trainer)")
+    p.add_argument("--snapshots", type=int, metavar="N",
+                   help=f"also keep full checkpoints at N log-spaced steps as <name>.step<k>.pt, in "
+                        f"{SETTING_RANGES['snapshots']} and at most --max-iters (default 0)")
     p.add_argument("--sample-chars", type=int, default=300, metavar="N",
                    help=f"characters to generate at the end, in {SETTING_RANGES['sample_chars']} (0 = none)")
     return p
@@ -156,6 +163,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, Tokenizer, Optional
         check_output(path, sources, resume, args.overwrite)
     if device.type == "cpu":
         check_memory(s, tokenizer.vocab_size, len(corpus.train) + len(corpus.val))
+    snapshots.check_room(s, tokenizer.vocab_size, corpus.lang, outs)
     for path in outs:
         for written in (path, *log_paths(path)):
             sweep_stale_temps(written)  # debris of a killed run writing the same files

@@ -12,7 +12,8 @@ A checkpoint is a plain dict:
     train_args      the training settings, to resume with the same schedule (optional)
     optimizer       AdamW state_dict (optional)
     rng             RNG states (optional)
-    history         the training log's records (optional)
+    history         the training log's records (optional), timeline records of kind "probe" included
+    probe           the timeline's probe set (optional; training/timeline.py)
     content_sha256  sha256 of all the above (checkpoint_schema.content_hash; absent before it was added)
 """
 from __future__ import annotations

@@ -14,18 +14,24 @@ from typing import Any
 
 import torch
 
-from data.corpora import check_identity
+from data.corpora import LANGS, check_identity
 from data.tokenizer import tokenizer_from_dict
 from model.limits import ARCH_RANGES, Range, available_memory, gib, model_bytes, parameter_shapes, state_shapes
 from model.transformer import ModelConfig
 
 REQUIRED_KEYS = ("model_config", "model", "tokenizer", "corpus", "iter")
 HASH_KEY = "content_sha256"  # absent in checkpoints written before it was added: they load unchecked
-OPTIONAL_KEYS = ("train_args", "optimizer", "rng", "history", HASH_KEY)
+OPTIONAL_KEYS = ("train_args", "optimizer", "rng", "history", "probe", HASH_KEY)
 SCALARS = (bool, int, float, str, type(None))
 # Records of the training history by kind, with the numbers each must hold (training/log.py plots them).
 HISTORY_FIELDS = {"step": ("iter", "loss", "lr", "ms"), "eval": ("iter", "train_loss", "val_loss"),
-                  "final": ("iter", "val_loss", "val_bits_per_char")}
+                  "final": ("iter", "val_loss", "val_bits_per_char"), "probe": ("iter", "ms")}
+# A probe record's (training/timeline.py) arrays by shape, D detectors x L layers x H heads, and its
+# numbers that may be null (undefined: e.g. no probe window holds a detector's targets).
+PROBE_GRIDS = {"score": "DLH", "control": "DLH", "selectivity": "DLH", "repeated_score": "LH",
+               "repeated_control": "LH", "repeated_selectivity": "LH"}
+PROBE_NUMBERS = ("probe_loss", "loss_early", "loss_late", "icl_score", "loss_first_copy", "loss_second_copy")
+PROBE_TEXTS = {"windows": "block_size", "repeated": "block_size"}  # the probe set's texts, at most this long
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
 FINITE = Range(-1e308, 1e308, float)
 
@@ -154,7 +160,37 @@ def check_rng(rng: Any) -> None:
                 raise FieldError(f"rng.{key}", f"not a valid generator state ({e})") from None
 
 
-def check_history(history: Any) -> None:
+def _is_number_or_null(v: Any) -> bool:
+    return v is None or FINITE.problem(v) is None
+
+
+def check_grid(value: Any, shape: tuple[int, ...], field: str) -> None:
+    """Nested lists of exactly `shape` whose leaves are finite numbers or null; null alone for the whole grid."""
+    if value is None:
+        return
+    rows = [value]
+    for depth, n in enumerate(shape):
+        require(all(isinstance(r, list) and len(r) == n for r in rows), field,
+                f"expected nested lists of shape {shape} (axis {depth} of length {n})")
+        rows = [v for r in rows for v in r]
+    require(all(_is_number_or_null(v) for v in rows), field, "holds a value that is neither a finite number nor null")
+
+
+def check_probe_record(record: dict, field: str, config: dict) -> None:
+    """A timeline record: detector names, (D, L, H) and (L, H) grids, and numbers or null."""
+    names = record.get("detectors")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise FieldError(f"{field}.detectors", "expected a list of detector names")
+    sizes = {"D": len(names), "L": config["n_layer"], "H": config["n_head"]}
+    for key, axes in PROBE_GRIDS.items():
+        require(key in record, f"{field}.{key}", "is missing")
+        check_grid(record[key], tuple(sizes[a] for a in axes), f"{field}.{key}")
+    for key in PROBE_NUMBERS:
+        require(key in record and _is_number_or_null(record[key]), f"{field}.{key}",
+                f"must be a finite number or null, got {record.get(key)!r}")
+
+
+def check_history(history: Any, config: dict) -> None:
     require(isinstance(history, list), "history", f"expected a list, got {type(history).__name__}")
     for k, record in enumerate(history):
         kind = record.get("kind") if isinstance(record, dict) else None
@@ -163,6 +199,23 @@ def check_history(history: Any) -> None:
         for key in need or ():
             require(FINITE.problem(record.get(key)) is None, f"history[{k}].{key}",
                     f"must be a finite number, got {record.get(key)!r}")
+        if kind == "probe":
+            check_probe_record(record, f"history[{k}]", config)
+
+
+def check_probe(probe: Any, config: dict) -> None:
+    """The probe set of a timeline (training/timeline.py): its texts, seed, language and detector names."""
+    require(isinstance(probe, dict), "probe", f"expected a dict, got {type(probe).__name__}")
+    require(isinstance(probe.get("detectors"), list) and all(isinstance(n, str) for n in probe["detectors"]),
+            "probe.detectors", "expected a list of detector names")
+    for key, bound in PROBE_TEXTS.items():
+        texts = probe.get(key)
+        require(isinstance(texts, list) and all(isinstance(t, str) and 0 < len(t) <= config[bound] for t in texts)
+                and len({len(t) for t in texts}) <= 1, f"probe.{key}",
+                f"expected a list of equal-length texts of 1..{config[bound]} characters")
+    require(len(probe["windows"]) > 0, "probe.windows", "is empty")  # a list, checked above
+    require(Range(0, 2**63 - 1).problem(probe.get("seed")) is None, "probe.seed", f"must be a seed, got {probe.get('seed')!r}")
+    require(probe.get("lang") in LANGS, "probe.lang", f"must be one of {', '.join(LANGS)}, got {probe.get('lang')!r}")
 
 
 def check_train_args(args: Any, config: dict) -> None:
@@ -200,4 +253,6 @@ def check_state(state: dict) -> None:
     if "rng" in state:
         check_rng(state["rng"])
     if "history" in state:
-        check_history(state["history"])
+        check_history(state["history"], state["model_config"])
+    if "probe" in state:
+        check_probe(state["probe"], state["model_config"])

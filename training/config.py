@@ -14,6 +14,7 @@ from model.checkpoint import CheckpointError, load_checkpoint
 from model.limits import ARCH_RANGES, Range, available_memory, gib, training_bytes
 from model.transformer import PRESETS, ModelConfig
 from training.log import log_paths
+from training.timeline import check_resumable
 
 # Training settings for each architecture preset in model.transformer.PRESETS.
 TRAIN_PRESETS: dict[str, dict] = {
@@ -23,6 +24,9 @@ TRAIN_PRESETS: dict[str, dict] = {
                  dropout=0.1),
 }
 COMMON = dict(dropout=0.0, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, seed=1337)
+# What a run records beside its checkpoint (training/timeline.py, training/snapshots.py); also the values
+# for a resumed checkpoint written before these settings existed.
+RECORDING = dict(timeline=True, snapshots=0)
 ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 # Allowed values of every numeric setting, checked before any work (train.py --help shows them).
 # Seeds are non-negative 64-bit integers (torch's seed type), leaving room for seed + 1 (evaluation batches).
@@ -33,14 +37,14 @@ SETTING_RANGES: dict[str, Range] = {
     "lr": Range(0, 10, float, lo_open=True), "min_lr": Range(0, 10, float), "weight_decay": Range(0, 100, float),
     "beta1": Range(0, 1, float, hi_open=True), "beta2": Range(0, 1, float, hi_open=True),
     "grad_clip": Range(0, 1e6, float), "seed": Range(0, 2**63 - 2),
-    "threads": Range(1, 1024), "sample_chars": Range(0, 100_000),
+    "threads": Range(1, 1024), "sample_chars": Range(0, 100_000), "snapshots": Range(0, 10**9),
 }
 OPTIONAL_SETTINGS = ("threads",)  # None = torch's choice
 DTYPES = ("auto", "float32", "bfloat16")
 # Settings that may differ when resuming (they do not change what the model learns per step,
 # except max_iters, which extends the run and its cosine schedule).
 RESUMABLE_OVERRIDES = ("max_iters", "eval_interval", "eval_iters", "device", "compile", "dtype", "threads", "out",
-                       "sample_chars")
+                       "sample_chars", "timeline", "snapshots")
 NOT_SETTINGS = ("resume", "preset", "lang", "text", "keep_niqqud", "overwrite")  # flags a resumed run takes from the checkpoint
 
 
@@ -52,7 +56,7 @@ def settings_from_flags(given: dict[str, Any], preset: str, checkpoint: Optional
     """Preset, then (on resume) the checkpoint's settings, then the flags given (`given` holds only
     the flags the user set)."""
     if checkpoint is not None:
-        s = dict(checkpoint["train_args"])
+        s = {**RECORDING, **checkpoint["train_args"]}
         found = setting_problem(s)
         if found:
             raise CheckpointError(f"{resume_path} holds no usable train_args.{found[0]}: {found[1]}")
@@ -64,8 +68,10 @@ def settings_from_flags(given: dict[str, Any], preset: str, checkpoint: Optional
         s["out"] = given.get("out", resume_path)
         if checkpoint["iter"] >= s["max_iters"]:
             raise UsageError(f"{resume_path} already finished {checkpoint['iter']} steps; raise --max-iters to train further")
+        if s["timeline"] and "probe" in checkpoint:
+            check_resumable(checkpoint["probe"])
     else:
-        s = {**COMMON, **PRESETS[preset], **TRAIN_PRESETS[preset], **given}
+        s = {**COMMON, **RECORDING, **PRESETS[preset], **TRAIN_PRESETS[preset], **given}
     s.pop("resume", None)
     check_settings(s)
     return s
@@ -81,6 +87,10 @@ def setting_problem(s: dict) -> Optional[tuple[str, str]]:
             return key, problem
     if s["n_embd"] % s["n_head"]:
         return "n_embd", f"({s['n_embd']}) must be divisible by --n-head ({s['n_head']})"
+    if s["snapshots"] > s["max_iters"]:
+        return "snapshots", f"{s['snapshots']} is more than --max-iters {s['max_iters']} (at most one snapshot per step)"
+    if not isinstance(s.get("timeline"), bool):
+        return "timeline", f"must be true or false, got {s.get('timeline')!r}"
     if s.get("dtype") not in DTYPES:
         return "dtype", f"must be one of {', '.join(DTYPES)}, got {s.get('dtype')!r}"
     if not isinstance(s.get("device"), str):

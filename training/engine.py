@@ -23,6 +23,8 @@ from training import ddp
 from training.config import ARCH_KEYS, lr_at, resolve_device
 from training.log import write_log_and_plot
 from training.runtime import autocast_for, resolve_compile, resolve_dtype
+from training.snapshots import snapshot_path, snapshot_steps
+from training.timeline import record_steps, recorder_for
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 LOG_EVERY = 10  # steps between loss checks (the only host synchronization in the loop) and log records
@@ -151,20 +153,27 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
     batch_rng = torch.Generator().manual_seed(s["seed"])
     if d.active:  # dropout masks differ between processes (rank 0 keeps the single-process stream)
         torch.manual_seed(s["seed"] + d.rank)
-    start, history = 0, []
+    start, history, probe = 0, [], None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         batch_rng.set_state(checkpoint["rng"]["batch"])
         restore_rng(checkpoint["rng"], device, d)
-        start, history = checkpoint["iter"], list(checkpoint.get("history", []))
+        start, history, probe = checkpoint["iter"], list(checkpoint.get("history", [])), checkpoint.get("probe")
+    # Timeline (rank 0 alone records: the others wait for it at the next step's gradient all-reduce).
+    recorder = None
+    if s["timeline"] and d.main:
+        probe, recorder = recorder_for(probe, corpus, tokenizer, s, device)
+    to_record = record_steps(s["max_iters"], s["eval_interval"]) if recorder else set()
+    to_snapshot = snapshot_steps(s["snapshots"], s["max_iters"])
     step_model = ddp.wrap(d, torch.compile(model) if compiled else model, device)  # type: ignore[arg-type]
     my_rows = ddp.local_rows(d, s["batch_size"])
 
-    saved: list[int] = []  # steps this run saved, for the messages below
+    saved: list[int] = []  # steps this run saved to `out`, for the messages below
 
-    def save(it: int) -> None:
-        """Collective under DDP (every process's RNG state is gathered); rank 0 writes."""
+    def save(it: int, path: Path = out) -> None:
+        """Collective under DDP (every process's RNG state is gathered); rank 0 writes the checkpoint to
+        `path`, and beside `out` also the log and the plot."""
         rng = {"batch": batch_rng.get_state(), "torch": torch.get_rng_state()}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
@@ -172,11 +181,14 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
         if d.active:
             rng["ranks"] = ranks  # type: ignore[assignment]  # per-rank states, under DDP only
         if d.main:
-            save_checkpoint({"model_config": config.to_dict(), "model": model.state_dict(),
-                             "tokenizer": tokenizer.to_dict(), "corpus": corpus.identity, "iter": it, "train_args": s,
-                             "optimizer": optimizer.state_dict(), "rng": rng, "history": history}, out)
-            write_log_and_plot(history, out)
-        saved.append(it)
+            state = {"model_config": config.to_dict(), "model": model.state_dict(), "tokenizer": tokenizer.to_dict(),
+                     "corpus": corpus.identity, "iter": it, "train_args": s, "optimizer": optimizer.state_dict(),
+                     "rng": rng, "history": history}
+            save_checkpoint({**state, "probe": probe} if probe is not None else state, path)
+            if path == out:
+                write_log_and_plot(history, out)
+        if path == out:
+            saved.append(it)
 
     # Ctrl-C and SIGTERM finish the current step, then save and exit with status 128 + the signal number.
     interrupted: list[int] = []
@@ -187,11 +199,20 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
         f"{tokenizer.vocab_size}; model {model.num_params() / 1e6:.2f}M parameters on {device} ({dtype}"
         f"{', compiled' if compiled else ''}{f', {d.world} processes' if d.active else ''}); "
         f"steps {start}..{s['max_iters']}", flush=True)
+    if recorder and start and not any(r["kind"] == "probe" for r in history):
+        say(f"{label + ': ' if label else ''}the checkpoint has no timeline; recording starts at step {start}", flush=True)
     from tqdm import tqdm
     bar = tqdm(range(start, s["max_iters"]), initial=start, total=s["max_iters"], unit="it", dynamic_ncols=True,
                desc=label or None, position=position, disable=not d.main)
     pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, loss) not yet checked
+    recorded: list[dict] = []  # timeline records not yet in the history (they join it in step order at a check)
     window = [time.perf_counter(), start]  # when the unchecked steps began, and at which step
+
+    def record(step: int) -> None:
+        """The timeline record of `step`; its time is not counted as training time."""
+        began = time.perf_counter()
+        recorded.append(recorder.record(model, step))  # type: ignore[union-attr]  # only called with a recorder
+        window[0] += time.perf_counter() - began
 
     def check_losses() -> bool:
         """Check the pending losses (one host synchronization, and under DDP one all-reduce, averaging
@@ -208,8 +229,11 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
             require_finite(v, f"training loss at step {step}")
         now, last = time.perf_counter(), pending[-1][0]
         ms = (now - window[0]) * 1e3 / (last - window[1])
-        history.extend({"kind": "step", "iter": step, "loss": v, "lr": lr, "ms": ms}
-                       for (step, lr, _), v in zip(pending, values) if (step - 1) % LOG_EVERY == 0)
+        steps = [{"kind": "step", "iter": step, "loss": v, "lr": lr, "ms": ms}
+                 for (step, lr, _), v in zip(pending, values) if (step - 1) % LOG_EVERY == 0]
+        # in step order, so that where the checks fell (an interruption adds one) never changes the history
+        history.extend(sorted(steps + recorded, key=lambda r: r["iter"]))
+        recorded.clear()
         bar.set_postfix(loss=f"{values[-1]:.3f}", chars_s=f"{s['batch_size'] * s['block_size'] / ms * 1e3:,.0f}",
                         refresh=False)
         pending.clear()
@@ -217,14 +241,19 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
         return stop
 
     try:
+        if start == 0 and 0 in to_record:
+            record(0)
         for it in bar:
             step = it + 1
             lr = lr_at(it, s)
             x, y = get_batch(splits["train"], s["block_size"], s["batch_size"], batch_rng, device, my_rows)
             pending.append((step, lr, train_step(model, step_model, optimizer, x, y, lr, s["grad_clip"], autocast)))
+            if step in to_record:
+                record(step)
             evaluate = step % s["eval_interval"] == 0 or step == s["max_iters"]
+            snapshot = step in to_snapshot and step < s["max_iters"]  # the last one is written with the final state
             stop = False
-            if step % LOG_EVERY == 0 or evaluate or step == stop_at or (interrupted and not d.active):
+            if step % LOG_EVERY == 0 or evaluate or snapshot or step == stop_at or (interrupted and not d.active):
                 stop = check_losses()
             if evaluate:
                 losses = estimate_loss(model, splits, s, device, autocast, d)
@@ -235,6 +264,9 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
                 if step < s["max_iters"]:  # the last step is saved below, with the final validation loss
                     save(step)
                 window[0] = time.perf_counter()  # steps/s counts training steps only
+            if snapshot:
+                save(step, snapshot_path(out, step))
+                window[0] = time.perf_counter()
             if step < s["max_iters"] and (stop or step == stop_at):
                 bar.close()
                 save(step)
@@ -249,6 +281,8 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
         final["val_bits_per_char"] = final["val_loss"] / math.log(2)
         history.append(final)
         save(s["max_iters"])
+        if s["max_iters"] in to_snapshot:
+            save(s["max_iters"], snapshot_path(out, s["max_iters"]))
     except NonFiniteLoss as e:
         bar.close()
         if d.main:
