@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from analysis.measures.stats import (ScoreAccumulator, bootstrap_selectivity_se, per_test_alpha, primary, selectivity,
-                                     split_stats, validated)
+from analysis.measures.stats import (ScoreAccumulator, bootstrap_selectivity_se, per_test_alpha, selectivity, split_stats,
+                                     validated)
 
 CUT = 0.3
 
@@ -95,17 +95,6 @@ def test_labels_near_the_cut_are_stable_across_window_seeds():
             s = split_stats(*split, CUT, per_test_alpha(0.05, 16 * 26), 300, rng)
             labels.append(bool(s.passes(CUT, 10)[0, 0, 0]))
         assert sum(lab == expect for lab in labels) >= 0.95 * len(labels), (true_g, sum(labels))
-
-
-def test_primary_prefers_the_more_specific_of_equally_selective_detectors():
-    # a pure previous-character head: as selective for the local window (0..2), which holds three times the keys
-    g = np.array([1.0, 0.99, 0.2])
-    uniform = np.array([0.035, 0.1, 0.5])
-    assert primary(g, np.array([True, True, False]), uniform) == 0
-    # a local head: clearly more selective for the window than for any one offset
-    assert primary(np.array([0.4, 0.95, 0.2]), np.array([True, True, False]), uniform) == 1
-    # nothing validated: the best candidate, same rule
-    assert primary(np.array([0.1, 0.12, np.nan]), np.zeros(3, bool), uniform) == 0
 
 
 def test_accumulator_concatenates_batches():

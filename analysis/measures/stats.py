@@ -27,7 +27,6 @@ from scipy.stats import norm
 
 BOOT_CHUNK = 100  # resamples per matrix product: keeps memory flat in the number of windows
 MIN_HEADROOM = 1e-6  # 1 - control below this: no gain is possible, selectivity undefined
-SPECIFICITY_TOL = 0.05  # selectivities this close count as equal; the more specific detector is primary
 
 
 class ScoreAccumulator:
@@ -142,14 +141,3 @@ def validated(discovery: SplitStats, heldout: SplitStats, cut: float, min_window
     """(D, L, H) booleans: the behaviour holds on discovery text AND on held-out text."""
     return discovery.passes(cut, min_windows) & heldout.passes(cut, min_windows)
 
-
-def primary(selectivity: np.ndarray, ok: np.ndarray, specificity: np.ndarray) -> int:
-    """Index of a head's primary behaviour among detectors (D,): the highest selectivity among the
-    validated ones (all, when none is), where selectivities within SPECIFICITY_TOL count as equal and
-    the more specific detector wins (smaller `specificity`, e.g. the uniform baseline: a pure
-    previous-character head is as selective for the local window, which holds more keys)."""
-    g = np.where(np.isnan(selectivity), -np.inf, selectivity)
-    pool = ok if ok.any() else np.ones_like(ok)
-    best = np.max(np.where(pool, g, -np.inf))
-    near = pool & (g >= best - SPECIFICITY_TOL)
-    return int(np.argmin(np.where(near, specificity, np.inf)))
