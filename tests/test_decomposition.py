@@ -23,7 +23,7 @@ def fit(texts, A, names):
     basis = basis_names(names)
     m = MixtureFit(basis)
     b = batch(texts)
-    m.add(A, b)
+    m.add(A, target_distributions(b, basis))
     w = m.weights()
     return basis, w, unexplained(A, target_distributions(b, basis), w)
 

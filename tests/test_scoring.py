@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from analysis.measures import scoring
-from analysis.measures.detectors import prefix_match, target_masks
+from analysis.measures.detectors import REGISTRY, prefix_match, target_masks
 from analysis.measures.positional import StratumCounts
 from detector_helpers import batch, one_hot_attention
 
@@ -73,3 +73,28 @@ def test_positional_control_equals_the_score_of_any_offset_head():
         # per window the two may differ (the frequencies are the batch's); over the batch, row-weighted, they agree
         n = target_masks(b, names).any(-1).sum(-1)[:, :, None, None]
         assert torch.allclose((s.control * n).sum(0), (s.score * n).sum(0), atol=1e-5)
+
+
+def test_gathered_and_key_set_detectors_score_as_their_masks_do():
+    """One-target detectors are gathered and key-set detectors summed from the attention each key receives:
+    the numbers must be those of the one masked routine."""
+    b = batch(["Ab cd\nef, gh ijk", "xy z, w\nvu Ts rq"])
+    torch.manual_seed(0)
+    A = torch.softmax(torch.randn(2, 2, 3, 16, 16).masked_fill(~torch.ones(16, 16, dtype=torch.bool).tril(), -1e9), -1)
+    assert b.shape == (2, 16)
+    for kind in ("key", "key_set"):
+        names = [n for n, d in REGISTRY.items() if getattr(d, kind) is not None and (not d.language_specific or n == "capital")]
+        assert len(names) >= 5
+        if kind == "key":  # uniform controls
+            fast = scoring.score_windows(A, b, names)
+            slow = scoring.score_masks(A, target_masks(b, names))
+            for field in ("score", "baseline", "control"):
+                torch.testing.assert_close(getattr(fast, field), getattr(slow, field), equal_nan=True)
+        else:  # positional controls: the scores and uniform baselines are the masks'; the controls are tested above
+            assert all(REGISTRY[n].control == "position" for n in names)
+            counts = StratumCounts(names)
+            counts.add(b)
+            fast = scoring.score_windows(A, b, names, counts.frequencies())
+            slow = scoring.score_masks(A, target_masks(b, names))
+            torch.testing.assert_close(fast.score, slow.score, equal_nan=True)
+            torch.testing.assert_close(fast.baseline, slow.baseline, equal_nan=True)

@@ -35,12 +35,12 @@ def basis_names(names: list[str]) -> list[str]:
 def target_distributions(b: CharBatch, basis: list[str]) -> torch.Tensor:
     """(B, K, T, T): each basis pattern's rows as distributions over keys; row 0 and rows without targets are 0."""
     detectors = [n for n in basis if n != UNIFORM]
-    P = target_masks(b, detectors, torch.float32)
-    P = P / P.sum(-1, keepdim=True).clamp_min(1.0)
+    P = torch.empty(b.shape[0], len(basis), b.shape[1], b.shape[1])
+    P[:, :len(detectors)] = target_masks(b, detectors, torch.float32)
+    P[:, :len(detectors)] /= P[:, :len(detectors)].sum(-1, keepdim=True).clamp_min(1.0)
     if UNIFORM in basis:
-        U = uniform_attention(b.shape[1]).to(P.device)
-        U[0] = 0
-        P = torch.cat([P, U.expand(b.shape[0], 1, -1, -1)], dim=1)
+        P[:, -1] = uniform_attention(b.shape[1])
+        P[:, -1, 0] = 0
     return P
 
 
@@ -52,8 +52,8 @@ class MixtureFit:
         self.gram = torch.zeros(len(basis), len(basis), dtype=torch.float64)
         self.cross: torch.Tensor | None = None
 
-    def add(self, attention: torch.Tensor, b: CharBatch) -> None:
-        P = target_distributions(b, self.basis)
+    def add(self, attention: torch.Tensor, P: torch.Tensor) -> None:
+        """attention (B, L, H, T, T), P (B, K, T, T) the batch's target_distributions of the basis."""
         flat = P.flatten(2)  # (B, K, T*T)
         self.gram += torch.bmm(flat, flat.transpose(1, 2)).sum(0).double()
         c = masked_mass(attention, P).sum(0).double()  # (K, L, H)

@@ -17,8 +17,8 @@ register it with `@detector("name", "one line: what the target set is", control=
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Literal, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
 
 import torch
 
@@ -26,7 +26,7 @@ from data.charclasses import CLASS_INDEX, FEATURE_BITS, LANGUAGE_DETECTORS
 
 MAX_OFFSET = 8  # the offset profile covers offsets 0..MAX_OFFSET
 LOCAL_WINDOW = 2  # the local detector's window: offsets 0..LOCAL_WINDOW
-MAX_PREFIX = 3  # prefix-match detectors for prefix lengths 1..MAX_PREFIX
+MAX_PREFIX = 4  # prefix-match detectors for prefix lengths 1..MAX_PREFIX
 
 Control = Literal["uniform", "position", "prefix"]
 
@@ -39,6 +39,13 @@ class CharBatch:
     ids: torch.Tensor
     classes: torch.Tensor
     features: Optional[torch.Tensor] = None
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per batch: word structure, prefix matches and strata are shared by several detectors."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -67,6 +74,8 @@ class Detector:
     targets: Callable[[CharBatch], torch.Tensor]
     control: Control = "uniform"
     language_specific: bool = False  # applies only to the languages whose LANGUAGE_DETECTORS entry names it
+    key: Optional[Callable[[CharBatch], torch.Tensor]] = None  # at most one target per row: its index (B, T), -1 none
+    key_set: Optional[Callable[[CharBatch], torch.Tensor]] = None  # targets = every key up to i with this flag (B, T)
 
 
 REGISTRY: dict[str, Detector] = {}
@@ -75,6 +84,21 @@ REGISTRY: dict[str, Detector] = {}
 def detector(name: str, description: str, control: Control = "uniform", language_specific: bool = False):
     def register(fn: Callable[[CharBatch], torch.Tensor]) -> Callable[[CharBatch], torch.Tensor]:
         REGISTRY[name] = Detector(name, description, fn, control, language_specific)
+        return fn
+    return register
+
+
+def key_set_detector(name: str, description: str, flags: Callable[[CharBatch], torch.Tensor], language_specific: bool = False) -> None:
+    """Register a detector whose targets are every key j <= i with `flags(b)[j]` ((B, T) bool: what the key is,
+    so its control is positional). Its mask is derived; the scoring needs only the attention each key receives."""
+    REGISTRY[name] = Detector(name, description, _key_is(flags), "position", language_specific, key_set=flags)
+
+
+def key_detector(name: str, description: str):
+    """Register a detector with at most one target per row, given as `fn(b)`: the key's index per row ((B, T)
+    long, -1 = none). Its mask is derived; the scoring gathers the one weight per row instead of a T x T mask."""
+    def register(fn: Callable[[CharBatch], torch.Tensor]) -> Callable[[CharBatch], torch.Tensor]:
+        REGISTRY[name] = Detector(name, description, lambda b: _at(b, fn(b)), key=fn)
         return fn
     return register
 
@@ -88,6 +112,10 @@ def detectors_for(lang: str) -> list[str]:
 # ---- word and line structure -------------------------------------------------------------------------
 
 def word_structure(b: CharBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return b.memo("words", lambda: _word_structure(b))
+
+
+def _word_structure(b: CharBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Words are maximal runs of characters other than space, newline and punctuation.
     Returns in_word (B, T) bool, starts (B, T) bool (first character of a word whose start is in the
     window: position 0 never counts, its word may have begun before the window) and word_id (B, T)
@@ -102,9 +130,11 @@ def word_structure(b: CharBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 def line_starts(b: CharBatch) -> torch.Tensor:
     """(B, T) bool: the character follows a newline (position 0 never counts)."""
-    after = torch.zeros(b.shape, dtype=torch.bool, device=b.ids.device)
-    after[:, 1:] = b.in_class("newline")[:, :-1]
-    return after
+    def compute() -> torch.Tensor:
+        after = torch.zeros(b.shape, dtype=torch.bool, device=b.ids.device)
+        after[:, 1:] = b.in_class("newline")[:, :-1]
+        return after
+    return b.memo("lines", compute)
 
 
 def _last_before(flags: torch.Tensor, strict: bool) -> torch.Tensor:
@@ -125,10 +155,10 @@ def _at(b: CharBatch, key_of_row: torch.Tensor) -> torch.Tensor:
 # ---- offsets -----------------------------------------------------------------------------------------
 
 def _offset(k: int) -> Callable[[CharBatch], torch.Tensor]:
-    def targets(b: CharBatch) -> torch.Tensor:
-        i, j = b.positions()
-        return (j == i - k).expand(b.shape[0], -1, -1)
-    return targets
+    def key(b: CharBatch) -> torch.Tensor:
+        i = torch.arange(b.shape[1], device=b.ids.device) - k
+        return torch.where(i >= 0, i, -1).expand(b.shape[0], -1)
+    return key
 
 
 def _key_is(flags: Callable[[CharBatch], torch.Tensor]) -> Callable[[CharBatch], torch.Tensor]:
@@ -139,10 +169,10 @@ def _key_is(flags: Callable[[CharBatch], torch.Tensor]) -> Callable[[CharBatch],
     return targets
 
 
-detector("self", "the query's own position (j = i)")(_offset(0))
-detector("previous_char", "the previous character (j = i - 1)")(_offset(1))
+key_detector("self", "the query's own position (j = i)")(_offset(0))
+key_detector("previous_char", "the previous character (j = i - 1)")(_offset(1))
 for _k in range(2, MAX_OFFSET + 1):
-    detector(f"offset_{_k}", f"the character {_k} back (j = i - {_k})")(_offset(_k))
+    key_detector(f"offset_{_k}", f"the character {_k} back (j = i - {_k})")(_offset(_k))
 
 
 @detector("local", f"the query and the {LOCAL_WINDOW} characters before it (offsets 0..{LOCAL_WINDOW})")
@@ -153,18 +183,15 @@ def local(b: CharBatch) -> torch.Tensor:
 
 # ---- key classes (controlled by position) ------------------------------------------------------------
 
-detector("space", "every space or newline up to the query (word boundaries)",
-         control="position")(_key_is(lambda b: b.in_class("space", "newline")))
-detector("punctuation", "every punctuation mark up to the query", control="position")(_key_is(lambda b: b.in_class("punctuation")))
-detector("vowel", "every vowel up to the query (Hebrew: vowel letters and niqqud)",
-         control="position")(_key_is(lambda b: b.in_class("vowel")))
-detector("consonant", "every consonant up to the query", control="position")(_key_is(lambda b: b.in_class("consonant")))
-detector("capital", "every capital letter up to the query", control="position",
-         language_specific=True)(_key_is(lambda b: b.in_class("upper")))
-detector("prefix_letter", "every word-initial prefix letter (ו ה ב ל מ ש כ) up to the query", control="position",
-         language_specific=True)(_key_is(lambda b: b.has_feature("prefix_letter") & word_structure(b)[1]))
-detector("final_form", "every final letter form (ך ם ן ף ץ) up to the query", control="position",
-         language_specific=True)(_key_is(lambda b: b.has_feature("final_form")))
+key_set_detector("space", "every space or newline up to the query (word boundaries)", lambda b: b.in_class("space", "newline"))
+key_set_detector("punctuation", "every punctuation mark up to the query", lambda b: b.in_class("punctuation"))
+key_set_detector("vowel", "every vowel up to the query (Hebrew: vowel letters and niqqud)", lambda b: b.in_class("vowel"))
+key_set_detector("consonant", "every consonant up to the query", lambda b: b.in_class("consonant"))
+key_set_detector("capital", "every capital letter up to the query", lambda b: b.in_class("upper"), language_specific=True)
+key_set_detector("prefix_letter", "every word-initial prefix letter (ו ה ב ל מ ש כ) up to the query",
+                 lambda b: b.has_feature("prefix_letter") & word_structure(b)[1], language_specific=True)
+key_set_detector("final_form", "every final letter form (ך ם ן ף ץ) up to the query", lambda b: b.has_feature("final_form"),
+                 language_specific=True)
 
 
 @detector("duplicate", "earlier occurrences of the query's character (text[j] = text[i], j < i)", control="position")
@@ -175,16 +202,16 @@ def duplicate(b: CharBatch) -> torch.Tensor:
 
 # ---- word and line structure -------------------------------------------------------------------------
 
-@detector("recent_space", "the most recent space or newline before the query")
+@key_detector("recent_space", "the most recent space or newline before the query")
 def recent_space(b: CharBatch) -> torch.Tensor:
-    return _at(b, _last_before(b.in_class("space", "newline"), strict=True))
+    return _last_before(b.in_class("space", "newline"), strict=True)
 
 
-@detector("word_start", "the first character of the query's word (the query inside a word)")
+@key_detector("word_start", "the first character of the query's word (the query inside a word)")
 def word_start(b: CharBatch) -> torch.Tensor:
     in_word, starts, _ = word_structure(b)
     start = _last_before(starts, strict=False)
-    return _at(b, torch.where(in_word, start, torch.full_like(start, -1)))
+    return torch.where(in_word, start, torch.full_like(start, -1))
 
 
 @detector("same_word", "every character of the query's word up to the query (the query inside a word)")
@@ -202,15 +229,14 @@ def previous_word(b: CharBatch) -> torch.Tensor:
     return (wid[:, None, :] == wanted[:, :, None]) & (wanted[:, :, None] > 0) & in_word[:, None, :]
 
 
-@detector("line_start", "the first character of the query's line (a verse in the Bibles)")
+@key_detector("line_start", "the first character of the query's line (a verse in the Bibles)")
 def line_start(b: CharBatch) -> torch.Tensor:
-    return _at(b, _last_before(line_starts(b), strict=False))
+    return _last_before(line_starts(b), strict=False)
 
 
-@detector("first_position", "the window's first position (j = 0, an attention sink)")
+@key_detector("first_position", "the window's first position (j = 0, an attention sink)")
 def first_position(b: CharBatch) -> torch.Tensor:
-    i, j = b.positions()
-    return (j == 0).expand(b.shape[0], b.shape[1], -1)
+    return torch.zeros(b.shape, dtype=torch.long, device=b.ids.device)
 
 
 # ---- prefix matching (induction) ---------------------------------------------------------------------
@@ -221,17 +247,21 @@ def prefix_match_name(k: int) -> str:
 
 def prefix_match(b: CharBatch, k: int) -> torch.Tensor:
     """The character right after an earlier occurrence of the query's last k characters:
-    text[j-k .. j-1] = text[i-k+1 .. i], j < i."""
+    text[j-k .. j-1] = text[i-k+1 .. i], j < i. (Built from the k-1 matches, once per batch.)"""
+    return b.memo(("prefix", k), lambda: _prefix_match(b, k))
+
+
+def _prefix_match(b: CharBatch, k: int) -> torch.Tensor:
     B, T = b.shape
-    i, j = b.positions()
-    one = torch.zeros(B, T, T, dtype=torch.bool, device=b.ids.device)
-    one[:, :, 1:] = b.ids[:, :, None] == b.ids[:, None, :-1]  # one[i, j] = (text[j-1] = text[i])
-    out = one.clone()
-    for s in range(1, k):  # and text[j-1-s] = text[i-s]
-        out[:, :s] = False
-        out[:, s:, :s] = False
-        out[:, s:, s:] &= one[:, :-s, :-s]
-    return out & (j < i)
+    if k == 1:
+        i, j = b.positions()
+        one = torch.zeros(B, T, T, dtype=torch.bool, device=b.ids.device)
+        one[:, :, 1:] = b.ids[:, :, None] == b.ids[:, None, :-1]  # one[i, j] = (text[j-1] = text[i])
+        return one & (j < i)
+    one, s = prefix_match(b, 1), k - 1
+    out = torch.zeros_like(one)
+    out[:, s:, s:] = prefix_match(b, k - 1)[:, s:, s:] & one[:, :-s, :-s]  # and text[j-1-s] = text[i-s]
+    return out
 
 
 for _k in range(1, MAX_PREFIX + 1):
@@ -254,12 +284,3 @@ def target_masks(b: CharBatch, names: list[str], dtype: torch.dtype = torch.bool
         masks[:, d] = REGISTRY[name].targets(b)
     masks[:, :, 0, :] = 0
     return masks
-
-
-
-def __getattr__(name: str):
-    """Transitional: the analysis run still reaches the scoring routine through this module."""
-    if name in ("class_attention_sums", "head_metric_sums", "score_masks", "uniform_attention"):
-        from analysis.measures import scoring
-        return getattr(scoring, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

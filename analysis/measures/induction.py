@@ -31,4 +31,4 @@ def score_repeated(attention: torch.Tensor, ids: torch.Tensor, half: int) -> Win
     B, T = ids.shape
     targets = copy_targets(T, half).to(ids.device).expand(B, 1, T, T)
     one = prefix_match(CharBatch(ids, torch.zeros_like(ids)), 1)
-    return score_masks(attention, targets, prefix_control(one, targets), [0])
+    return score_masks(attention, targets, [(prefix_control(one, targets), [0])])

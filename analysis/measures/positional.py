@@ -12,7 +12,7 @@ baseline of a head on detector d is
 where f_d(c, s) is the share of pairs in stratum s whose key is a target of d, over the rows of
 query class c that have targets, measured on the whole text split beforehand (`StratumCounts`).
 As a matrix, E_d[i, j] = f_d(c_i, s(i, j)) is the expected target mask under the class-blind
-null, and the baseline is scored exactly as the mask is (`expected_masks`). Offsets alone would
+null, and the baseline is scored as the mask is, one bmm (`control_mass`). Offsets alone would
 not remove the word-start confound; crossing with the key's role in its word does.
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ def offset_buckets(T: int, device: torch.device | None = None) -> torch.Tensor:
 
 def strata(b: CharBatch) -> torch.Tensor:
     """(B, T, T) long: the stratum of every (query, key) pair, bucket * len(ROLE_NAMES) + role of the key."""
-    return offset_buckets(b.shape[1], b.ids.device)[None] * len(ROLE_NAMES) + key_roles(b)[:, None, :]
+    return b.memo("strata", lambda: offset_buckets(b.shape[1], b.ids.device)[None] * len(ROLE_NAMES) + key_roles(b)[:, None, :])
 
 
 class StratumCounts:
@@ -75,15 +75,16 @@ class StratumCounts:
         if not self.names:
             return
         B, T = b.shape
-        masks = target_masks(b, self.names)  # (B, Dp, T, T)
-        rows = masks.any(-1)  # (B, Dp, T)
-        causal = torch.ones(T, T, dtype=torch.bool, device=b.ids.device).tril()
-        index = (b.classes[:, :, None] * N_STRATA + strata(b)).flatten()  # (B*T*T,)
-        size = len(CLASS_NAMES) * N_STRATA
-        for d in range(len(self.names)):
-            in_rows = rows[:, d, :, None] & causal  # (B, T, T)
-            self.pairs[d] += torch.bincount(index, weights=in_rows.flatten().double(), minlength=size)
-            self.targets[d] += torch.bincount(index, weights=(in_rows & masks[:, d]).flatten().double(), minlength=size)
+        Dp, C, S = len(self.names), len(CLASS_NAMES), N_STRATA
+        masks = target_masks(b, self.names, torch.float32)  # (B, Dp, T, T): causal, and only on rows with targets
+        rows = (masks.amax(-1) > 0).float()  # (B, Dp, T)
+        cell = b.classes[:, :, None] * S + strata(b)  # (B, T, T): query class x stratum of each pair
+        index = cell[:, None] + (torch.arange(Dp, device=cell.device) * C * S)[None, :, None, None]
+        self.targets += torch.bincount(index.flatten(), weights=masks.flatten(), minlength=Dp * C * S).view(Dp, -1).double()
+        causal = torch.ones(T, T, device=cell.device).tril().expand(B, T, T)
+        per_row = torch.zeros(B, T, S, device=cell.device).scatter_add_(-1, strata(b), causal)  # (B, T, S): pairs per row
+        onehot = torch.nn.functional.one_hot(b.classes, C).float()  # (B, T, C)
+        self.pairs += torch.einsum("bdi,bic,bis->dcs", rows, onehot, per_row).reshape(Dp, -1).double()
 
     def frequencies(self) -> "ClassFrequencies":
         f = torch.where(self.pairs > 0, self.targets / self.pairs.clamp_min(1), torch.zeros_like(self.pairs))
@@ -97,16 +98,16 @@ class ClassFrequencies:
     names: list[str]
     table: torch.Tensor
 
-    def expected_masks(self, b: CharBatch, names: list[str], masks: torch.Tensor) -> torch.Tensor:
-        """E (B, len(names), T, T): f_d(c_i, s(i, j)) on the causal pairs of the rows where detector d
-        has targets (`masks`, (B, len(names), T, T), the same detectors' target masks), 0 elsewhere."""
+    def control_mass(self, attention: torch.Tensor, b: CharBatch, names: list[str], rows: torch.Tensor) -> torch.Tensor:
+        """sum over i, j of A[i, j] E_d[i, j], E_d[i, j] = f_d(c_i, s(i, j)) on the rows where detector d has
+        targets (`rows`, (B, len(names), T) bool): the positional control's mass, (B, len(names), L, H).
+        Future keys need no mask: causal attention is 0 there."""
         missing = [n for n in names if n not in self.names]
         if missing:
             raise ValueError(f"no stratum frequencies for {', '.join(missing)}; count them with StratumCounts first")
-        B, T = b.shape
-        rows = masks.any(-1, keepdim=True)  # (B, D, T, 1)
-        causal = torch.ones(T, T, dtype=torch.bool, device=b.ids.device).tril()
+        B, L, H, T, _ = attention.shape
         index = b.classes[:, :, None] * N_STRATA + strata(b)  # (B, T, T)
-        table = self.table[[self.names.index(n) for n in names]].flatten(1).to(b.ids.device)  # (D, C*S)
-        expected = table[:, index].permute(1, 0, 2, 3)  # (B, D, T, T)
-        return expected * (rows & causal)
+        table = self.table[[self.names.index(n) for n in names]].flatten(1).T.to(attention)  # (C*S, D)
+        expected = table[index] * rows.transpose(1, 2)[:, :, None, :]  # (B, T, T, D)
+        mass = torch.bmm(attention.reshape(B, L * H, T * T), expected.view(B, T * T, -1))  # (B, L*H, D)
+        return mass.transpose(1, 2).reshape(B, -1, L, H)

@@ -52,6 +52,8 @@ def head_label(names: list[str], selectivity: np.ndarray, ok: np.ndarray, specif
     if induction:
         only = np.zeros_like(ok)
         only[induction] = True
-        return INDUCTION, primary(selectivity, only, specificity)
+        # nested target sets the other way round: a head matching 3 characters also hits most 4-character matches,
+        # and the shortest prefix that explains it as well is the finding
+        return INDUCTION, primary(selectivity, only, -specificity)
     d = primary(selectivity, ok, specificity)
     return (names[d] if ok.any() else "none"), d

@@ -52,42 +52,94 @@ def prefix_control(one: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return one[:, None].to(torch.float32) * share
 
 
-def score_masks(attention: torch.Tensor, masks: torch.Tensor, controls: Optional[torch.Tensor] = None,
-                controlled: Sequence[int] = ()) -> WindowScores:
-    """Score target masks (B, D, T, T) with their uniform baseline. `controls` (B, K, T, T): soft masks
-    of the control baselines of the detectors `controlled` (K indices into D); the other detectors'
-    control is their uniform baseline."""
+def score_masks(attention: torch.Tensor, masks: torch.Tensor,
+                controls: Sequence[tuple[torch.Tensor, Sequence[int]]] = ()) -> WindowScores:
+    """Score target masks (B, D, T, T) with their uniform baseline. `controls`: (soft masks (B, K, T, T) of
+    the control baselines of K of the detectors, their K indices into D); the other detectors' control is
+    their uniform baseline."""
     B, L, H, T, _ = attention.shape
-    D = masks.shape[1]
     m = masks.to(attention.dtype)
-    mass = masked_mass(attention, m if controls is None else torch.cat([m, controls.to(attention.dtype)], dim=1))
-    n_rows = (m.amax(-1) > 0).sum(-1).to(attention.dtype)  # (B, D)
-    uniform_row = 1.0 / torch.arange(1, T + 1, dtype=attention.dtype, device=attention.device)
-    baseline = (m.sum(-1) * uniform_row).sum(-1) / n_rows  # NaN where no row has targets
-    score = mass[:, :D] / n_rows[:, :, None, None]
-    control = baseline[:, :, None, None].expand(B, D, L, H).clone()
-    if controls is not None:
-        control[:, list(controlled)] = mass[:, D:] / n_rows[:, list(controlled), None, None]
-    return WindowScores(score, baseline, control)
+    counts = m.sum(-1)  # (B, D, T): targets per row
+    ws = _scores(masked_mass(attention, m), counts > 0, counts, L, H)
+    n_rows = _rows(counts > 0)
+    for soft, index in controls:
+        ws.control[:, list(index)] = masked_mass(attention, soft) / n_rows[:, list(index), None, None]
+    return ws
+
+
+def score_keys(attention: torch.Tensor, keys: torch.Tensor) -> WindowScores:
+    """Score detectors with at most one target per row, given as the key's index per row (B, D, T) (-1: none;
+    row 0 never counts): the same numbers as score_masks on their masks, from one gather instead of a bmm."""
+    B, L, H, T, _ = attention.shape
+    has = keys >= 0
+    has[:, :, 0] = False
+    index = keys.clamp_min(0).transpose(1, 2)[:, None].expand(B, L * H, T, keys.shape[1])  # (B, L*H, T, D)
+    picked = attention.reshape(B, L * H, T, T).gather(-1, index) * has.transpose(1, 2)[:, None]  # (B, L*H, T, D)
+    mass = picked.sum(2).transpose(1, 2).reshape(B, -1, L, H)
+    return _scores(mass, has, has.to(attention.dtype), L, H)
+
+
+def _rows(has: torch.Tensor) -> torch.Tensor:
+    return has.sum(-1).to(torch.float32)
+
+
+def _scores(mass: torch.Tensor, has: torch.Tensor, counts: torch.Tensor, L: int, H: int) -> WindowScores:
+    """mass (B, D, L, H) summed over rows; has (B, D, T) rows with targets; counts (B, D, T) targets per row."""
+    B, D, T = has.shape
+    n_rows = _rows(has)  # (B, D)
+    uniform_row = 1.0 / torch.arange(1, T + 1, dtype=counts.dtype, device=counts.device)
+    baseline = (counts * uniform_row).sum(-1) / n_rows  # NaN where no row has targets
+    return WindowScores(mass / n_rows[:, :, None, None], baseline, baseline[:, :, None, None].expand(B, D, L, H).clone())
+
+
+def score_key_sets(attention: torch.Tensor, flags: torch.Tensor) -> WindowScores:
+    """Score detectors whose targets are every key j <= i with a flag, flags (B, D, T) bool: the same numbers
+    as score_masks on their masks, from the attention each key receives (row 0, never scored, gives key 0 its 1)."""
+    B, L, H, T, _ = attention.shape
+    f = flags.to(attention.dtype)
+    received = attention.sum(-2).reshape(B, L * H, T)  # (B, L*H, T): column sums
+    mass = torch.bmm(f, received.transpose(1, 2)) - f[:, :, :1] * attention[:, :, :, 0, 0].reshape(B, 1, L * H)
+    counts = f.cumsum(-1)  # (B, D, T): targets of row i = flagged keys up to i
+    counts[:, :, 0] = 0
+    return _scores(mass.view(B, -1, L, H), counts > 0, counts, L, H)
 
 
 def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str],
                   frequencies: Optional[ClassFrequencies] = None) -> WindowScores:
     """Score the named detectors on a batch, each with its control baseline (positional detectors need
-    the split's `frequencies`, see analysis.measures.positional.StratumCounts)."""
-    masks = target_masks(b, names, attention.dtype)
-    pos = positional_names(names)
-    pre = [n for n in names if REGISTRY[n].control == "prefix"]
-    controls = []
+    the split's `frequencies`, see analysis.measures.positional.StratumCounts). Detectors with one target
+    per row are gathered (score_keys), key-set detectors summed from the attention each key receives
+    (score_key_sets), the others masked (score_masks); the numbers are the same either way."""
+    groups = {"key": [], "key_set": [], "mask": []}
+    for n in names:
+        d = REGISTRY[n]
+        groups["key" if d.key else "key_set" if d.key_set else "mask"].append(n)
+    parts, rows = [], []
+    if groups["key"]:
+        parts.append(score_keys(attention, torch.stack([REGISTRY[n].key(b) for n in groups["key"]], 1)))  # type: ignore[misc]
+    if groups["key_set"]:
+        flags = torch.stack([REGISTRY[n].key_set(b) for n in groups["key_set"]], 1)  # type: ignore[misc]
+        parts.append(score_key_sets(attention, flags))
+        counts = flags.long().cumsum(-1)
+        counts[:, :, 0] = 0
+        rows.append(counts > 0)
+    if groups["mask"]:
+        dense = groups["mask"]
+        masks = target_masks(b, dense, attention.dtype)
+        pre = [dense.index(n) for n in dense if REGISTRY[n].control == "prefix"]
+        parts.append(score_masks(attention, masks, [(prefix_control(prefix_match(b, 1), masks[:, pre]), pre)] if pre else ()))
+        rows.append(masks.amax(-1) > 0)
+    ordered = groups["key"] + groups["key_set"] + groups["mask"]
+    ws = WindowScores(*(torch.cat([getattr(p, f) for p in parts], dim=1) for f in ("score", "baseline", "control")))
+    pos = [k for k, n in enumerate(ordered) if REGISTRY[n].control == "position"]
     if pos:
         if frequencies is None:
-            raise ValueError(f"{', '.join(pos)} need the split's stratum frequencies (positional control)")
-        controls.append(frequencies.expected_masks(b, pos, masks[:, [names.index(n) for n in pos]]))
-    if pre:
-        controls.append(prefix_control(prefix_match(b, 1), masks[:, [names.index(n) for n in pre]]))
-    if not controls:
-        return score_masks(attention, masks)
-    return score_masks(attention, masks, torch.cat(controls, dim=1), [names.index(n) for n in pos + pre])
+            raise ValueError("positional detectors need the split's stratum frequencies (analysis.measures.positional)")
+        pos_rows = torch.cat(rows, dim=1)[:, [k - len(groups["key"]) for k in pos]]  # keyed detectors are never positional
+        mass = frequencies.control_mass(attention, b, [ordered[k] for k in pos], pos_rows)
+        ws.control[:, pos] = mass / pos_rows.sum(-1).to(attention.dtype)[:, :, None, None]
+    order = [ordered.index(n) for n in names]
+    return WindowScores(ws.score[:, order], ws.baseline[:, order], ws.control[:, order])
 
 
 def class_attention_sums(attention: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
