@@ -97,9 +97,11 @@ def test_labels_near_the_cut_are_stable_across_window_seeds():
         assert sum(lab == expect for lab in labels) >= 0.95 * len(labels), (true_g, sum(labels))
 
 
-def test_accumulator_concatenates_batches():
+def test_accumulator_concatenates_batches_across_its_blocks():
     acc = ScoreAccumulator()
-    acc.add(np.zeros((2, 3, 1, 1)), np.zeros((2, 3, 1, 1)), np.zeros((2, 3)))
-    acc.add(np.ones((1, 3, 1, 1)), np.ones((1, 3, 1, 1)), np.ones((1, 3)))
+    acc.CHUNK = 4  # blocks of 4 windows: batches of 3 cross them
+    for k in range(3):
+        acc.add(np.full((3, 2, 1, 1), k), np.full((3, 2, 1, 1), 10 + k), np.full((3, 2), 20 + k))
     s, c, u = acc.arrays()
-    assert s.shape == (3, 3, 1, 1) and c[2, 0, 0, 0] == 1 and u[2, 0] == 1
+    assert s.shape == (9, 2, 1, 1) and c.shape == (9, 2, 1, 1) and u.shape == (9, 2) and s.dtype == np.float32
+    assert s[:, 0, 0, 0].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and u[:, 1].tolist() == [20] * 3 + [21] * 3 + [22] * 3

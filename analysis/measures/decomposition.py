@@ -78,5 +78,6 @@ def unexplained(attention: torch.Tensor, distributions: torch.Tensor, weights: n
     B, L, H, T, _ = attention.shape
     w = torch.as_tensor(weights, dtype=attention.dtype).reshape(L * H, -1)
     fit = torch.matmul(w, distributions.flatten(2)).view(B, L, H, T, T)  # (B, L*H, T*T)
-    rows = 0.5 * (attention - fit).abs().sum(-1) + 0.5 * (1.0 - fit.sum(-1)).abs()  # (B, L, H, T)
+    missing = (1.0 - fit.sum(-1)).abs()  # (B, L, H, T)
+    rows = 0.5 * fit.sub_(attention).abs_().sum(-1) + 0.5 * missing  # in place: one (B, L, H, T, T) temporary
     return rows[..., 1:].mean(-1)

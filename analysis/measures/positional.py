@@ -12,8 +12,10 @@ baseline of a head on detector d is
 where f_d(c, s) is the share of pairs in stratum s whose key is a target of d, over the rows of
 query class c that have targets, measured on the whole text split beforehand (`StratumCounts`).
 As a matrix, E_d[i, j] = f_d(c_i, s(i, j)) is the expected target mask under the class-blind
-null, and the baseline is scored as the mask is, one bmm (`control_mass`). Offsets alone would
-not remove the word-start confound; crossing with the key's role in its word does.
+null. Offsets alone would not remove the word-start confound; crossing with the key's role in its
+word does. Computation: every sum over a stratum splits into the near offsets 0..16 (16 + 1 diagonals
+of the matrix, gathered) and the far ones, 17+, one stratum per role (the row's mass by key role, a
+matmul with the roles' one-hot, minus its near part), so nothing of size T x T x strata is built.
 """
 from __future__ import annotations
 
@@ -25,10 +27,12 @@ from analysis.measures.detectors import REGISTRY, CharBatch, line_starts, target
 from data.charclasses import CLASS_NAMES
 
 ROLE_NAMES = ("line_start", "word_start", "word_end", "other")
-NEAR_OFFSETS = 8  # offsets 0..8 are strata of their own
-BUCKET_EDGES = (9, 17)  # then offsets 9..16 and 17+
-N_BUCKETS = NEAR_OFFSETS + 1 + len(BUCKET_EDGES)
-N_STRATA = N_BUCKETS * len(ROLE_NAMES)
+R = len(ROLE_NAMES)
+NEAR_OFFSETS = 8  # offsets 0..8 are strata of their own,
+NEAR_SPAN = 16  # then offsets 9..16 one stratum per role,
+N_BUCKETS = NEAR_OFFSETS + 3  # and 17+ one more
+FAR = N_BUCKETS - 1
+NEAR_BUCKET = torch.tensor([min(o, NEAR_OFFSETS + 1) for o in range(NEAR_SPAN + 1)])  # offset 0..16 -> its bucket
 
 
 def positional_names(names: list[str]) -> list[str]:
@@ -39,26 +43,40 @@ def positional_names(names: list[str]) -> list[str]:
 def key_roles(b: CharBatch) -> torch.Tensor:
     """(B, T) long, index into ROLE_NAMES: the key's role in its line and word (first match wins;
     position 0 and the window's last position are `other` unless a line or word visibly starts there)."""
-    in_word, starts, _ = word_structure(b)
-    ends = torch.zeros_like(in_word)
-    ends[:, :-1] = in_word[:, :-1] & ~in_word[:, 1:]
-    roles = torch.full(b.shape, ROLE_NAMES.index("other"), dtype=torch.long, device=b.ids.device)
-    for name, flags in (("word_end", ends), ("word_start", starts), ("line_start", line_starts(b) & in_word)):
-        roles[flags] = ROLE_NAMES.index(name)
-    return roles
+    def compute() -> torch.Tensor:
+        in_word, starts, _ = word_structure(b)
+        ends = torch.zeros_like(in_word)
+        ends[:, :-1] = in_word[:, :-1] & ~in_word[:, 1:]
+        roles = torch.full(b.shape, ROLE_NAMES.index("other"), dtype=torch.long, device=b.ids.device)
+        for name, flags in (("word_end", ends), ("word_start", starts), ("line_start", line_starts(b) & in_word)):
+            roles[flags] = ROLE_NAMES.index(name)
+        return roles
+    return b.memo("roles", compute)
 
 
-def offset_buckets(T: int, device: torch.device | None = None) -> torch.Tensor:
-    """(T, T) long: the offset bucket of each (i, j), i - j clamped at 0 (future keys are never counted)."""
-    t = torch.arange(T, device=device)
-    off = (t[:, None] - t[None, :]).clamp(min=0)
-    edges = torch.tensor(BUCKET_EDGES, device=device)
-    return torch.where(off <= NEAR_OFFSETS, off, NEAR_OFFSETS + torch.bucketize(off, edges, right=True))
+def _near_keys(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, NEAR_SPAN + 1): the key i - o of each query i and near offset o (clamped at 0), and whether it exists."""
+    key = torch.arange(T, device=device)[:, None] - torch.arange(NEAR_SPAN + 1, device=device)[None, :]
+    return key.clamp(min=0), key >= 0
 
 
-def strata(b: CharBatch) -> torch.Tensor:
-    """(B, T, T) long: the stratum of every (query, key) pair, bucket * len(ROLE_NAMES) + role of the key."""
-    return b.memo("strata", lambda: offset_buckets(b.shape[1], b.ids.device)[None] * len(ROLE_NAMES) + key_roles(b)[:, None, :])
+def stratum_masses(x: torch.Tensor, b: CharBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's sum of x over the strata: x (B, N, T, T), zero on future keys -> near (B, N, T, NEAR_SPAN + 1),
+    the entries at offsets 0..16 (stratum: the offset's bucket x the role of key i - o), and far (B, N, T, R),
+    the sum over offsets 17+ by the key's role."""
+    B, N, T, _ = x.shape
+    key, exists = _near_keys(T, x.device)
+    near = x.gather(-1, key.expand(B, N, T, -1)) * exists
+    roles = torch.nn.functional.one_hot(key_roles(b), R).to(x.dtype)  # (B, T, R)
+    total = torch.bmm(x.reshape(B, N * T, T), roles).view(B, N, T, R)
+    near_roles = roles[:, key] * exists[None, :, :, None]  # (B, T, NEAR_SPAN + 1, R): role of key i - o
+    return near, total - torch.einsum("bnio,bior->bnir", near, near_roles)
+
+
+def _near_roles(b: CharBatch) -> torch.Tensor:
+    """(B, T, NEAR_SPAN + 1) long: the role of key i - o (0 where it does not exist: its entries are 0)."""
+    key, _ = _near_keys(b.shape[1], b.ids.device)
+    return key_roles(b)[:, key]
 
 
 class StratumCounts:
@@ -67,7 +85,7 @@ class StratumCounts:
 
     def __init__(self, names: list[str]) -> None:
         self.names = positional_names(names)
-        shape = (len(self.names), len(CLASS_NAMES) * N_STRATA)
+        shape = (len(self.names), len(CLASS_NAMES), N_BUCKETS, R)
         self.targets = torch.zeros(shape, dtype=torch.float64)
         self.pairs = torch.zeros(shape, dtype=torch.float64)
 
@@ -75,39 +93,52 @@ class StratumCounts:
         if not self.names:
             return
         B, T = b.shape
-        Dp, C, S = len(self.names), len(CLASS_NAMES), N_STRATA
         masks = target_masks(b, self.names, torch.float32)  # (B, Dp, T, T): causal, and only on rows with targets
-        rows = (masks.amax(-1) > 0).float()  # (B, Dp, T)
-        cell = b.classes[:, :, None] * S + strata(b)  # (B, T, T): query class x stratum of each pair
-        index = cell[:, None] + (torch.arange(Dp, device=cell.device) * C * S)[None, :, None, None]
-        self.targets += torch.bincount(index.flatten(), weights=masks.flatten(), minlength=Dp * C * S).view(Dp, -1).double()
-        causal = torch.ones(T, T, device=cell.device).tril().expand(B, T, T)
-        per_row = torch.zeros(B, T, S, device=cell.device).scatter_add_(-1, strata(b), causal)  # (B, T, S): pairs per row
-        onehot = torch.nn.functional.one_hot(b.classes, C).float()  # (B, T, C)
-        self.pairs += torch.einsum("bdi,bic,bis->dcs", rows, onehot, per_row).reshape(Dp, -1).double()
+        rows = (masks.amax(-1) > 0).float()[..., None]  # (B, Dp, T, 1)
+        self._add(self.targets, b, *stratum_masses(masks, b))
+        # all pairs of those rows: one per existing near key; far, the keys of each role up to i - NEAR_SPAN - 1
+        _, exists = _near_keys(T, masks.device)
+        by_role = torch.nn.functional.one_hot(key_roles(b), R).float().cumsum(1)  # (B, T, R): keys of each role up to t
+        far = torch.zeros(B, T, R, device=masks.device)
+        if T > NEAR_SPAN + 1:
+            far[:, NEAR_SPAN + 1:] = by_role[:, :T - NEAR_SPAN - 1]
+        self._add(self.pairs, b, rows * exists, rows * far[:, None])
+
+    @staticmethod
+    def _add(table: torch.Tensor, b: CharBatch, near: torch.Tensor, far: torch.Tensor) -> None:
+        """Add near (B, Dp, T, NEAR_SPAN + 1) and far (B, Dp, T, R) sums into table (Dp, C, N_BUCKETS, R) by query class."""
+        Dp, C = table.shape[:2]
+        d = torch.arange(Dp, device=near.device)[None, :, None, None] * (C * N_BUCKETS * R)
+        c = b.classes[:, None, :, None] * (N_BUCKETS * R)
+        at_near = d + c + (NEAR_BUCKET.to(near.device) * R)[None, None, None, :] + _near_roles(b)[:, None]
+        at_far = d + c + FAR * R + torch.arange(R, device=near.device)[None, None, None, :]
+        index = torch.cat([at_near.expand_as(near).flatten(), at_far.expand_as(far).flatten()])
+        sums = torch.bincount(index, weights=torch.cat([near.flatten(), far.flatten()]), minlength=table.numel())
+        table += sums.view(table.shape).double()
 
     def frequencies(self) -> "ClassFrequencies":
         f = torch.where(self.pairs > 0, self.targets / self.pairs.clamp_min(1), torch.zeros_like(self.pairs))
-        return ClassFrequencies(self.names, f.view(len(self.names), len(CLASS_NAMES), N_STRATA).float())
+        return ClassFrequencies(self.names, f.float())
 
 
 @dataclass
 class ClassFrequencies:
-    """f_d(query class, stratum) for the positional detectors `names`: table (Dp, C, S)."""
+    """f_d(query class, offset bucket, key role) for the positional detectors `names`: table (Dp, C, N_BUCKETS, R)."""
 
     names: list[str]
     table: torch.Tensor
 
     def control_mass(self, attention: torch.Tensor, b: CharBatch, names: list[str], rows: torch.Tensor) -> torch.Tensor:
         """sum over i, j of A[i, j] E_d[i, j], E_d[i, j] = f_d(c_i, s(i, j)) on the rows where detector d has
-        targets (`rows`, (B, len(names), T) bool): the positional control's mass, (B, len(names), L, H).
-        Future keys need no mask: causal attention is 0 there."""
+        targets (`rows`, (B, len(names), T) bool): the positional control's mass, (B, len(names), L, H)."""
         missing = [n for n in names if n not in self.names]
         if missing:
             raise ValueError(f"no stratum frequencies for {', '.join(missing)}; count them with StratumCounts first")
         B, L, H, T, _ = attention.shape
-        index = b.classes[:, :, None] * N_STRATA + strata(b)  # (B, T, T)
-        table = self.table[[self.names.index(n) for n in names]].flatten(1).T.to(attention)  # (C*S, D)
-        expected = table[index] * rows.transpose(1, 2)[:, :, None, :]  # (B, T, T, D)
-        mass = torch.bmm(attention.reshape(B, L * H, T * T), expected.view(B, T * T, -1))  # (B, L*H, D)
-        return mass.transpose(1, 2).reshape(B, -1, L, H)
+        near, far = stratum_masses(attention.reshape(B, L * H, T, T), b)
+        table = self.table[[self.names.index(n) for n in names]].to(attention)  # (D, C, N_BUCKETS, R)
+        per_row = table[:, b.classes] * rows.transpose(0, 1)[..., None, None].to(attention)  # (D, B, T, N_BUCKETS, R)
+        f_near = per_row[:, :, :, NEAR_BUCKET.to(attention.device)].gather(  # (D, B, T, NEAR_SPAN + 1)
+            -1, _near_roles(b)[None, :, :, :, None].expand(len(names), -1, -1, -1, 1)).squeeze(-1)
+        mass = torch.einsum("bnio,dbio->bdn", near, f_near) + torch.einsum("bnir,dbir->bdn", far, per_row[:, :, :, FAR])
+        return mass.view(B, -1, L, H)

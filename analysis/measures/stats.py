@@ -31,23 +31,37 @@ MIN_HEADROOM = 1e-6  # 1 - control below this: no gain is possible, selectivity 
 
 class ScoreAccumulator:
     """Collects per-window scores and controls (N, D, L, H) and uniform baselines (N, D) of one text split.
-    Only these small arrays grow with the windows."""
+    Only these small arrays grow with the windows. They are copied into blocks of CHUNK windows, so a long
+    run allocates a few blocks rather than three small arrays per batch between the batches' large temporaries
+    (which would pin the heap and make peak memory grow with the windows)."""
+
+    CHUNK = 512
 
     def __init__(self) -> None:
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._blocks: list[list[np.ndarray]] = []
+        self._n = 0  # windows stored
 
     def add(self, score: np.ndarray, control: np.ndarray, uniform: np.ndarray) -> None:
-        self._parts.append(tuple(np.asarray(a, dtype=np.float32) for a in (score, control, uniform)))
+        done = 0
+        while done < len(score):
+            at = self._n % self.CHUNK
+            if at == 0:
+                self._blocks.append([np.empty((self.CHUNK, *a.shape[1:]), dtype=np.float32) for a in (score, control, uniform)])
+            k = min(self.CHUNK - at, len(score) - done)
+            for block, a in zip(self._blocks[-1], (score, control, uniform)):
+                block[at:at + k] = a[done:done + k]
+            done, self._n = done + k, self._n + k
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(np.concatenate(p) for p in zip(*self._parts))  # type: ignore[return-value]
+        return tuple(np.concatenate([b[f] for b in self._blocks])[:self._n] for f in range(3))  # type: ignore[return-value]
 
 
 def selectivity(score: np.ndarray, control: np.ndarray) -> np.ndarray:
-    """(score - control) / (1 - control), NaN where the control leaves no room."""
-    room = 1.0 - control
+    """(score - control) / (1 - control), NaN where the control leaves no room (in the inputs' precision)."""
+    room = 1 - control
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(room > MIN_HEADROOM, (score - control) / np.where(room > MIN_HEADROOM, room, 1.0), np.nan)
+        g = np.asarray((score - control) / room)
+    return np.where(room > MIN_HEADROOM, g, g.dtype.type(np.nan))
 
 
 def bootstrap_selectivity_se(scores: np.ndarray, controls: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:

@@ -63,7 +63,10 @@ class SplitRun:
 
 class Decomposition:
     """The attention decomposition: fitted on the first `n_windows` discovery windows (whole batches),
-    its unexplained share measured on the first `n_windows` held-out windows."""
+    its unexplained share measured on the first `n_windows` held-out windows. Batches are taken CHUNK
+    windows at a time: the basis patterns of a whole batch would set the analysis's peak memory."""
+
+    CHUNK = 8
 
     def __init__(self, names: list[str], n_windows: int) -> None:
         self.fit = MixtureFit(basis_names(names))
@@ -76,14 +79,20 @@ class Decomposition:
     def add(self, batch: AttentionBatch, split: str) -> None:
         if (self.n_fit if split == "discovery" else self.n_held) >= self.n_windows:
             return
-        P = target_distributions(batch.chars, self.fit.basis)
+        if split == "heldout" and self.weights is None:
+            self.weights = self.fit.weights()
+        c = batch.chars
+        for k in range(0, len(batch.texts), self.CHUNK):
+            part = slice(k, k + self.CHUNK)
+            chars = det.CharBatch(c.ids[part], c.classes[part], None if c.features is None else c.features[part])
+            P = target_distributions(chars, self.fit.basis)
+            if split == "discovery":
+                self.fit.add(batch.attention[part], P)
+            else:
+                self.unexplained = self.unexplained + unexplained(batch.attention[part], P, self.weights).sum(0)
         if split == "discovery":
-            self.fit.add(batch.attention, P)
             self.n_fit += len(batch.texts)
         else:
-            if self.weights is None:
-                self.weights = self.fit.weights()
-            self.unexplained = self.unexplained + unexplained(batch.attention, P, self.weights).sum(0)
             self.n_held += len(batch.texts)
 
     def result(self, L: int, H: int) -> dict:
