@@ -6,7 +6,6 @@ equal length share a batch (short --sentences windows keep their own length; no 
 """
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterator, Sequence
@@ -21,24 +20,6 @@ from analysis.measures.value_weighted import row_normalize, value_weighted_atten
 from data.charclasses import classify, features
 from data.tokenizer import Tokenizer, UnknownPolicy
 from model.transformer import TransformerLM
-
-
-def _malloc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
-
-
-def release_freed_memory() -> None:
-    """Hand the memory the previous batch freed back to the OS (glibc). After large frees glibc raises its mmap
-    threshold, so later batch-sized temporaries come from the heap, where the small results each batch keeps
-    pin it: without this, peak memory grew with the number of windows (+78% from 500 to 5,000, measured)."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 @dataclass
@@ -83,7 +64,6 @@ def char_batch(tokenizer: Tokenizer, texts: Sequence[str], lang: str, unknown: U
 def iter_char_batches(tokenizer: Tokenizer, windows: Sequence[str], lang: str, batch_size: int = 32) -> Iterator[CharBatch]:
     """The windows' characters in the batches `iter_attention` uses, without running a model."""
     for texts in _batches(windows, batch_size):
-        release_freed_memory()
         yield char_batch(tokenizer, texts, lang)
 
 
@@ -99,7 +79,6 @@ def iter_attention(
     bar = tqdm(total=len(windows), desc=desc, unit="win", disable=not progress, leave=False)
     try:
         for texts in _batches(windows, batch_size):
-            release_freed_memory()
             chars = char_batch(tokenizer, texts, lang, unknown)
             ids = chars.ids.to(device)
             if value_weighted:  # ||alpha_ij v_j W_O|| rows normalized (Kobayashi et al. 2020), see analysis.measures.value_weighted

@@ -45,8 +45,8 @@ class SplitRun:
         self.names = names
         self.frequencies = frequencies
         self.scores = ScoreAccumulator()
-        self.class_heads: torch.Tensor | float = 0.0  # (L, H, C, C) once a batch is added
-        self.class_base: torch.Tensor | float = 0.0  # (C, C)
+        self.class_heads = torch.zeros(())  # (L, H, C, C) once a batch is added
+        self.class_base = torch.zeros(())  # (C, C)
         self.metrics: dict[str, torch.Tensor] = {}
         self.n = 0
 
@@ -54,10 +54,14 @@ class SplitRun:
         ws = score_windows(batch.attention, batch.chars, self.names, self.frequencies)
         self.scores.add(ws.score.numpy(), ws.control.numpy(), ws.baseline.numpy())
         heads, base, _ = class_attention_sums(batch.attention, batch.classes)
-        self.class_heads = self.class_heads + heads
-        self.class_base = self.class_base + base
-        for k, v in head_metric_sums(batch.attention).items():
-            self.metrics[k] = self.metrics.get(k, 0) + v
+        metrics = head_metric_sums(batch.attention)
+        if not self.n:  # the first batch's sums; later ones are added in place: no new long-lived tensor per batch
+            self.class_heads, self.class_base, self.metrics = heads, base, metrics
+        else:
+            self.class_heads += heads
+            self.class_base += base
+            for k, v in metrics.items():
+                self.metrics[k] += v
         self.n += len(batch.texts)
 
 
@@ -102,8 +106,8 @@ class Decomposition:
                 "n_windows": {"discovery": self.n_fit, "heldout": self.n_held}}
 
 
-def _row_normalize(m: torch.Tensor | float) -> torch.Tensor:
-    assert isinstance(m, torch.Tensor), "no windows were added"
+def _row_normalize(m: torch.Tensor) -> torch.Tensor:
+    assert m.dim() > 0, "no windows were added"
     return m / m.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
