@@ -8,7 +8,9 @@ planted heads' labels and margins, and label stability across window seeds.
    bound of any selectivity (how far from the cut the noise reaches).
 2. Planted: the known heads of tests/planted.py in a 2 x 6 model (block 64, 96 windows per split, the whole
    analysis): each head's label, selectivity and margin; precision and recall of the planted set.
-3. Stability: a head at the cut (previous character from a third of the characters) analysed on 40 other
+3. Hebrew word starts: a head on the first letter of each word, and one with 0.45 of its mass there and the
+   rest uniform: their vowel mass against uniform attention and against their positional control.
+4. Stability: a head at the cut (previous character from a third of the characters) analysed on 40 other
    window draws: how often each label comes out, at the cut and 0.1 below it.
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ from analyzer_helpers import make_checkpoint  # noqa: E402
 from data.corpora import bible_corpus  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
 from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
-from planted import KNOWN, latest, plant, targets, uniform  # noqa: E402
+from planted import KNOWN, latest, mix, plant, targets, uniform  # noqa: E402
 
 CUT = Settings().min_selectivity
 
@@ -103,6 +105,23 @@ def planted() -> None:
           f"recall {tp}/{len(where)}")
 
 
+def hebrew_word_starts() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt, _ = make_checkpoint(Path(tmp), n_layer=1, n_head=2, n_embd=24, block_size=128, bible=True, lang="he")
+        settings = Settings(n_boot=300, decompose_windows=32)
+        inputs = load_inputs(ckpt, settings)
+        heads = {"word start": latest(targets("word_start")),
+                 "0.45 word start + 0.55 uniform": mix((0.45, latest(targets("word_start"), "uniform")), (0.55, uniform))}
+        plant(inputs.model, inputs.tokenizer, "he", {(0, h): head for h, head in enumerate(heads.values())})
+        summary = Summary(run_analysis(inputs, settings)).to_dict()
+    vowel = summary["detectors"]["vowel"]["heldout"]
+    for h, name in enumerate(heads):
+        label = summary["heads"][h]["behaviour"]
+        print(f"Hebrew {name} head -> {label}: held-out vowel mass {vowel['score'][0][h]:.3f}, uniform attention "
+              f"{vowel['baseline'][0][h]:.3f}, positional control {vowel['control'][0][h]:.3f}, selectivity "
+              f"{vowel['selectivity'][0][h]:+.3f}")
+
+
 def stability(repeats: int = 40) -> None:
     corpus = bible_corpus("en")
     tok = CharTokenizer.from_text(corpus.train + corpus.heldout)
@@ -136,6 +155,7 @@ def main() -> None:
     torch.set_num_threads(1)
     untrained(args.seeds, args.preset)
     planted()
+    hebrew_word_starts()
     stability()
 
 

@@ -75,17 +75,17 @@ def test_positional_control_equals_the_score_of_any_offset_head():
         assert torch.allclose((s.control * n).sum(0), (s.score * n).sum(0), atol=1e-5)
 
 
-def test_gathered_and_key_set_detectors_score_as_their_masks_do():
-    """One-target detectors are gathered and key-set detectors summed from the attention each key receives:
-    the numbers must be those of the one masked routine."""
+def test_offset_gathered_and_key_set_detectors_score_as_their_masks_do():
+    """Offset detectors are summed along diagonals, one-target detectors gathered and key-set detectors summed
+    from the attention each key receives: the numbers must be those of the one masked routine."""
     b = batch(["Ab cd\nef, gh ijk", "xy z, w\nvu Ts rq"])
     torch.manual_seed(0)
     A = torch.softmax(torch.randn(2, 2, 3, 16, 16).masked_fill(~torch.ones(16, 16, dtype=torch.bool).tril(), -1e9), -1)
     assert b.shape == (2, 16)
-    for kind in ("key", "key_set"):
-        names = [n for n, d in REGISTRY.items() if getattr(d, kind) is not None and (not d.language_specific or n == "capital")]
-        assert len(names) >= 5
-        if kind == "key":  # uniform controls
+    for kind in ("offsets", "key", "key_set"):
+        names = [n for n, d in REGISTRY.items() if getattr(d, kind) and (not d.language_specific or n == "capital")]
+        assert len(names) >= 4
+        if kind != "key_set":  # uniform controls
             fast = scoring.score_windows(A, b, names)
             slow = scoring.score_masks(A, target_masks(b, names))
             for field in ("score", "baseline", "control"):

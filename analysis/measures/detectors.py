@@ -76,6 +76,7 @@ class Detector:
     language_specific: bool = False  # applies only to the languages whose LANGUAGE_DETECTORS entry names it
     key: Optional[Callable[[CharBatch], torch.Tensor]] = None  # at most one target per row: its index (B, T), -1 none
     key_set: Optional[Callable[[CharBatch], torch.Tensor]] = None  # targets = every key up to i with this flag (B, T)
+    offsets: tuple[int, ...] = ()  # targets = the keys at these offsets i - j (whatever the text)
 
 
 REGISTRY: dict[str, Detector] = {}
@@ -92,6 +93,14 @@ def key_set_detector(name: str, description: str, flags: Callable[[CharBatch], t
     """Register a detector whose targets are every key j <= i with `flags(b)[j]` ((B, T) bool: what the key is,
     so its control is positional). Its mask is derived; the scoring needs only the attention each key receives."""
     REGISTRY[name] = Detector(name, description, _key_is(flags), "position", language_specific, key_set=flags)
+
+
+def offset_detector(name: str, description: str, offsets: tuple[int, ...]) -> None:
+    """Register a detector whose targets are the keys at fixed offsets i - j: scored from the matrix's diagonals."""
+    def targets(b: CharBatch) -> torch.Tensor:
+        i, j = b.positions()
+        return torch.isin(i - j, torch.tensor(offsets, device=b.ids.device)).expand(b.shape[0], -1, -1)
+    REGISTRY[name] = Detector(name, description, targets, offsets=offsets)
 
 
 def key_detector(name: str, description: str):
@@ -154,13 +163,6 @@ def _at(b: CharBatch, key_of_row: torch.Tensor) -> torch.Tensor:
 
 # ---- offsets -----------------------------------------------------------------------------------------
 
-def _offset(k: int) -> Callable[[CharBatch], torch.Tensor]:
-    def key(b: CharBatch) -> torch.Tensor:
-        i = torch.arange(b.shape[1], device=b.ids.device) - k
-        return torch.where(i >= 0, i, -1).expand(b.shape[0], -1)
-    return key
-
-
 def _key_is(flags: Callable[[CharBatch], torch.Tensor]) -> Callable[[CharBatch], torch.Tensor]:
     """Targets: every key up to the query whose character has `flags(b)` (B, T)."""
     def targets(b: CharBatch) -> torch.Tensor:
@@ -169,16 +171,12 @@ def _key_is(flags: Callable[[CharBatch], torch.Tensor]) -> Callable[[CharBatch],
     return targets
 
 
-key_detector("self", "the query's own position (j = i)")(_offset(0))
-key_detector("previous_char", "the previous character (j = i - 1)")(_offset(1))
+offset_detector("self", "the query's own position (j = i)", (0,))
+offset_detector("previous_char", "the previous character (j = i - 1)", (1,))
 for _k in range(2, MAX_OFFSET + 1):
-    key_detector(f"offset_{_k}", f"the character {_k} back (j = i - {_k})")(_offset(_k))
-
-
-@detector("local", f"the query and the {LOCAL_WINDOW} characters before it (offsets 0..{LOCAL_WINDOW})")
-def local(b: CharBatch) -> torch.Tensor:
-    i, j = b.positions()
-    return ((j <= i) & (j >= i - LOCAL_WINDOW)).expand(b.shape[0], -1, -1)
+    offset_detector(f"offset_{_k}", f"the character {_k} back (j = i - {_k})", (_k,))
+offset_detector("local", f"the query and the {LOCAL_WINDOW} characters before it (offsets 0..{LOCAL_WINDOW})",
+                tuple(range(LOCAL_WINDOW + 1)))
 
 
 # ---- key classes (controlled by position) ------------------------------------------------------------

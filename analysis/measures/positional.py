@@ -73,6 +73,15 @@ def stratum_masses(x: torch.Tensor, b: CharBatch) -> tuple[torch.Tensor, torch.T
     return near, total - torch.einsum("bnio,bior->bnir", near, near_roles)
 
 
+def _far(weights: torch.Tensor) -> torch.Tensor:
+    """(B, T, R): for each row i, the sum of weights (B, T, R) over the keys j <= i - NEAR_SPAN - 1 (the far offsets)."""
+    total = weights.cumsum(1)
+    far = torch.zeros_like(total)
+    if total.shape[1] > NEAR_SPAN + 1:
+        far[:, NEAR_SPAN + 1:] = total[:, :-(NEAR_SPAN + 1)]
+    return far
+
+
 def _near_roles(b: CharBatch) -> torch.Tensor:
     """(B, T, NEAR_SPAN + 1) long: the role of key i - o (0 where it does not exist: its entries are 0)."""
     key, _ = _near_keys(b.shape[1], b.ids.device)
@@ -92,17 +101,28 @@ class StratumCounts:
     def add(self, b: CharBatch) -> None:
         if not self.names:
             return
-        B, T = b.shape
-        masks = target_masks(b, self.names, torch.float32)  # (B, Dp, T, T): causal, and only on rows with targets
-        rows = (masks.amax(-1) > 0).float()[..., None]  # (B, Dp, T, 1)
-        self._add(self.targets, b, *stratum_masses(masks, b))
+        key, exists = _near_keys(b.shape[1], b.ids.device)
+        roles = torch.nn.functional.one_hot(key_roles(b), R).float()  # (B, T, R)
+        near, far, rows = [], [], []
+        for name in self.names:  # targets by stratum: key-set detectors from their flags, the others from their masks
+            flags = REGISTRY[name].key_set
+            if flags is not None:
+                f = flags(b).float()  # (B, T)
+                has = f.cumsum(1) > 0
+                has[:, 0] = False
+                near.append(f[:, key] * exists * has[..., None])
+                far.append(_far(f[..., None] * roles) * has[..., None])
+                rows.append(has)
+            else:
+                mask = target_masks(b, [name], torch.float32)  # (B, 1, T, T): causal, only on rows with targets
+                n, f_ = stratum_masses(mask, b)
+                near.append(n[:, 0])
+                far.append(f_[:, 0])
+                rows.append(mask[:, 0].amax(-1) > 0)
+        self._add(self.targets, b, torch.stack(near, 1), torch.stack(far, 1))
         # all pairs of those rows: one per existing near key; far, the keys of each role up to i - NEAR_SPAN - 1
-        _, exists = _near_keys(T, masks.device)
-        by_role = torch.nn.functional.one_hot(key_roles(b), R).float().cumsum(1)  # (B, T, R): keys of each role up to t
-        far = torch.zeros(B, T, R, device=masks.device)
-        if T > NEAR_SPAN + 1:
-            far[:, NEAR_SPAN + 1:] = by_role[:, :T - NEAR_SPAN - 1]
-        self._add(self.pairs, b, rows * exists, rows * far[:, None])
+        has = torch.stack(rows, 1).float()[..., None]  # (B, Dp, T, 1)
+        self._add(self.pairs, b, has * exists, has * _far(roles)[:, None])
 
     @staticmethod
     def _add(table: torch.Tensor, b: CharBatch, near: torch.Tensor, far: torch.Tensor) -> None:

@@ -92,6 +92,18 @@ def _scores(mass: torch.Tensor, has: torch.Tensor, counts: torch.Tensor, L: int,
     return WindowScores(mass / n_rows[:, :, None, None], baseline, baseline[:, :, None, None].expand(B, D, L, H).clone())
 
 
+def score_offsets(attention: torch.Tensor, offsets: Sequence[tuple[int, ...]]) -> WindowScores:
+    """Score detectors whose targets are the keys at fixed offsets (one tuple per detector): sums of the
+    matrix's diagonals (views, nothing copied), the same numbers as score_masks on their masks."""
+    B, L, H, T, _ = attention.shape
+    diagonal = {o: torch.diagonal(attention, -o, dim1=-2, dim2=-1)[..., 1 if o == 0 else 0:].sum(-1)
+                for o in sorted({o for group in offsets for o in group}) if o < T}  # row 0 never counts
+    i = torch.arange(T, dtype=attention.dtype, device=attention.device)
+    mass = torch.stack([sum((diagonal[o] for o in group if o in diagonal), attention.new_zeros(B, L, H)) for group in offsets], 1)
+    counts = torch.stack([sum(((i >= o) & (i >= 1)).to(attention.dtype) for o in group) for group in offsets])  # (D, T)
+    return _scores(mass, (counts > 0).expand(B, -1, -1), counts.expand(B, -1, -1), L, H)
+
+
 def score_key_sets(attention: torch.Tensor, flags: torch.Tensor) -> WindowScores:
     """Score detectors whose targets are every key j <= i with a flag, flags (B, D, T) bool: the same numbers
     as score_masks on their masks, from the attention each key receives (row 0, never scored, gives key 0 its 1)."""
@@ -108,13 +120,16 @@ def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str],
                   frequencies: Optional[ClassFrequencies] = None) -> WindowScores:
     """Score the named detectors on a batch, each with its control baseline (positional detectors need
     the split's `frequencies`, see analysis.measures.positional.StratumCounts). Detectors with one target
-    per row are gathered (score_keys), key-set detectors summed from the attention each key receives
-    (score_key_sets), the others masked (score_masks); the numbers are the same either way."""
-    groups = {"key": [], "key_set": [], "mask": []}
+    per row are gathered (score_keys), offset detectors summed along diagonals (score_offsets), key-set
+    detectors summed from the attention each key receives (score_key_sets), the others masked (score_masks);
+    the numbers are the same either way."""
+    groups: dict[str, list[str]] = {"offsets": [], "key": [], "key_set": [], "mask": []}
     for n in names:
         d = REGISTRY[n]
-        groups["key" if d.key else "key_set" if d.key_set else "mask"].append(n)
+        groups["offsets" if d.offsets else "key" if d.key else "key_set" if d.key_set else "mask"].append(n)
     parts, rows = [], []
+    if groups["offsets"]:
+        parts.append(score_offsets(attention, [REGISTRY[n].offsets for n in groups["offsets"]]))
     if groups["key"]:
         parts.append(score_keys(attention, torch.stack([REGISTRY[n].key(b) for n in groups["key"]], 1)))  # type: ignore[misc]
     if groups["key_set"]:
@@ -129,13 +144,14 @@ def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str],
         pre = [dense.index(n) for n in dense if REGISTRY[n].control == "prefix"]
         parts.append(score_masks(attention, masks, [(prefix_control(prefix_match(b, 1), masks[:, pre]), pre)] if pre else ()))
         rows.append(masks.amax(-1) > 0)
-    ordered = groups["key"] + groups["key_set"] + groups["mask"]
+    ordered = groups["offsets"] + groups["key"] + groups["key_set"] + groups["mask"]
     ws = WindowScores(*(torch.cat([getattr(p, f) for p in parts], dim=1) for f in ("score", "baseline", "control")))
     pos = [k for k, n in enumerate(ordered) if REGISTRY[n].control == "position"]
     if pos:
         if frequencies is None:
             raise ValueError("positional detectors need the split's stratum frequencies (analysis.measures.positional)")
-        pos_rows = torch.cat(rows, dim=1)[:, [k - len(groups["key"]) for k in pos]]  # keyed detectors are never positional
+        first = len(groups["offsets"]) + len(groups["key"])  # offset and keyed detectors are never positional
+        pos_rows = torch.cat(rows, dim=1)[:, [k - first for k in pos]]
         mass = frequencies.control_mass(attention, b, [ordered[k] for k in pos], pos_rows)
         ws.control[:, pos] = mass / pos_rows.sum(-1).to(attention.dtype)[:, :, None, None]
     order = [ordered.index(n) for n in names]

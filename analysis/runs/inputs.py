@@ -44,7 +44,7 @@ class Settings:
     n_boot: int = 1000
     min_windows: int = 10
     induction_windows: int = 32  # repeated random sequences in each of the two repetition sets
-    decompose_windows: int = 64  # windows of each split for the attention decomposition (fit / held-out share)
+    decompose_windows: int = 32  # windows of each split for the attention decomposition (fit / held-out share)
     seed: int = 0
     n_examples: int = 4
     unknown_chars: str = "error"  # characters of --text/--sentences outside the vocabulary: error, drop or replace
