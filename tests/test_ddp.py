@@ -10,18 +10,10 @@ import pytest
 import torch
 
 import train
-from data.corpora import bible_corpus
 from training import ddp
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "kjv_part.txt"
-    path.write_text(bible_corpus("en").train[:40_000], encoding="utf-8")
-    return path
 
 
 def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:

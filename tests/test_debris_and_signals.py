@@ -10,24 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 import train
-from data.corpora import bible_corpus
 from model.atomic import LEGACY_TEMP_AGE_S, atomic_write, sweep_stale_temps
 from model.transformer import TransformerLM
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "kjv_part.txt"
-    path.write_text(bible_corpus("en").train[:40_000], encoding="utf-8")
-    return path
 
 
 def tiny(text_file: Path, out: Path, *extra: str) -> list[str]:

@@ -18,13 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "kjv_part.txt"
-    path.write_text(bible_corpus("en").train[:40_000], encoding="utf-8")
-    return path
-
-
 def args(text_file: Path, out: Path, *extra: str) -> list[str]:
     return ["--text", str(text_file), "--preset", "tiny", "--max-iters", "20", "--eval-interval", "10",
             "--out", str(out), "--sample-chars", "0", *extra]

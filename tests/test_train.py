@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import train
-from data.corpora import bible_corpus
 from model.checkpoint import save_checkpoint
 from model.transformer import TransformerLM
 
@@ -21,14 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Tiny models run fastest on one thread, and a second thread spin-waits badly on a shared 2-core CPU.
 torch.set_num_threads(1)
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory) -> Path:
-    """40k characters of the King James Bible as a --text corpus."""
-    path = tmp_path_factory.mktemp("corpus") / "kjv_part.txt"
-    path.write_text(bible_corpus("en").train[:40_000], encoding="utf-8")
-    return path
 
 
 def tiny_args(text_file: Path, out: Path, *extra: str) -> list[str]:

@@ -81,3 +81,25 @@ def test_compile_and_dtype_defaults(monkeypatch):
     assert resolve_dtype("auto", cpu) == "float32" and resolve_dtype("bfloat16", cpu) == "bfloat16"
     monkeypatch.setattr(runtime, "native_bf16_cpu", lambda: True)
     assert resolve_dtype("auto", cpu) == "bfloat16" and resolve_dtype("float32", cpu) == "float32"
+
+
+def test_a_failed_compile_falls_back_to_eager_with_one_warning(text_file, tmp_path, monkeypatch, capsys):
+    """Inductor needs a working C++ compiler, and a Ctrl-C during its warm-up kills that compiler: either
+    way the run continues without compiling, with exactly the weights an eager run gets."""
+    import train
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def broken_compile(module):
+        def forward(*args, **kwargs):
+            raise BackendCompilerFailed(broken_compile, RuntimeError("g++: fatal error: killed"), None)
+        return forward
+
+    common = ["--text", str(text_file), "--preset", "tiny", "--max-iters", "12", "--eval-interval", "6",
+              "--sample-chars", "0"]
+    assert train.main([*common, "--out", str(tmp_path / "eager.pt"), "--no-compile"]) == 0
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    assert train.main([*common, "--out", str(tmp_path / "fallback.pt"), "--compile"]) == 0
+    err = capsys.readouterr()
+    assert (err.out + err.err).count("warning: torch.compile failed (") == 1 and "Traceback" not in err.err
+    eager, fallback = (torch.load(tmp_path / f"{n}.pt", weights_only=True)["model"] for n in ("eager", "fallback"))
+    assert all(torch.equal(eager[k], fallback[k]) for k in eager)

@@ -247,7 +247,17 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
             step = it + 1
             lr = lr_at(it, s)
             x, y = get_batch(splits["train"], s["block_size"], s["batch_size"], batch_rng, device, my_rows)
-            pending.append((step, lr, train_step(model, step_model, optimizer, x, y, lr, s["grad_clip"], autocast)))
+            try:
+                loss = train_step(model, step_model, optimizer, x, y, lr, s["grad_clip"], autocast)
+            except torch._dynamo.exc.BackendCompilerFailed as e:  # no working C++ compiler, or Ctrl-C killed it
+                if not compiled:
+                    raise
+                compiled, step_model = False, ddp.wrap(d, model, device)  # the failed forward changed nothing
+                if d.main and not interrupted:
+                    bar.write(f"warning: torch.compile failed ({str(e).strip().splitlines()[0][:160]}); "
+                              "training without it (--no-compile skips the attempt)")
+                loss = train_step(model, step_model, optimizer, x, y, lr, s["grad_clip"], autocast)
+            pending.append((step, lr, loss))
             if step in to_record:
                 record(step)
             evaluate = step % s["eval_interval"] == 0 or step == s["max_iters"]
