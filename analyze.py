@@ -223,6 +223,8 @@ def run_single(args: argparse.Namespace) -> int:
     else:
         for line in few_windows(data):
             print(f"analyze.py: note: {line}", file=sys.stderr)
+    if not data["timeline"]["recorded"]:
+        print(f"analyze.py: note: {inputs.name}: {data['timeline']['note']}", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,7 @@ import torch
 import analyze
 import train
 from analysis.measures.timeline import CUT, formation_steps, probe_records, timeline
+from analysis.runs.timeline import NO_TIMELINE
 from beyond_helpers import previous_char_pattern
 from data.corpora import file_corpus
 from data.tokenizer import CharTokenizer
@@ -94,9 +95,21 @@ def test_heads_planted_from_step_zero_form_at_the_first_recorded_step(text_file,
     monkeypatch.setattr(TransformerLM, "__init__", planted)
     out = tmp_path / "m.pt"
     assert train.main(tiny(text_file, out, "--max-iters", "12", "--eval-interval", "12")) == 0
-    formed = formation_steps(probe_records(load_checkpoint(out)["history"]))
+    records = probe_records(load_checkpoint(out)["history"])
+    formed = formation_steps(records)
     assert formed[("previous_char", 0, 1)] == 0
     assert not any(name == "previous_char" and (l, h) != (0, 1) for name, l, h in formed)
+    previous = timeline(records).arrays["selectivity"][:, timeline(records).detectors.index("previous_char"), 0, 1]
+    assert previous.min() > 0.9  # all its attention on the target at every record
+    # the analysis (with the head still planted) reads the timeline beside its final labels
+    report = tmp_path / "rep"
+    assert analyze.main(["--ckpt", str(out), "--out", str(report), "--windows", "16", "--n-boot", "50",
+                         "--induction-windows", "4", "--min-windows", "6", "--quiet"]) == 0
+    entry = json.loads((report / "summary.json").read_text(encoding="utf-8"))["timeline"]
+    head = next(h for h in entry["heads"] if (h["layer"], h["head"], h["label"]) == (0, 1, "previous_char"))
+    assert head["formed"] == 0 and entry["formation"]["previous_char"] == 0 and entry["steps"][0] == 0
+    assert "## Timeline: heads forming during training" in (report / "report.md").read_text(encoding="utf-8")
+    assert (report / "timeline.png").exists()
 
 
 def test_nothing_forms_without_learning(text_file, tmp_path, monkeypatch):
@@ -177,7 +190,11 @@ def test_a_checkpoint_from_before_timelines_still_analyses_and_resumes(text_file
     assert probe_records(load_checkpoint(out)["history"]) == []
     assert analyze.main(["--ckpt", str(out), "--out", str(tmp_path / "rep"), "--windows", "16", "--n-boot", "50",
                          "--induction-windows", "4", "--quiet"]) == 0
-    capsys.readouterr()
+    assert json.loads((tmp_path / "rep" / "summary.json").read_text(encoding="utf-8"))["timeline"] == {
+        "recorded": False, "note": NO_TIMELINE}
+    assert (tmp_path / "rep" / "report.md").read_text(encoding="utf-8").lower().count("no timeline") == 1
+    assert capsys.readouterr().err.count("no timeline") == 1  # one line from analyze.py
+    assert not (tmp_path / "rep" / "timeline.png").exists()
     assert train.main(["--resume", str(out), "--max-iters", "30", "--sample-chars", "0"]) == 0
     assert "the checkpoint has no timeline; recording starts at step 20" in capsys.readouterr().out
     resumed = load_checkpoint(out)

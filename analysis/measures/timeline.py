@@ -10,11 +10,15 @@ windows has no sampling spread to bound): selectivity >= the cut; for the prefix
 length >= 2 (the rule's induction evidence) also the prefix-matching selectivity on repeated random
 sequences >= the cut. The row INDUCTION ("induction") holds the rule's induction label: any
 prefix-match detector of length >= 2 past the gated criterion.
+
+A phase change (`largest_jump`) is the largest rise of a label's selectivity between two consecutive
+records; the loss over the same interval is set beside it (`loss_change`), as Olsson et al. set the
+induction-head bump in the loss curve beside the heads' formation.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -94,3 +98,50 @@ def formation_steps(records: Sequence[dict] | Timeline, criterion: Criterion = C
     first = np.argmax(stays, axis=0)  # (D + 1, L, H): first True; 0 where none (masked by stays[-1])
     names = t.detectors + [INDUCTION]
     return {(names[d], int(l), int(h)): int(t.steps[first[d, l, h]]) for d, l, h in zip(*np.nonzero(stays[-1]))}
+
+
+def label_series(t: Timeline, label: str, layer: int, head: int) -> np.ndarray:
+    """(S,) the selectivity behind one label's criterion for one head: the detector's own; for INDUCTION, at
+    each step the best prefix-match detector's selectivity capped by the repeated-sequence selectivity (so it
+    is past the cut exactly when the label's criterion is, with equal cuts). NaN where undefined."""
+    sel = t.arrays["selectivity"][:, :, layer, head]  # (S, D)
+    if label != INDUCTION:
+        return sel[:, t.detectors.index(label)]
+    gated = induction_detectors(t.detectors)
+    if not gated:
+        return np.full(len(t.steps), np.nan)
+    capped = np.minimum(sel[:, gated], t.repeated["repeated_selectivity"][:, layer, head, None])
+    return np.fmax.reduce(capped, axis=1)  # NaN only where every prefix match is undefined
+
+
+@dataclass(frozen=True)
+class Jump:
+    """The largest rise of a series between consecutive records k and k + 1."""
+
+    k: int
+    before: float
+    after: float
+
+    @property
+    def rise(self) -> float:
+        return self.after - self.before
+
+
+def largest_jump(series: np.ndarray) -> Optional[Jump]:
+    """The largest rise between two consecutive defined values of `series` (S,) (the first of ties); None
+    when fewer than two values are defined or the series never rises."""
+    rise = np.diff(series)
+    if not np.any(rise > 0):  # NaN compares False
+        return None
+    k = int(np.nanargmax(rise))
+    return Jump(k, float(series[k]), float(series[k + 1]))
+
+
+def loss_change(steps: np.ndarray, loss: np.ndarray, k: int) -> tuple[float, Optional[float]]:
+    """The loss's change over records k..k+1 (negative: it fell), and that interval's rate of change per step
+    over the mean rate of the intervals on either side (> 1: the loss fell faster than around it, Olsson et
+    al.'s bump; None where there is no neighbouring interval or the neighbours' rate is 0)."""
+    rate = np.diff(loss) / np.diff(steps)
+    around = [rate[j] for j in (k - 1, k + 1) if 0 <= j < len(rate) and np.isfinite(rate[j])]
+    ref = float(np.mean(around)) if around else 0.0
+    return float(loss[k + 1] - loss[k]), (float(rate[k] / ref) if ref != 0 and np.isfinite(rate[k]) else None)

@@ -98,6 +98,10 @@ def overview(summary: dict) -> dict:
     for split, info in summary.get("texts", {}).items():
         values[f"{split} text"] = ", ".join(f"{k} {v}" for k, v in info.items())
     values.update({f"setting: {k}": v for k, v in summary.get("settings", {}).items()})
+    timeline = summary.get("timeline")
+    if timeline:
+        values["timeline"] = (f"{len(timeline['steps'])} recorded steps, {timeline['steps'][0]}..{timeline['steps'][-1]}"
+                              if timeline["recorded"] else timeline["note"])
     return {"title": summary.get("name", "analysis"), "values": values}
 
 

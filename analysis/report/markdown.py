@@ -63,6 +63,30 @@ def unknown_lines(texts: dict) -> list[str]:
     return [line, ""]
 
 
+def timeline_lines(timeline: dict | None) -> list[str]:
+    """report.md's timeline section: formation steps and phase changes of the validated heads, or the note."""
+    if not timeline:
+        return []
+    lines = ["## Timeline: heads forming during training", ""]
+    if not timeline["recorded"]:
+        return lines + [f"{md_escape(timeline['note'][0].upper() + timeline['note'][1:])}.", ""]
+    steps = timeline["steps"]
+    lines += [f"Recorded on the probe set at {len(steps)} steps ({steps[0]}..{steps[-1]}, log-spaced and at every "
+              f"evaluation). Formation step: the first recorded step from which the head's label stays at or above the "
+              f"cut {timeline['cut']} at every later record (one fixed probe set: no bootstrap bound). Phase change: the "
+              "largest rise between two consecutive records, with the probe-set loss over the same interval.", ""]
+    if not timeline["heads"]:
+        return lines + ["No validated head to follow.", ""]
+    lines += ["| layer | head | label | formed at step | largest rise | between steps |", "|---:|---:|---|---:|---|---|"]
+    for h in timeline["heads"]:
+        p = h["phase_change"]
+        rise, between = (f"{p['before']:.2f} → {p['after']:.2f}", f"{p['from_step']}–{p['to_step']}") if p else ("—", "—")
+        formed = h["formed"] if h["formed"] is not None else "not formed"
+        lines.append(f"| {h['layer']} | {h['head']} | {h['label']}{'' if h['primary'] else ' (also)'} | {formed} | {rise} | "
+                     f"{between} |")
+    return lines + ["", *[f"- {md_escape(h['sentence'])}" for h in timeline["heads"] if h["primary"]], ""]
+
+
 def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
     """The whole report.md of one analysis (`summary`: the summary.json contract)."""
     s, t = summary["settings"], summary["texts"]
@@ -135,7 +159,7 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
               f"attention ({dec['n_windows']['discovery']} discovery windows); `unexplained` is what the mixture leaves out on "
               f"{dec['n_windows']['heldout']} held-out windows (half the L1 distance between each row and its fit). The "
               "head table names the largest terms.",
-              "", "## Character classes", "", table_markdown(), ""]
+              "", *timeline_lines(summary.get("timeline")), "## Character classes", "", table_markdown(), ""]
     if extras:
         lines += ["## Beyond attention weights", ""] + [line for s in extras for line in s.as_markdown()] + [""]
     return "\n".join(lines)

@@ -4,7 +4,8 @@ Every model of both groups has been analysed on the same held-out windows (paral
 default Bibles). `model_quantities` turns one model's summary into the numbers a comparison rests on:
 heads per primary behaviour label and the relative depth where each behaviour first appears, the offset
 profile, mean attention distance and entropy, class attention in the language's own classes, the
-induction-test loss drop and, when measured, ablation effects. `compare_groups` puts each quantity
+induction-test loss drop and, when measured, ablation effects and (from a recorded timeline) the step at
+which each behaviour's first head formed. `compare_groups` puts each quantity
 through the replication rule of `analysis.measures.seedstats`, writes a sentence for each, and
 reports within each group how often each behaviour appears and which heads recur across seeds.
 Head indices are never compared across seeds.
@@ -40,6 +41,7 @@ KINDS: dict[str, QuantityKind] = {
     "class": QuantityKind("{cells} attention over its base rate, in the language's own classes", "x", 0.1),
     "induction": QuantityKind("induction-test loss drop, first to second copy", "nats", 0.1),
     "ablation": QuantityKind("largest loss increase when a {d} head is ablated", "nats/char", 0.02),
+    "formation": QuantityKind("training step at which the first {d} head formed (recorded timeline)", "steps", 50.0),
 }
 
 
@@ -106,6 +108,10 @@ def model_quantities(summary: dict, split: str = "heldout") -> dict[str, Optiona
         for d in valid:
             deltas = [h["ablation_delta_loss"] for h in summary["heads"] if h.get("behaviour") == d]
             out[f"ablation:{d}"] = float(max(deltas)) if deltas else None
+    timeline = summary.get("timeline") or {}
+    if timeline.get("recorded"):  # undefined (None) for a behaviour without a formed head; absent without a timeline
+        formed = timeline["formation"]
+        out.update({f"formation:{d}": None if formed.get(d) is None else float(formed[d]) for d in valid})
     return out
 
 
@@ -249,4 +255,4 @@ def _silent(q: QuantityComparison) -> bool:
     """Quantities with nothing to say: a behaviour no model of either group has."""
     d = q.difference
     return q.key.startswith(("count:", "ablation:")) and d is not None and not any(d.values_a + d.values_b) \
-        or q.key.startswith(("depth:", "ablation:")) and q.present == (0, 0)
+        or q.key.startswith(("depth:", "ablation:", "formation:")) and q.present == (0, 0)

@@ -12,10 +12,12 @@ import numpy as np
 
 from analysis.measures.ablation import HeadAblation
 from analysis.measures.counterfactual import Counterfactual
+from analysis.runs.timeline import TimelineResult, timeline_entry
 
-SCHEMA_VERSION = 3  # 2: head_similarity, class_attention.most_selective; extras merged at write time
+SCHEMA_VERSION = 4  # 2: head_similarity, class_attention.most_selective; extras merged at write time
 # 3: the selectivity rule (control baselines, selectivity and its interval, margins, borderline), prefix matches and
 #    the repeated-sequence test in validation, the decomposition, dropped or replaced characters
+# 4: timeline (the recorded training path: formation steps and phase changes), or a note that there is none
 
 Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (see README, analyzer section)
 
@@ -97,6 +99,7 @@ class AnalysisResult:
     salient_patterns: list
     head_similarity: Optional[dict]  # {"heads": labels, "distance": (LH, LH)} on the example windows
     examples: Examples = field(repr=False)
+    timeline: Optional[TimelineResult] = None  # None: the checkpoint recorded no timeline
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ class Summary:
             "heads": heads, "offset_profile": a.offset_profile, "class_attention": a.class_attention,
             "head_metrics": a.head_metrics, "induction_test": a.induction_test, "decomposition": a.decomposition,
             "salient_patterns": a.salient_patterns,
-            "head_similarity": a.head_similarity,
+            "head_similarity": a.head_similarity, "timeline": timeline_entry(a.timeline),
         }
         if x.value_weighted is not None:
             out["value_weighted"] = x.value_weighted.summary_entry()

@@ -25,6 +25,7 @@ from analysis.runs.inputs import AnalysisInputs, Settings, TextSplit
 from analysis.runs.results import AnalysisResult, Examples
 from analysis.runs.salient import SALIENT_BATCHES, SalientPatterns
 from analysis.runs.store import AttentionStore, examples_of
+from analysis.runs.timeline import timeline_result
 from analysis.runs.summarize import detector_results, head_table, split_scores
 from data.charclasses import CLASS_NAMES
 from data.tokenizer import Tokenizer
@@ -189,6 +190,7 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
     class_attention = _row_normalize(disc_run.class_heads)
     class_base = _row_normalize(disc_run.class_base)
     examples = examples_of(example_batches, settings.n_examples, inputs.lang)
+    heads = head_table(names, stats["discovery"], stats["heldout"], valid, cut, decomposed)
     texts = {k: s.describe() for k, s in splits.items()}
     if inputs.unknown is not None:
         texts["unknown_chars"] = inputs.unknown.describe()
@@ -200,7 +202,7 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
                   "n_tests": n_tests, "local_window": det.LOCAL_WINDOW},
         texts=texts,
         detectors=detector_results(names, stats["discovery"], stats["heldout"], valid),
-        heads=head_table(names, stats["discovery"], stats["heldout"], valid, cut, decomposed),
+        heads=heads,
         offset_profile={"offsets": offsets, **{k: np.moveaxis(stats[k].score[offset_idx], 0, -1).tolist() for k in splits}},
         class_attention={"classes": list(CLASS_NAMES), "discovery": class_attention.tolist(),
                          "heldout": _row_normalize(runs["heldout"].class_heads).tolist(), "base_rate": class_base.tolist(),
@@ -211,4 +213,5 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
         salient_patterns=salient.patterns(),
         head_similarity=head_similarity(examples),
         examples=examples,
+        timeline=timeline_result(inputs.state.get("history", []), heads, cut),
     )

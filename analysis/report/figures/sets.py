@@ -9,6 +9,7 @@ from analysis.report.figures.attention import HEATMAP_CHARS, attention_heatmap, 
 from analysis.report.figures.base import FigureWriter, head_names, style
 from analysis.report.figures.heads import (behaviour_summary, class_preference, detector_maps, offset_profiles,
                                            similarity_figure)
+from analysis.report.figures.timeline import timeline_figure
 from analysis.report.hebrew import snippet
 
 
@@ -63,6 +64,13 @@ def analysis_figures(summary: dict, examples: Optional[dict], out: FigureWriter)
             add("flow_rollout", "Attention flow rolled out across layers", rollout_graph(first, text),
                 "The last character's attention followed down through every layer (head average plus residual); "
                 "the bottom row's shading is its attention rollout over the input characters.")
+        timeline = summary.get("timeline") or {}
+        if timeline.get("recorded"):
+            add("timeline", "Heads forming during training", timeline_figure(timeline),
+                f"Selectivity on the probe set at {len(timeline['steps'])} recorded steps (log axis): the loss, the strongest "
+                f"head per behaviour, and every validated head's labels (thick: its label in the head table); dashed: the "
+                f"cut {timeline['cut']}; dotted: the formation step (from there on past the cut at every record). "
+                + " ".join(h["sentence"] for h in timeline["heads"] if h["primary"]))
     return out.entries
 
 def _most_validated_head(summary: dict) -> tuple[int, int]:
