@@ -7,6 +7,7 @@ resumed run records the same timeline as an uninterrupted one."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from data.tokenizer import CharTokenizer
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.hooks import add_hook
 from model.transformer import TransformerLM
-from training import engine, timeline as recording
+from training import engine, snapshots, timeline as recording
 
 torch.set_num_threads(1)
 WITHOUT_TIME = lambda h: [{k: v for k, v in r.items() if k != "ms"} for r in h]
@@ -199,3 +200,41 @@ def test_a_checkpoint_from_before_timelines_still_analyses_and_resumes(text_file
     assert "the checkpoint has no timeline; recording starts at step 20" in capsys.readouterr().out
     resumed = load_checkpoint(out)
     assert [r["iter"] for r in probe_records(resumed["history"])] == sorted(s for s in recording.record_steps(30, 20) if s > 20)
+
+
+def test_snapshot_steps_are_log_spaced_and_distinct():
+    assert snapshots.snapshot_steps(3, 20) == {3, 7, 20}
+    assert snapshots.snapshot_steps(5, 5) == {1, 2, 3, 4, 5}
+    assert snapshots.snapshot_steps(4, 10) == {2, 3, 6, 10}
+    assert snapshots.snapshot_steps(0, 10) == set()
+    assert snapshots.snapshot_path(Path("c/en_s0.pt"), 250) == Path("c/en_s0.step250.pt")
+
+
+def test_snapshots_are_full_checkpoints_at_their_steps(text_file, tmp_path):
+    out = tmp_path / "m.pt"
+    assert train.main(tiny(text_file, out, "--max-iters", "20", "--eval-interval", "10", "--snapshots", "3")) == 0
+    assert sorted(p.name for p in tmp_path.glob("m.step*.pt")) == ["m.step20.pt", "m.step3.pt", "m.step7.pt"]
+    final = load_checkpoint(out)
+    for k in (3, 7, 20):
+        snap = load_checkpoint(tmp_path / f"m.step{k}.pt")
+        assert snap["iter"] == k and snap["probe"] == final["probe"]
+        assert WITHOUT_TIME(snap["history"]) == WITHOUT_TIME([r for r in final["history"] if r["iter"] <= k])
+    for name, tensor in load_checkpoint(tmp_path / "m.step20.pt")["model"].items():
+        assert torch.equal(tensor, final["model"][name])
+    assert not list(tmp_path.glob(".*tmp"))  # written atomically: no temporary file left
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--snapshots", "21"), "--snapshots 21 is more than --max-iters 20"),
+    (("--snapshots", "-1"), "--snapshots must be an integer in [0, "),
+    (("--snapshots", "5", "--no-room"), "needs about"),
+])
+def test_bad_snapshots_are_refused_with_one_line_before_training(text_file, tmp_path, capsys, monkeypatch, flags, message):
+    if "--no-room" in flags:
+        monkeypatch.setattr(snapshots.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**6, 10**6 - 1000, 1000))
+        flags = flags[:-1]
+    out = tmp_path / "m.pt"
+    assert train.main(tiny(text_file, out, "--max-iters", "20", *flags)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
