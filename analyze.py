@@ -24,7 +24,7 @@ from typing import Optional
 
 from analysis.report.files import check_output_dir, move_file, staged_output_dir
 from analysis.report.live_model import MAX_LIVE_BYTES, live_model
-from analysis.report.markdown import format_head_table
+from analysis.report.markdown import few_windows, format_head_table
 from analysis.report.render import write_analysis_report, write_group_report
 from analysis.runs.groups import compare_groups
 from analysis.runs.extras import ExtrasRequest, check_request, run_extras
@@ -37,7 +37,8 @@ INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 PROJECTION_PACKAGES = {"tsne": "sklearn", "umap": "umap"}
 # Ranges of the integer flags: beyond these a run would take hours or more memory than a laptop has.
 INT_RANGES = {"windows": (1, 100_000), "batch_size": (1, 4096), "n_boot": (1, 100_000), "min_windows": (1, 100_000),
-              "induction_windows": (1, 10_000), "beyond_windows": (1, 10_000), "seed": (0, 2**32 - 1)}
+              "induction_windows": (1, 10_000), "decompose_windows": (1, 100_000), "beyond_windows": (1, 10_000),
+              "seed": (0, 2**32 - 1)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,20 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
     d = Settings()
     a.add_argument("--windows", type=int, default=d.n_windows, help="windows sampled (seeded) from each of the discovery and held-out texts")
     a.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass")
-    a.add_argument("--threshold", type=float, default=d.threshold,
-                   help="a behaviour needs at least this mean attention mass on its target positions")
-    a.add_argument("--min-lift", type=float, default=d.min_lift,
-                   help="a behaviour also needs its mass to beat uniform causal attention by at least this much")
+    a.add_argument("--min-selectivity", type=float, default=d.min_selectivity,
+                   help="the cut: a behaviour needs the lower confidence bound of its selectivity, (score - control) / "
+                   "(1 - control), above this on discovery AND held-out text (control: uniform attention, a class-blind "
+                   "head with the head's positional profile, or a one-character prefix matcher, by detector)")
     a.add_argument("--alpha", type=float, default=d.alpha,
-                   help="family-wise error rate; each head x detector test uses alpha / (layers*heads*detectors) (Bonferroni)")
-    a.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples of windows for the lift intervals (1..100,000)")
+                   help="family-wise error rate; each test uses alpha / (layers*heads*(detectors+1)) (Bonferroni; the +1 "
+                   "is the repeated-sequence induction test)")
+    a.add_argument("--n-boot", type=int, default=d.n_boot,
+                   help="bootstrap resamples of windows for the selectivity intervals (1..100,000)")
     a.add_argument("--min-windows", type=int, default=d.min_windows,
                    help="a detector validates nothing unless each text split has at least this many windows with its targets")
     a.add_argument("--induction-windows", type=int, default=d.induction_windows,
-                   help="random sequences repeated twice for the standard induction test")
+                   help="random letter sequences repeated twice in each of the two repetition sets (discovery, held-out) "
+                   "of the induction test, which an induction head must pass as well as a prefix-match detector")
+    a.add_argument("--decompose-windows", type=int, default=d.decompose_windows,
+                   help="windows of each split for the attention decomposition (fitted on discovery, measured on held-out)")
     a.add_argument("--unknown-chars", choices=UNKNOWN_POLICIES, default=d.unknown_chars,
-                   help="characters of --text / --sentences that the model's vocabulary lacks: stop with an error naming them, "
-                   "drop them from the text, or replace each with the reserved unknown token")
+                   help="characters of --text / --sentences that the model's vocabulary lacks: stop with an error naming them "
+                   "(and saying so when most letters are outside the model's alphabet), drop them from the text, or replace "
+                   "each with the reserved unknown token; drop and replace are counted on the console and in the report")
     a.add_argument("--seed", type=int, default=d.seed, help="seed for window sampling, bootstrap and the induction test")
 
     g = p.add_argument_group("beyond attention weights (each adds a report section; run on held-out windows)")
@@ -137,10 +144,8 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if not low <= value <= high:
             raise UsageError(f"--{name.replace('_', '-')} must be in {low}..{high:,}, got {value}")
-    if not 0.0 < args.threshold <= 1.0:  # also refuses nan
-        raise UsageError(f"--threshold must be in (0, 1], got {args.threshold}")
-    if not 0.0 <= args.min_lift < 1.0:
-        raise UsageError(f"--min-lift must be in [0, 1), got {args.min_lift}")
+    if not 0.0 < args.min_selectivity < 1.0:  # also refuses nan
+        raise UsageError(f"--min-selectivity must be in (0, 1), got {args.min_selectivity}")
     if not 0.0 < args.alpha < 1.0:
         raise UsageError(f"--alpha must be in (0, 1), got {args.alpha}")
     if not (0.0 <= args.ablation_tol < float("inf")):
@@ -160,9 +165,9 @@ def check_args(args: argparse.Namespace) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(
-        n_windows=args.windows, batch_size=args.batch_size, threshold=args.threshold, alpha=args.alpha,
-        min_lift=args.min_lift, n_boot=args.n_boot, min_windows=args.min_windows, induction_windows=args.induction_windows,
-        seed=args.seed, unknown_chars=args.unknown_chars, value_weighted=args.value_weighted,
+        n_windows=args.windows, batch_size=args.batch_size, min_selectivity=args.min_selectivity, alpha=args.alpha,
+        n_boot=args.n_boot, min_windows=args.min_windows, induction_windows=args.induction_windows,
+        decompose_windows=args.decompose_windows, seed=args.seed, unknown_chars=args.unknown_chars, value_weighted=args.value_weighted,
     )
 
 
@@ -201,6 +206,7 @@ def run_single(args: argparse.Namespace) -> int:
     check_output_dir(out_dir)
     inputs = load_inputs(args.ckpt, settings, text_path=args.text, sentences=args.sentences)
     check_request(request, inputs.model, inputs.tokenizer)
+    warn_unknown(inputs)
     with staged_output_dir(out_dir) as tmp:
         saved = tmp / "all_attention.npz" if args.save_attention else None
         summary = analyze(inputs, settings, request, progress=not args.quiet, save_attention=saved)
@@ -214,7 +220,17 @@ def run_single(args: argparse.Namespace) -> int:
     if n_heldout < settings.min_windows:
         print(f"analyze.py: note: the held-out text gave {n_heldout} window(s), fewer than --min-windows ({settings.min_windows}): "
               "scores are reported, but no head can be validated on so little text", file=sys.stderr)
+    else:
+        for line in few_windows(data):
+            print(f"analyze.py: note: {line}", file=sys.stderr)
     return 0
+
+
+def warn_unknown(inputs: AnalysisInputs) -> None:
+    """One line on stderr for characters --unknown-chars dropped or replaced (a warning for a foreign text)."""
+    if inputs.unknown is not None:
+        kind = "warning" if inputs.unknown.foreign else "note"
+        print(f"analyze.py: {kind}: {inputs.name}: {inputs.unknown.message()}", file=sys.stderr)
 
 
 def live_entry(args: argparse.Namespace, inputs: AnalysisInputs) -> Optional[dict]:
@@ -277,6 +293,7 @@ def run_compare(args: argparse.Namespace) -> int:
         check_group(name, group)
         for inputs in group:
             check_request(request, inputs.model, inputs.tokenizer)
+            warn_unknown(inputs)
     if args.text is None and args.sentences is None:
         parallel = parallel_heldout(groups[0][0], groups[1][0], settings.n_windows, settings.seed)
         if parallel is not None:

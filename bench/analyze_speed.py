@@ -4,9 +4,10 @@
 
 1. Throughput on the same model and windows: windows/s of the plain forward pass that produces the
    attention (model(ids, return_attention=True)) vs that forward pass plus the full detector suite
-   (every detector, class-to-class sums, head metrics). Target: ratio >= 0.5.
+   (the positional control's frequency pass over the text, every detector with its control baseline,
+   class-to-class sums, head metrics, the decomposition's fit on its first windows). Target: ratio >= 0.5.
 2. Peak memory (ru_maxrss of a fresh subprocess per size) of the whole analysis (run_analysis: streaming,
-   bootstrap, induction test) over 500 and 5,000 windows (half discovery, half held-out).
+   bootstrap, repeated-sequence test, decomposition) over 500 and 5,000 windows (half discovery, half held-out).
    Target: growth from 500 to 5,000 windows <= 10%.
 Without --ckpt a freshly initialized `small`-preset model over the English Bible is used (same cost).
 """
@@ -25,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from analysis.runs.inputs import AnalysisInputs, Settings, TextSplit, load_inputs, sample_windows  # noqa: E402
-from analysis.runs.single import SplitRun, run_analysis  # noqa: E402
+from analysis.runs.single import Decomposition, SplitRun, class_frequencies, run_analysis  # noqa: E402
 from analysis.runs.extract import iter_attention  # noqa: E402
 from data.corpora import bible_corpus  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
@@ -65,9 +66,13 @@ def throughput(ckpt: str | None, n: int, batch_size: int, rounds: int = 3) -> tu
             inputs.model(x, return_attention=True)
 
     def full() -> None:
-        run = SplitRun(Settings().detectors)
+        settings = Settings()
+        names = settings.detectors_for("en")
+        run = SplitRun(names, class_frequencies(inputs.tokenizer, inputs.discovery, "en", names, batch_size))
+        decomposition = Decomposition(names, settings.decompose_windows)
         for batch in iter_attention(inputs.model, inputs.tokenizer, windows, "en", batch_size):
             run.add(batch)
+            decomposition.add(batch, "discovery")
 
     best = {plain: 0.0, full: 0.0}
     for _ in range(rounds):

@@ -37,6 +37,19 @@ TABLES: dict[str, dict[str, str]] = {
 }
 
 
+# Character features beside the one class: sets of letters that a detector names (a letter may be in several).
+# Hebrew: the one-letter prefixes (conjunction, article, prepositions, relative) and the word-final letter forms.
+FEATURES: dict[str, dict[str, str]] = {
+    "en": {},
+    "he": {"prefix_letter": "\u05d5\u05d4\u05d1\u05dc\u05de\u05e9\u05db",  # ו ה ב ל מ ש כ
+           "final_form": "\u05da\u05dd\u05df\u05e3\u05e5"},  # ך ם ן ף ץ
+}
+FEATURE_BITS = {"prefix_letter": 1, "final_form": 2}  # bit of each feature in `features()` codes
+
+# Which language-specific detectors apply to each language (every other detector applies to all languages).
+LANGUAGE_DETECTORS: dict[str, tuple[str, ...]] = {"en": ("capital",), "he": ("prefix_letter", "final_form")}
+
+
 def class_map(lang: str) -> dict[str, int]:
     """Character -> class code for a language (KeyError-free: unknown languages are refused)."""
     if lang not in TABLES:
@@ -49,6 +62,17 @@ def classify(text: str, lang: str) -> np.ndarray:
     table = class_map(lang)
     other = CLASS_INDEX["other"]
     return np.fromiter((table.get(c, other) for c in text), dtype=np.int8, count=len(text))
+
+
+def features(text: str, lang: str) -> np.ndarray:
+    """Feature bits (FEATURE_BITS) of every character of `text`, int8 (len(text),); 0 = none."""
+    if lang not in TABLES:
+        raise ValueError(f"no character-class table for language {lang!r}; known: {', '.join(TABLES)}")
+    bits: dict[str, int] = {}
+    for name, chars in FEATURES[lang].items():
+        for ch in chars:
+            bits[ch] = bits.get(ch, 0) | FEATURE_BITS[name]
+    return np.fromiter((bits.get(c, 0) for c in text), dtype=np.int8, count=len(text))
 
 
 _SHOWN = {" ": "␠", "\t": "\\t", "\n": "\\n", "\r": "\\r", "`": "\\`"}

@@ -24,10 +24,10 @@ def write_corpus(path: Path, text: str = ENGLISH, repeat: int = 30) -> Path:
 
 
 def make_checkpoint(tmp_path: Path, seed: int = 0, block_size: int = 32, n_layer: int = 2, n_head: int = 2,
-                    n_embd: int = 32, text: str = ENGLISH, bible: bool = False) -> tuple[Path, TransformerLM]:
+                    n_embd: int = 32, text: str = ENGLISH, bible: bool = False, lang: str = "en") -> tuple[Path, TransformerLM]:
     """A checkpoint of a freshly initialized model over a file corpus made of `text`, or over the
-    default English Bible (training books vs held-out books)."""
-    corpus = bible_corpus("en") if bible else file_corpus(write_corpus(tmp_path / f"corpus{seed}.txt", text), block_size=block_size)
+    default Bible of `lang` (training books vs held-out books)."""
+    corpus = bible_corpus(lang) if bible else file_corpus(write_corpus(tmp_path / f"corpus{seed}.txt", text), block_size=block_size)
     tok = CharTokenizer.from_text(corpus.train + corpus.heldout)
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)

@@ -35,7 +35,7 @@ def hand_attention(text: str, kinds: list[list[str]]) -> np.ndarray:
 def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: int = 3,
                  validated: dict | None = None, extra_head_keys: bool = False) -> dict:
     """A summary dict with the contract's keys; `validated` maps a detector name to the
-    (layer, head) pairs validated for it (each gets a high score and lift)."""
+    (layer, head) pairs validated for it (each gets a high score and selectivity)."""
     L, H = n_layer, n_head
     validated = validated if validated is not None else {"previous_char": [(0, 0), (1, 1)], "recent_space": [(0, 1)],
                                                          "offset_3": [(1, 0)], "punctuation": []}
@@ -47,19 +47,24 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
         mask = np.zeros((L, H), bool)
         for l, h in heads:
             score[l, h], mask[l, h] = 0.9, True
-        split = {"score": score.tolist(), "baseline": baseline.tolist(), "lift": (score - baseline).tolist(),
-                 "lift_ci": np.stack([score - baseline - 0.02, score - baseline + 0.02], -1).tolist(),
-                 "confidence": np.where(mask, 0.95, 0.1).tolist(), "n_windows": np.full((L, H), 40).tolist()}
-        detectors[det] = {"description": f"targets of {det}", "discovery": split, "heldout": split,
+        g = (score - baseline) / (1 - baseline)
+        split = {"score": score.tolist(), "baseline": baseline.tolist(), "control": baseline.tolist(), "selectivity": g.tolist(),
+                 "selectivity_ci": np.stack([g - 0.02, g + 0.02], -1).tolist(),
+                 "confidence": np.where(mask, 0.95, 0.1).tolist(), "n_windows": np.full((L, H), 40).tolist(), "n_scored": 40}
+        detectors[det] = {"description": f"targets of {det}", "control": "uniform", "discovery": split, "heldout": split,
                           "validated": mask.tolist()}
     heads = []
     for l in range(L):
         for h in range(H):
             behaviours = [d for d, hs in validated.items() if (l, h) in hs]
             b = behaviours[0] if behaviours else "none"
-            entry = {"layer": l, "head": h, "behaviour": b, "confidence": 0.95 if behaviours else 0.0,
-                     "n_windows": 40, "score": 0.9 if behaviours else 0.1, "heldout_score": 0.88 if behaviours else 0.1,
-                     "lift": 0.8 if behaviours else 0.0, "validated": bool(behaviours), "behaviours": behaviours}
+            g = 0.89 if behaviours else 0.0
+            entry = {"layer": l, "head": h, "behaviour": b, "candidate": behaviours[0] if behaviours else "self",
+                     "validated": bool(behaviours), "borderline": False, "selectivity": g, "heldout_selectivity": g - 0.02,
+                     "margin": g - 0.32, "margin_se": (g - 0.3) / 0.01, "score": 0.9 if behaviours else 0.1,
+                     "heldout_score": 0.88 if behaviours else 0.1, "baseline": 0.1, "confidence": 0.95 if behaviours else 0.0,
+                     "n_windows": 40, "components": f"0.90 {b}" if behaviours else "1.00 uniform",
+                     "unexplained": 0.05, "behaviours": behaviours}
             if extra_head_keys:
                 entry["ablation_delta_loss"] = round(0.01 * (l * H + h), 4)
             heads.append(entry)
@@ -77,9 +82,9 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
     cls = np.broadcast_to(base, (L, H, C, C)).copy()
     cls[L - 1, H - 1] = np.eye(C) * 0.7 + 0.3 / C  # one class-selective head
     return {
-        "schema": 1, "checkpoint": f"checkpoints/{name}.pt", "name": name, "lang": lang,
+        "schema": 3, "checkpoint": f"checkpoints/{name}.pt", "name": name, "lang": lang,
         "model": {"n_layer": L, "n_head": H, "n_embd": 24, "block_size": 32},
-        "settings": {"window": 32, "threshold": 0.3, "alpha": 0.05, "n_boot": 200},
+        "settings": {"window": 32, "min_selectivity": 0.3, "alpha": 0.05, "n_boot": 200, "min_windows": 10},
         "texts": {"discovery": {"source": "train", "n_windows": 40, "n_chars": 1280},
                   "heldout": {"source": "heldout", "n_windows": 40, "n_chars": 1280}},
         "detectors": detectors,
@@ -90,8 +95,10 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
         "head_metrics": {"mean_distance": rng.uniform(1, 10, (L, H)).tolist(),
                          "normalized_entropy": rng.uniform(0, 1, (L, H)).tolist(),
                          "first_position": rng.uniform(0, 0.2, (L, H)).tolist()},
-        "induction_test": {"score": np.zeros((L, H)).tolist(), "baseline": np.full((L, H), 0.05).tolist(),
+        "induction_test": {"score": np.zeros((L, H)).tolist(), "baseline": 0.05, "validated": np.zeros((L, H), bool).tolist(),
                            "loss_first_copy": 3.1, "loss_second_copy": 3.0},
+        "decomposition": {"basis": ["previous_char", "uniform"], "weights": np.full((L, H, 2), 0.5).tolist(),
+                          "unexplained": np.full((L, H), 0.05).tolist(), "n_windows": {"discovery": 40, "heldout": 40}},
         "salient_patterns": [{"layer": 0, "head": 0, "from": "h", "to": "t", "weight": 0.97, "context": "the"}],
         "head_similarity": head_similarity(make_examples([SIMILARITY_TEXT])) if (L, H) == (2, 3) else None,
     }

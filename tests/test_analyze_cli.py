@@ -35,11 +35,11 @@ def test_writes_the_report_files_and_prints_the_head_table(ckpt, tmp_path, capsy
     assert "| layer | head | behaviour |" in out and f"{out_dir}" in out
     assert {"attention_examples.npz", "heads.csv", "report.md", "summary.json"} <= {p.name for p in out_dir.iterdir()}
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
-    assert summary["schema"] == 2 and summary["model"]["n_layer"] == 2 and len(summary["heads"]) == 4
+    assert summary["schema"] == 3 and summary["model"]["n_layer"] == 2 and len(summary["heads"]) == 4
     assert summary["settings"]["window"] == 32 and summary["settings"]["n_boot"] == 100
     L, H = 2, 2
     for d in summary["detectors"].values():
-        assert np.array(d["discovery"]["lift_ci"], dtype=float).shape == (L, H, 2)
+        assert np.array(d["discovery"]["selectivity_ci"], dtype=float).shape == (L, H, 2)
         assert np.array(d["validated"]).shape == (L, H)
     assert np.array(summary["class_attention"]["discovery"]).shape == (L, H, 8, 8)
     assert np.array(summary["offset_profile"]["heldout"]).shape == (L, H, 9)
@@ -47,7 +47,7 @@ def test_writes_the_report_files_and_prints_the_head_table(ckpt, tmp_path, capsy
     assert ex["attention"].dtype == np.float16 and ex["attention"].shape == (4, L, H, 32, 32)
     assert ex["classes"].shape == (4, 32) and all(len(t) == 32 for t in ex["text"]) and str(ex["lang"]) == "en"
     csv_lines = (out_dir / "heads.csv").read_text(encoding="utf-8").splitlines()
-    assert csv_lines[0].startswith("layer,head,behaviour,confidence,n_windows") and len(csv_lines) == 5
+    assert csv_lines[0].startswith("layer,head,behaviour,candidate,validated,borderline,selectivity") and len(csv_lines) == 5
     assert "## Most salient attention patterns" in (out_dir / "report.md").read_text(encoding="utf-8")
 
 
@@ -121,8 +121,42 @@ def test_unknown_characters_can_be_dropped_or_replaced(ckpt, tmp_path, capsys):
         n_chars = summary["texts"]["discovery"]["n_chars"] + summary["texts"]["heldout"]["n_chars"]
         expected = len(ENGLISH.replace("God", "Gd" if policy == "drop" else "Gжd"))
         assert n_chars == expected
+        # counted, on the console and in the report, not silently
+        n_odd = ENGLISH.count("God")
+        share = n_odd / len(ENGLISH.replace("God", "Gжd"))
+        assert summary["texts"]["unknown_chars"] == {"policy": policy, "characters": "ж", "count": n_odd, "share": share,
+                                                     "foreign_letters": pytest.approx(n_odd / sum(c.isalpha() for c in
+                                                                                        ENGLISH.replace("God", "Gжd"))),
+                                                     "foreign": False}
+        done = "removed" if policy == "drop" else "replaced by the unknown token"
+        assert f"--unknown-chars {policy} {done} {n_odd} of" in err and f"({100 * share:.1f}%)" in err
+        assert f"--unknown-chars {policy} {done} {n_odd} characters ({100 * share:.1f}% of the text)" in \
+            (tmp_path / policy / "report.md").read_text(encoding="utf-8")
     rc, _, err = run(["--ckpt", ckpt, "--sentences", "the Zebra", "--unknown-chars", "drop", "--out", tmp_path / "s", *QUICK], capsys)
     assert rc == 0, err
+    assert "removed 1 of 9 characters" in err
+
+
+def test_a_text_in_another_alphabet_is_refused_or_warned(ckpt, tmp_path, capsys):
+    hebrew = tmp_path / "he.txt"
+    hebrew.write_text("בראשית ברא אלהים את השמים ואת הארץ God\n" * 20, encoding="utf-8")
+    bad(["--ckpt", ckpt, "--text", hebrew], capsys, tmp_path, "of its letters are outside the model's alphabet")
+    rc, _, err = run(["--ckpt", ckpt, "--text", hebrew, "--unknown-chars", "drop", "--out", tmp_path / "he", *QUICK], capsys)
+    assert rc == 0 and "analyze.py: warning:" in err and "the text is not in the model's language" in err
+    summary = json.loads((tmp_path / "he" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["texts"]["unknown_chars"]["foreign"] and summary["texts"]["unknown_chars"]["foreign_letters"] > 0.8
+    assert "**Warning:**" in (tmp_path / "he" / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_detector_without_enough_windows_says_why(ckpt, tmp_path, capsys):
+    rc, _, err = run(["--ckpt", ckpt, "--out", tmp_path / "r", *QUICK], capsys)
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
+    short = [n for n, d in summary["detectors"].items() if min(d["discovery"]["n_scored"], d["heldout"]["n_scored"]) < 10]
+    assert short  # 16 windows of 32 characters: some detectors have targets in fewer than 10 of them
+    report = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    for name in short:
+        assert f"analyze.py: note: {name}: only " in err and f"- {name}: only " in report
 
 
 def test_empty_sentences(ckpt, tmp_path, capsys):
@@ -169,7 +203,7 @@ def test_a_failed_final_rename_restores_the_previous_report(ckpt, tmp_path, caps
 
 
 def test_bad_flag_values_are_refused_before_any_work(ckpt, tmp_path, capsys):
-    bad(["--ckpt", ckpt, "--threshold", "1.5"], capsys, tmp_path, "--threshold must be in (0, 1]")
+    bad(["--ckpt", ckpt, "--min-selectivity", "1.5"], capsys, tmp_path, "--min-selectivity must be in (0, 1)")
     bad(["--ckpt", ckpt, "--save-attention", tmp_path / "x.txt"], capsys, tmp_path, "needs a .npz file name")
 
 

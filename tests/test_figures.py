@@ -15,7 +15,7 @@ from summary_fixture import HEBREW, drawn_texts, KINDS, hand_attention, make_exa
 
 
 
-def test_detector_maps_show_score_above_baseline_and_box_validated_heads():
+def test_detector_maps_show_selectivity_and_box_validated_heads():
     s = make_summary(validated={"previous_char": [(0, 0), (1, 2)], "brand_new_detector": [(1, 1)]})
     with style():
         fig = detector_maps([s], "heldout")
@@ -24,7 +24,7 @@ def test_detector_maps_show_score_above_baseline_and_box_validated_heads():
     for ax in maps:
         d = s["detectors"][ax.get_title()]
         shown = ax.images[0].get_array()
-        np.testing.assert_allclose(shown, np.subtract(d["heldout"]["score"], d["heldout"]["baseline"]))
+        np.testing.assert_allclose(shown, d["heldout"]["selectivity"])
         boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
         boxed = sorted((int(p.get_y() + 0.5), int(p.get_x() + 0.5)) for p in boxes)
         assert boxed == sorted(zip(*np.nonzero(d["validated"])))

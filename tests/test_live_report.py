@@ -14,12 +14,14 @@ import pytest
 import torch
 
 import analyze
-from analysis.measures.detectors import REGISTRY, CharBatch, score_masks, target_masks
+from analysis.measures.detectors import detectors_for, target_masks
+from analysis.measures.scoring import score_masks
+from analysis.runs.extract import char_batch
 from analysis.report.html import write_html_report, write_page
 from analysis.report.live_model import live_model
 from analyzer_helpers import ENGLISH, make_checkpoint
 from chromium import CHROMEDRIVER, CHROMIUM, MISSING, chromium
-from data.charclasses import class_map, classify
+from data.charclasses import class_map
 from data.tokenizer import CharTokenizer, normalize
 from live_helpers import HEBREW, float16_rounded, handset_model, reference, trained_small_model
 from summary_fixture import make_examples, make_summary
@@ -102,7 +104,8 @@ def test_entry_holds_float16_weights_vocabulary_and_classes(models):
         np.testing.assert_array_equal(got, state[t["name"]].half().numpy())
     assert blob.size == sum(v.numel() for k, v in state.items() if k != "lm_head.weight") == entry["weight_bytes"] // 2
     assert entry["chars"] == tok.chars and entry["unknown_id"] == 0
-    assert entry["class_table"] == class_map("he") and set(entry["detectors"]) == set(REGISTRY)
+    assert entry["class_table"] == class_map("he") and list(entry["detectors"]) == detectors_for("he")
+    assert entry["feature_table"]["ם"] == 2 and entry["feature_table"]["ו"] == 1
 
 
 def test_a_model_above_the_cap_is_left_out_with_the_reason(models, browser):
@@ -140,8 +143,8 @@ def test_page_detector_scores_equal_score_masks(browser, models, view, text):
     window = normalize(text)[-cfg.block_size:]
     ids = tok.encode(window, unknown="replace")
     att, _ = reference(float16_rounded(model), ids)
-    batch = CharBatch(torch.from_numpy(ids.astype(np.int64))[None], torch.from_numpy(classify(window, lang).astype(np.int64))[None])
-    names = list(REGISTRY)
+    batch = char_batch(tok, [window], lang)
+    names = detectors_for(lang)
     want = score_masks(torch.from_numpy(att)[None], target_masks(batch, names))
     assert set(got) == set(names)  # every detector of the analysis is computed in the page
     for d, name in enumerate(names):
@@ -152,7 +155,7 @@ def test_page_detector_scores_equal_score_masks(browser, models, view, text):
     if view == "lv1":  # the hand-set heads score as made: L0H0 previous character, L1H0 induction (lv1: 2 heads)
         assert got["previous_char"]["score"][0] > 0.99
     if text.endswith(" the ca"):
-        assert got["induction"]["score"][2] > 0.9
+        assert got["prefix_match_1"]["score"][2] > 0.9  # the hand-set circuit copies after one matching character
 
 
 def test_typing_redraws_the_view_and_a_previous_character_head_shows_its_diagonal(browser):

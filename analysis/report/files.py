@@ -19,8 +19,9 @@ import numpy as np
 from data.errors import CharlensError
 from model.atomic import pid_alive, sweep_stale_temps, temp_prefix
 
-HEAD_COLUMNS = ["layer", "head", "behaviour", "confidence", "n_windows", "score", "heldout_score", "lift",
-                "heldout_lift", "validated", "behaviours", "candidate"]
+HEAD_COLUMNS = ["layer", "head", "behaviour", "candidate", "validated", "borderline", "selectivity", "heldout_selectivity",
+                "margin", "margin_se", "score", "heldout_score", "baseline", "confidence", "n_windows", "components",
+                "unexplained", "behaviours"]
 
 
 MARKER = ".charlens-report"  # in every report folder: what --out may replace

@@ -3,8 +3,10 @@
 
 What goes in: the weights as little-endian float16, base64, one blob in state_dict order (lm_head
 left out: it is the token embedding, tied), the vocabulary (index = token id, id 0 the unknown
-token), the language's character-class table and the detector names, so the page encodes and
-scores typed text as `data.tokenizer` (unknown='replace') and `analysis.measures.detectors` do.
+token), the language's character-class and feature tables and the names of the detectors that apply to
+the language, so the page encodes and scores typed text as `data.tokenizer` (unknown='replace') and
+`analysis.measures.detectors` do (raw scores and the uniform baseline: the positional control needs a
+text split's frequencies, so selectivity is the analysis's).
 
 The page's size is capped: a model whose float16 weights exceed `MAX_LIVE_BYTES` is left out and
 the entry says why (the page shows the reason). Hand-set heads made of hooks cannot run in the page;
@@ -14,8 +16,8 @@ from __future__ import annotations
 
 import base64
 
-from analysis.measures.detectors import REGISTRY
-from data.charclasses import CLASS_NAMES, class_map
+from analysis.measures.detectors import LOCAL_WINDOW, REGISTRY, detectors_for
+from data.charclasses import CLASS_NAMES, FEATURE_BITS, FEATURES, class_map
 from data.tokenizer import UNKNOWN_ID, Tokenizer
 from model.transformer import TransformerLM
 
@@ -46,7 +48,9 @@ def live_model(model: TransformerLM, tokenizer: Tokenizer, lang: str, name: str 
             "config": {k: getattr(cfg, k) for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")},
             "chars": chars, "unknown_id": UNKNOWN_ID,
             "class_names": list(CLASS_NAMES), "class_table": class_map(lang),
-            "detectors": {n: d.description for n, d in REGISTRY.items()},
+            "feature_table": {c: FEATURE_BITS[f] for f, chars in FEATURES[lang].items() for c in chars},
+            "feature_bits": FEATURE_BITS, "local_window": LOCAL_WINDOW,
+            "detectors": {n: REGISTRY[n].description for n in detectors_for(lang)},
             "tensors": layout, "weights": base64.b64encode(b"".join(blobs)).decode("ascii"),
             "weight_bytes": 2 * n_params}
 

@@ -13,20 +13,54 @@ from data.charclasses import table_markdown
 
 def format_head_table(summary: dict) -> str:
     """The concise head table printed by the CLI (and used in report.md)."""
-    rows = ["| layer | head | behaviour | confidence | windows | score | held-out score | validated |",
-            "|---:|---:|---|---:|---:|---:|---:|---|"]
+    rows = ["| layer | head | behaviour | selectivity | held-out | margin (SE) | score | control | attention explained as | "
+            "unexplained |", "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|"]
     for h in summary["heads"]:
-        name = h["behaviour"] if h["validated"] else f"none (best: {h['candidate']})"
-        others = [b for b in h["behaviours"] if b != h["behaviour"]]
+        if h["validated"]:
+            name = h["behaviour"] if h["behaviour"] == h["candidate"] else f"{h['behaviour']} ({h['candidate']})"
+        else:
+            name = f"none ({'borderline' if h['borderline'] else 'best'}: {h['candidate']})"
+        others = [b for b in h["behaviours"] if b != h["candidate"]]
         if others:
             name += f" (+{', '.join(others)})"
-        rows.append(f"| {h['layer']} | {h['head']} | {name} | {h['confidence']:.2f} | {h['n_windows']} | "
-                    f"{h['score']:.3f} | {h['heldout_score']:.3f} | {'yes' if h['validated'] else 'no'} |")
+        rows.append(f"| {h['layer']} | {h['head']} | {name} | {_num(h['selectivity'])} | {_num(h['heldout_selectivity'])} | "
+                    f"{_num(h['margin'], '+.3f')} ({_num(h['margin_se'], '+.1f')}) | {_num(h['score'])} | {_num(h['baseline'])} | "
+                    f"{h['components']} | {_num(h['unexplained'], '.2f')} |")
     return "\n".join(rows)
+
+
+def _num(x, fmt: str = ".3f") -> str:
+    return "—" if x is None or x != x else format(x, fmt)
+
+
+def few_windows(summary: dict) -> list[str]:
+    """A line for each detector that cannot validate any head because a split has too few windows with its targets."""
+    need = summary["settings"]["min_windows"]
+    out = []
+    for name, d in summary["detectors"].items():
+        short = [f"{d[k]['n_scored']} {k} window(s)" for k in ("discovery", "heldout") if d[k]["n_scored"] < need]
+        if short:
+            out.append(f"{name}: only {' and '.join(short)} have its targets, fewer than --min-windows ({need}): "
+                       "it validates no head")
+    return out
 
 
 def _show(c: str) -> str:
     return {" ": "␠", "\n": "⏎", "|": "\\|"}.get(c, c)
+
+
+def unknown_lines(texts: dict) -> list[str]:
+    """What --unknown-chars did to the text, for report.md (nothing when nothing was done)."""
+    u = texts.get("unknown_chars")
+    if not u:
+        return []
+    done = "removed" if u["policy"] == "drop" else "replaced by the unknown token"
+    line = (f"**Text changed:** --unknown-chars {u['policy']} {done} {u['count']:,} characters ({100 * u['share']:.1f}% of the "
+            f"text): {md_code(u['characters'])}.")
+    if u["foreign"]:
+        line += (f" **Warning:** {100 * u['foreign_letters']:.0f}% of its letters are outside the model's alphabet; the text "
+                 "is not in the model's language.")
+    return [line, ""]
 
 
 def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
@@ -43,31 +77,43 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
         f"Discovery: {md_escape(t['discovery']['source'])} ({t['discovery']['n_windows']} windows). "
         f"Held-out: {md_escape(t['heldout']['source'])} ({t['heldout']['n_windows']} windows).",
         "",
-        f"A head gets a behaviour when its mean attention mass on the detector's targets is at least {s['threshold']}, "
-        f"its lift over uniform causal attention is at least {s['min_lift']} and the lift has a bootstrap lower bound above 0 ({s['n_boot']} resamples of windows, "
-        f"alpha {s['alpha']} over {s['n_tests']} tests, {s['alpha_per_test']:.2g} each) — on discovery text and again on "
-        f"held-out text. Confidence and windows are measured on held-out text: the share and number of windows on which "
-        f"the head's own score clears the threshold.",
+        f"A head gets a behaviour when the lower end of its selectivity interval is above {s['min_selectivity']} on "
+        f"discovery text and again on held-out text. Selectivity = (score - control) / (1 - control): the share of the "
+        f"possible gain over the detector's control that the head achieves (control: uniform causal attention for "
+        f"where-the-key-is detectors, a class-blind head with the head's own positional profile for what-the-key-is "
+        f"detectors, a one-character prefix matcher for prefix matches). Interval: selectivity -+ z x bootstrap SE "
+        f"({s['n_boot']} resamples of windows; alpha {s['alpha']} over {s['n_tests']} tests, {s['alpha_per_test']:.2g} "
+        f"each). `induction` also needs the repeated-sequence test. Margin: the lower end minus the cut (the smaller of "
+        f"the two texts), and in standard errors; borderline: the interval contains the cut. Confidence and windows "
+        f"(summary.json) are measured on held-out text.",
         "",
+        *unknown_lines(t),
         "## Heads",
         "",
         format_head_table(summary),
         "",
         "## Detectors",
         "",
-        "| detector | target set | validated heads |",
-        "|---|---|---|",
+        "| detector | control | target set | windows with targets (discovery / held-out) | validated heads |",
+        "|---|---|---|---|---|",
     ]
     for name, d in summary["detectors"].items():
         heads = [f"{l}.{h}" for l, row in enumerate(d["validated"]) for h, ok in enumerate(row) if ok]
-        lines.append(f"| {name} | {d['description']} | {', '.join(heads) or '—'} |")
+        lines.append(f"| {name} | {d['control']} | {md_escape(d['description'])} | {d['discovery']['n_scored']} / "
+                     f"{d['heldout']['n_scored']} | {', '.join(heads) or '—'} |")
+    lines += ["", *[f"- {md_escape(line)}" for line in few_windows(summary)]]
+    held = ind["heldout"]
     lines += [
         "",
-        "## Standard induction test",
+        "## Induction test: repeated random sequences",
         "",
-        f"{ind['n_windows']} random sequences of {ind['length'] // 2} characters, each repeated twice. Loss on the first copy "
-        f"{ind['loss_first_copy']:.3f}, on the second copy {ind['loss_second_copy']:.3f}. Strongest head {best_ind[0]}.{best_ind[1]}: "
-        f"{ind['score'][best_ind[0]][best_ind[1]]:.3f} of its attention on the induction target (uniform: {ind['baseline']:.3f}).",
+        f"Two sets (discovery, held-out) of {ind['n_windows']} random sequences of {ind['length'] // 2} letters "
+        f"(drawn from {ind['letters']}), each repeated twice. Loss on the first copy {ind['loss_first_copy']:.3f}, on the "
+        f"second copy {ind['loss_second_copy']:.3f}. Strongest head {best_ind[0]}.{best_ind[1]}: "
+        f"{ind['score'][best_ind[0]][best_ind[1]]:.3f} of its attention on the copy target (uniform: {ind['baseline']:.3f}); "
+        f"its selectivity over a one-character matcher {_num(held['selectivity'][best_ind[0]][best_ind[1]])} on the held-out "
+        f"set. Heads that pass on both sets: "
+        + (", ".join(f"{l}.{h}" for l, row in enumerate(ind["validated"]) for h, ok in enumerate(row) if ok) or "none") + ".",
         "",
         "## Most salient attention patterns",
         "",
@@ -83,7 +129,13 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
         ctx = "".join(_show(c) for c in p["context"])
         lines.append(f"| {p['layer']} | {p['head']} | {md_escape(_show(p['from']))} | {md_escape(_show(p['to']))} | "
                      f"{p['weight']:.3f} | {md_code(ctx)} |")
-    lines += ["", "## Character classes", "", table_markdown(), ""]
+    dec = summary["decomposition"]
+    lines += ["", "## Attention explained", "",
+              f"Each head's attention rows fitted as a non-negative mixture of the detectors' target patterns and uniform "
+              f"attention ({dec['n_windows']['discovery']} discovery windows); `unexplained` is what the mixture leaves out on "
+              f"{dec['n_windows']['heldout']} held-out windows (half the L1 distance between each row and its fit). The "
+              "head table names the largest terms.",
+              "", "## Character classes", "", table_markdown(), ""]
     if extras:
         lines += ["## Beyond attention weights", ""] + [line for s in extras for line in s.as_markdown()] + [""]
     return "\n".join(lines)

@@ -7,15 +7,17 @@ equal length share a batch (short --sentences windows keep their own length; no 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from functools import cached_property
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from model.hooks import run_with_cache
+from analysis.measures.detectors import CharBatch
 from analysis.measures.value_weighted import row_normalize, value_weighted_attention
-from data.charclasses import classify
+from data.charclasses import classify, features
 from data.tokenizer import Tokenizer, UnknownPolicy
 from model.transformer import TransformerLM
 
@@ -25,7 +27,13 @@ class AttentionBatch:
     attention: torch.Tensor  # (B, L, H, T, T) post-softmax, zero on future keys
     ids: torch.Tensor  # (B, T) long
     classes: torch.Tensor  # (B, T) long, codes into data.charclasses.CLASS_NAMES
+    features: Optional[torch.Tensor]  # (B, T) long, data.charclasses.FEATURE_BITS (None: no character has one)
     texts: list[str]  # the B windows' characters
+
+    @cached_property
+    def chars(self) -> CharBatch:
+        """What the detectors see of the batch (one object, so what detectors share is computed once)."""
+        return CharBatch(self.ids, self.classes, self.features)
 
     def windows(self) -> Iterator[tuple[torch.Tensor, str, np.ndarray]]:
         """Per window: attention (L, H, T, T), text, class codes (T,) int8."""
@@ -44,6 +52,21 @@ def _batches(windows: Sequence[str], batch_size: int) -> Iterator[list[str]]:
         yield batch
 
 
+def char_batch(tokenizer: Tokenizer, texts: Sequence[str], lang: str, unknown: UnknownPolicy = "replace") -> CharBatch:
+    """Token ids, classes and feature bits of equal-length texts (classes and features looked up in one pass)."""
+    shape = (len(texts), len(texts[0]))
+    joined = "".join(texts)
+    as_batch = lambda array: torch.from_numpy(np.asarray(array, dtype=np.int64).reshape(shape))
+    return CharBatch(as_batch(np.stack([tokenizer.encode(t, unknown=unknown) for t in texts])), as_batch(classify(joined, lang)),
+                     as_batch(features(joined, lang)))
+
+
+def iter_char_batches(tokenizer: Tokenizer, windows: Sequence[str], lang: str, batch_size: int = 32) -> Iterator[CharBatch]:
+    """The windows' characters in the batches `iter_attention` uses, without running a model."""
+    for texts in _batches(windows, batch_size):
+        yield char_batch(tokenizer, texts, lang)
+
+
 @torch.no_grad()
 def iter_attention(
     model: TransformerLM, tokenizer: Tokenizer, windows: Sequence[str], lang: str, batch_size: int = 32,
@@ -56,13 +79,13 @@ def iter_attention(
     bar = tqdm(total=len(windows), desc=desc, unit="win", disable=not progress, leave=False)
     try:
         for texts in _batches(windows, batch_size):
-            ids = torch.from_numpy(np.stack([tokenizer.encode(t, unknown=unknown).astype(np.int64) for t in texts])).to(device)
-            classes = torch.from_numpy(np.stack([classify(t, lang) for t in texts]).astype(np.int64))
+            chars = char_batch(tokenizer, texts, lang, unknown)
+            ids = chars.ids.to(device)
             if value_weighted:  # ||alpha_ij v_j W_O|| rows normalized (Kobayashi et al. 2020), see analysis.measures.value_weighted
                 attention = row_normalize(value_weighted_attention(model, run_with_cache(model, ids, names=("v", "pattern"))))
             else:
                 _, _, attention = model(ids, return_attention=True)
-            yield AttentionBatch(attention.float().cpu(), ids.cpu(), classes, list(texts))
+            yield AttentionBatch(attention.float().cpu(), chars.ids, chars.classes, chars.features, list(texts))
             bar.update(len(texts))
     finally:
         bar.close()

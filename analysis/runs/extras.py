@@ -13,13 +13,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from analysis.measures import detectors as det
 from analysis.measures.ablation import ablation_study, repeated_random_windows
 from analysis.measures.counterfactual import align_positions, run_counterfactual
+from analysis.measures.detectors import target_masks
 from analysis.measures.importance import EntropyAccumulator, token_importance
 from analysis.measures.qk_map import qk_map
 from analysis.measures.rollout import attention_rollout
+from analysis.measures.scoring import score_masks
 from analysis.measures.value_weighted import row_disagreement, row_normalize, value_weighted_attention
+from analysis.runs.extract import char_batch
 from analysis.runs.inputs import AnalysisInputs
 from analysis.runs.results import (AblationResult, AnalysisResult, Extras, QKMapResult, RolloutResult,
                                    ValueWeightedResult)
@@ -97,7 +99,7 @@ def run_extras(request: ExtrasRequest, inputs: AnalysisInputs, analysis: Analysi
     groups = heldout_groups(inputs, request.windows)
     streamed: dict = {}
     if request.value_weighted or request.rollout or request.qk_map:
-        streamed = _stream(request, model, groups, analysis, progress)
+        streamed = _stream(request, inputs, groups, analysis, progress)
     counterfactual = None
     if request.counterfactual:
         a, b = request.counterfactual
@@ -107,8 +109,9 @@ def run_extras(request: ExtrasRequest, inputs: AnalysisInputs, analysis: Analysi
                   qk_map=streamed.get("qk_map"), counterfactual=counterfactual, ablation=ablation)
 
 
-def _stream(request: ExtrasRequest, model: TransformerLM, groups, analysis: AnalysisResult, progress: bool) -> dict:
+def _stream(request: ExtrasRequest, inputs: AnalysisInputs, groups, analysis: AnalysisResult, progress: bool) -> dict:
     """One pass over the windows for the analyses that need every layer's activations."""
+    model = inputs.model
     L, H = model.config.n_layer, model.config.n_head
     names = list(analysis.detectors)
     tv_sum: torch.Tensor | float = 0.0
@@ -130,9 +133,9 @@ def _stream(request: ExtrasRequest, model: TransformerLM, groups, analysis: Anal
                 first = (texts[start], att[0], None if vw is None else vw[0])
             if vw is not None:
                 tv_sum, n_tv = tv_sum + row_disagreement(att, vw) * att.size(0), n_tv + att.size(0)
-                masks = det.target_masks(det.CharBatch(ids[sl], cls[sl]), names)
-                raw_scores.append(det.score_masks(att, masks).score)
-                vw_scores.append(det.score_masks(vw, masks).score)
+                masks = target_masks(char_batch(inputs.tokenizer, texts[sl], inputs.lang), names)
+                raw_scores.append(score_masks(att, masks).score)
+                vw_scores.append(score_masks(vw, masks).score)
             if request.rollout and att.size(-1) == longest:
                 entropy.add(att)
             if request.qk_map and att.size(-1) == longest and sum(p[0].shape[0] for p in qk_parts) < QK_WINDOWS:
@@ -165,9 +168,9 @@ def _value_weighted(analysis: AnalysisResult, names: list[str], tv: torch.Tensor
         vw = np.nanmean(torch.cat(vw_scores).numpy(), axis=0)
     rows = []
     for head in analysis.heads:
-        if head.behaviour in names:
-            d, l, h = names.index(head.behaviour), head.layer, head.head
-            rows.append({"layer": l, "head": h, "behaviour": head.behaviour,
+        if head.validated:
+            d, l, h = names.index(head.candidate), head.layer, head.head
+            rows.append({"layer": l, "head": h, "behaviour": head.behaviour, "detector": head.candidate,
                          "raw_score": round(float(raw[d, l, h]), 4), "value_weighted_score": round(float(vw[d, l, h]), 4)})
     return ValueWeightedResult(tv.numpy(), rows, text0, att0.numpy(), vw0.numpy())
 

@@ -2,7 +2,7 @@
 
 Every model of both groups has been analysed on the same held-out windows (parallel verses for the
 default Bibles). `model_quantities` turns one model's summary into the numbers a comparison rests on:
-validated heads per behaviour and the relative depth where each behaviour first appears, the offset
+heads per primary behaviour label and the relative depth where each behaviour first appears, the offset
 profile, mean attention distance and entropy, class attention in the language's own classes, the
 induction-test loss drop and, when measured, ablation effects. `compare_groups` puts each quantity
 through the replication rule of `analysis.measures.seedstats`, writes a sentence for each, and
@@ -63,12 +63,23 @@ def vowel_consonant(summary: dict) -> Optional[dict]:
     return {"mean_attention": np.nanmean(att, (0, 1)), "base_rate": base}
 
 
+def labelled(summary: dict) -> dict[str, np.ndarray]:
+    """(L, H) booleans per behaviour label (every detector, and induction): the heads whose primary label it is.
+    Primary labels, not every validated detector: a previous-character head also holds for the local window."""
+    L, H = summary["model"]["n_layer"], summary["model"]["n_head"]
+    out = {d: np.zeros((L, H), dtype=bool) for d in [*summary["detectors"], "induction"]}
+    for h in summary["heads"]:
+        if h.get("validated"):
+            out.setdefault(h["behaviour"], np.zeros((L, H), dtype=bool))[h["layer"], h["head"]] = True
+    return out
+
+
 def model_quantities(summary: dict, split: str = "heldout") -> dict[str, Optional[float]]:
     """The numbers one model contributes to a group comparison (None: undefined for this model, e.g. the
     depth of a behaviour it has no head for). Keys are "kind" or "kind:argument" (see KINDS)."""
     L = summary["model"]["n_layer"]
     out: dict[str, Optional[float]] = {}
-    valid = {d: np.asarray(v["validated"], dtype=bool) for d, v in summary["detectors"].items()}
+    valid = labelled(summary)
     out["validated_heads"] = float(sum(bool(h.get("validated")) for h in summary["heads"]))
     for d, v in valid.items():
         out[f"count:{d}"] = float(v.sum())
@@ -186,8 +197,8 @@ def _sentence(q: QuantityComparison, names: tuple[str, str], alpha: float) -> st
 def _agreement(summaries: Sequence[dict], examples: Sequence[Optional[Examples]]) -> GroupAgreement:
     behaviours: dict[str, dict] = {}
     for s in summaries:
-        for d, v in s["detectors"].items():
-            layers = np.nonzero(np.asarray(v["validated"], dtype=bool).any(1))[0]
+        for d, v in labelled(s).items():
+            layers = np.nonzero(v.any(1))[0]
             entry = behaviours.setdefault(d, {"seeds": 0, "first_layers": []})
             entry["seeds"] += int(len(layers) > 0)
             entry["first_layers"].append(int(layers[0]) if len(layers) else None)

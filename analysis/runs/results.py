@@ -13,22 +13,25 @@ import numpy as np
 from analysis.measures.ablation import HeadAblation
 from analysis.measures.counterfactual import Counterfactual
 
-SCHEMA_VERSION = 2  # 2: head_similarity, class_attention.most_selective; extras merged at write time
+SCHEMA_VERSION = 3  # 2: head_similarity, class_attention.most_selective; extras merged at write time
+# 3: the selectivity rule (control baselines, selectivity and its interval, margins, borderline), prefix matches and
+#    the repeated-sequence test in validation, the decomposition, dropped or replaced characters
 
 Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (see README, analyzer section)
 
 
 @dataclass(frozen=True)
 class SplitScores:
-    """One detector on one text split; lists are (L, H) (lift_ci (L, H, 2))."""
+    """One detector on one text split; lists are (L, H) (selectivity_ci (L, H, 2))."""
 
-    score: list
-    baseline: list
-    lift: list
-    lift_ci: list
-    confidence: list
-    n_windows: list
-    n_scored: int
+    score: list  # mean attention mass on the targets
+    baseline: list  # the same for uniform causal attention
+    control: list  # the same for the detector's control (positional / prefix / uniform): the selectivity's baseline
+    selectivity: list  # (score - control) / (1 - control)
+    selectivity_ci: list  # selectivity -+ z * bootstrap SE, z for the per-test alpha
+    confidence: list  # share of windows whose own selectivity reaches the cut
+    n_windows: list  # their number
+    n_scored: int  # windows with at least one target row
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -37,13 +40,14 @@ class SplitScores:
 @dataclass(frozen=True)
 class DetectorResult:
     description: str
+    control: str  # the baseline of its selectivity: uniform, position or prefix (analysis.measures.detectors)
     discovery: SplitScores
     heldout: SplitScores
-    validated: list  # (L, H) booleans: holds on discovery AND held-out text
+    validated: list  # (L, H) booleans: holds on discovery AND held-out text (prefix matches: and the induction test)
 
     def to_dict(self) -> dict:
-        return {"description": self.description, "discovery": self.discovery.to_dict(), "heldout": self.heldout.to_dict(),
-                "validated": self.validated}
+        return {"description": self.description, "control": self.control, "discovery": self.discovery.to_dict(),
+                "heldout": self.heldout.to_dict(), "validated": self.validated}
 
 
 @dataclass(frozen=True)
@@ -52,16 +56,22 @@ class HeadVerdict:
 
     layer: int
     head: int
-    behaviour: str  # the primary validated behaviour, or "none"
-    candidate: str  # the best detector whether validated or not
-    confidence: float  # share of held-out windows on which the head's own score clears the threshold
-    n_windows: int
-    score: float
-    heldout_score: float
-    lift: float
-    heldout_lift: float
+    behaviour: str  # the label: "induction", the primary validated detector, or "none"
+    candidate: str  # the detector behind the label, or the best one when nothing is validated
     validated: bool
-    behaviours: tuple[str, ...]  # every validated behaviour, by discovery lift
+    borderline: bool  # the candidate's interval contains the cut on a split: other windows could flip the label
+    selectivity: float  # the candidate's, on discovery text
+    heldout_selectivity: float
+    margin: float  # lower bound minus the cut, the smaller of the two splits (> 0 on both: validated)
+    margin_se: float  # (selectivity - cut) / SE, the smaller of the two splits (the bound needs more than z)
+    score: float  # the candidate's raw mass on discovery text
+    heldout_score: float
+    baseline: float  # the candidate's control baseline on discovery text
+    confidence: float  # share of held-out windows whose own selectivity reaches the cut
+    n_windows: int
+    components: str  # the decomposition's largest terms, e.g. "0.62 previous_char + 0.30 recent_space"
+    unexplained: float  # held-out share of the attention the decomposition leaves out
+    behaviours: tuple[str, ...]  # every validated detector, by discovery selectivity
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "behaviours": list(self.behaviours)}
@@ -83,6 +93,7 @@ class AnalysisResult:
     class_attention: dict
     head_metrics: dict
     induction_test: dict
+    decomposition: dict
     salient_patterns: list
     head_similarity: Optional[dict]  # {"heads": labels, "distance": (LH, LH)} on the example windows
     examples: Examples = field(repr=False)
@@ -186,7 +197,8 @@ class Summary:
             "settings": settings, "texts": a.texts,
             "detectors": {name: d.to_dict() for name, d in a.detectors.items()},
             "heads": heads, "offset_profile": a.offset_profile, "class_attention": a.class_attention,
-            "head_metrics": a.head_metrics, "induction_test": a.induction_test, "salient_patterns": a.salient_patterns,
+            "head_metrics": a.head_metrics, "induction_test": a.induction_test, "decomposition": a.decomposition,
+            "salient_patterns": a.salient_patterns,
             "head_similarity": a.head_similarity,
         }
         if x.value_weighted is not None:

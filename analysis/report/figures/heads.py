@@ -50,8 +50,8 @@ def behaviour_summary(summary: dict) -> Figure:
     return fig
 
 def detector_maps(summaries: Sequence[dict], split: str = "heldout") -> Figure:
-    """One layers × heads map per detector (and per summary, side by side): score minus
-    its uniform-attention baseline; validated heads are boxed."""
+    """One layers × heads map per detector (and per summary, side by side): the selectivity,
+    (score - control) / (1 - control), on one scale for every detector; validated heads are boxed."""
     names = [s.get("name", f"#{i}") for i, s in enumerate(summaries)]
     detectors = list(dict.fromkeys(d for s in summaries for d in s["detectors"]))
     per_group = len(summaries)
@@ -64,10 +64,7 @@ def detector_maps(summaries: Sequence[dict], split: str = "heldout") -> Figure:
     fig = Figure(figsize=(ncols * (cell * H_max + 0.7) + 1.0, nrows * (cell * L_max + 0.75) + 0.6),
                  layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    lifts = [np.asarray(s["detectors"][d][split]["score"]) - np.asarray(s["detectors"][d][split]["baseline"])
-             for s in summaries for d in s["detectors"]]
-    vmax = max(0.05, max(float(np.nanmax(np.abs(x))) for x in lifts)) if lifts else 1.0
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-1.0, vmax=1.0)  # selectivity is at most 1 (all mass on the targets)
     im = None
     for ax in axes.flat:
         ax.axis("off")
@@ -78,12 +75,12 @@ def detector_maps(summaries: Sequence[dict], split: str = "heldout") -> Figure:
                 continue
             ax.axis("on")
             d = s["detectors"][det]
-            lift = np.asarray(d[split]["score"], dtype=float) - np.asarray(d[split]["baseline"], dtype=float)
-            im = grid_map(ax, lift, norm, "RdBu_r", np.asarray(d["validated"], dtype=bool), "{:+.2f}")
+            g = np.clip(np.asarray(d[split]["selectivity"], dtype=float), -1.0, 1.0)
+            im = grid_map(ax, g, norm, "RdBu_r", np.asarray(d["validated"], dtype=bool), "{:+.2f}")
             ax.set_title(det if per_group == 1 else f"{det} · {names[i]}", fontsize=7)
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.5, label=f"{split} score − uniform baseline (boxed: validated)")
-    fig.suptitle(f"detector scores above baseline ({split} text)")
+        fig.colorbar(im, ax=axes, shrink=0.5, label=f"{split} selectivity over the control (boxed: validated)")
+    fig.suptitle(f"detector selectivity ({split} text)")
     return fig
 
 def offset_profiles(profiles: dict[str, tuple[Sequence[int], np.ndarray]], title: str = "") -> Figure:

@@ -22,8 +22,9 @@ def analysis_figures(summary: dict, examples: Optional[dict], out: FigureWriter)
             "Primary validated behaviour of every head; opacity and percentage give its confidence "
             "(share of windows on which the behaviour holds).")
         split = "heldout" if all("heldout" in d for d in summary["detectors"].values()) else "discovery"
-        add("detector_maps", "Detector score maps", detector_maps([summary], split),
-            f"Each detector's {split} score minus the score uniform causal attention would get; boxed heads are validated.")
+        add("detector_maps", "Detector selectivity maps", detector_maps([summary], split),
+            f"Each detector's {split} selectivity: the share of the possible gain over the detector's control the head "
+            "achieves (1 = all its mass on the targets, 0 = no better than the control); boxed heads are validated.")
         if "offset_profile" in summary:
             op = summary["offset_profile"]
             add("offset_profiles", "Offset profiles",

@@ -19,14 +19,15 @@ const charlensLive = (function () {
     const other = entry.class_names.indexOf("other");
     return function (raw) {
       const all = Array.from(raw.normalize("NFC")), chars = all.slice(-entry.config.block_size);
-      const ids = [], unknown = [], classes = [];
+      const ids = [], unknown = [], classes = [], features = [];
       chars.forEach(function (c, i) {
         const id = index.get(c);
         if (id === undefined) unknown.push(i);
         ids.push(id === undefined ? entry.unknown_id : id);
         classes.push(entry.class_names[c in entry.class_table ? entry.class_table[c] : other]);
+        features.push(entry.feature_table[c] || 0);
       });
-      return { chars: chars, ids: ids, classes: classes, unknown: unknown, total: all.length };
+      return { chars: chars, ids: ids, classes: classes, features: features, unknown: unknown, total: all.length };
     };
   }
 
@@ -136,7 +137,7 @@ const charlensLive = (function () {
       }
       const result = charlensForward.forward(model, enc.ids, function (l, h) { return off.has(l * H + h); });
       const t1 = performance.now();
-      const scores = charlensDetectors.score(detectorNames, result.attention, L * H, T, charlensDetectors.context(enc.ids, enc.classes));
+      const scores = charlensDetectors.score(detectorNames, result.attention, L * H, T, charlensDetectors.context(enc.ids, enc.classes, enc.features, entry));
       const t2 = performance.now();
       viewBox.hidden = false;
       view.show({ text: enc.chars, w: result.attention, scale: 1, unknown: enc.unknown, rtl: RTL.test(enc.chars.join("")) });

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+
+from analysis.measures import scoring
+from analysis.measures.detectors import REGISTRY, prefix_match, target_masks
+from analysis.measures.positional import StratumCounts
+from detector_helpers import batch, one_hot_attention
+
+
+def test_perfect_head_scores_one_and_uniform_scores_its_baseline():
+    text = "ab cd ef gh"
+    b = batch(text)
+    T = len(text)
+    names = ["previous_char", "recent_space", "offset_3"]
+    masks = target_masks(b, names)
+    prev = scoring.score_masks(one_hot_attention(T, lambda i: max(i - 1, 0)), masks)
+    assert prev.score[0, 0, 0, 0].item() == pytest.approx(1.0)
+    # recent_space has no target in rows 1-2; they are not counted, so a perfect head still scores 1
+    last_space = lambda i: max([j for j in range(i) if text[j] == " "], default=0)
+    assert scoring.score_masks(one_hot_attention(T, last_space), masks).score[0, 1, 0, 0].item() == pytest.approx(1.0)
+    uniform = scoring.uniform_attention(T)[None, None, None]
+    u = scoring.score_masks(uniform, masks)
+    assert torch.allclose(u.score[0, :, 0, 0], u.baseline[0])
+    assert torch.equal(u.control[0, :, 0, 0], u.baseline[0])  # bare masks: the control is the uniform baseline
+    # previous_char baseline: rows 1..T-1 give 1/(i+1) each
+    assert u.baseline[0, 0].item() == pytest.approx(np.mean([1 / (i + 1) for i in range(1, T)]))
+
+
+def test_detector_without_targets_gives_nan_not_zero():
+    b = batch("abcdef")  # no space, no punctuation
+    s = scoring.score_masks(scoring.uniform_attention(6)[None, None, None], target_masks(b, ["punctuation", "self"]))
+    assert torch.isnan(s.score[0, 0]).all() and torch.isnan(s.baseline[0, 0])
+    assert not torch.isnan(s.score[0, 1]).any()
+
+
+def test_scoring_is_vectorized_over_layers_and_heads():
+    T = 6
+    A = torch.cat([one_hot_attention(T, lambda i: i), one_hot_attention(T, lambda i: max(i - 1, 0))], dim=2)  # 2 heads
+    s = scoring.score_masks(A.expand(3, 2, 2, T, T), target_masks(batch("abcdef"), ["self", "previous_char"]).expand(3, -1, -1, -1))
+    assert s.score.shape == (3, 2, 2, 2)
+    assert torch.allclose(s.score[:, 0, :, 0], torch.ones(3, 2)) and torch.allclose(s.score[:, 1, :, 1], torch.ones(3, 2))
+    assert torch.allclose(s.score[:, 0, :, 1], torch.zeros(3, 2))
+
+
+def test_prefix_control_is_a_one_character_matcher_with_the_heads_mass():
+    #       01234567
+    text = "abxaayaa"  # at i=7 ('a' after 'a'): one-character matches j=1, 4, 5; the two-character match ("aa") j=5
+    b = batch(text)
+    assert prefix_match(b, 1)[0, 7].nonzero().flatten().tolist() == [1, 4, 5]
+    assert prefix_match(b, 2)[0].nonzero().tolist() == [[7, 5]]  # the only row with a two-character match
+    right = one_hot_attention(8, lambda i: 5 if i == 7 else i)  # row 7 picks the two-character match
+    wrong = one_hot_attention(8, lambda i: 4 if i == 7 else i)  # row 7 picks a one-character-only match
+    self_ = one_hot_attention(8, lambda i: i)  # no mass on any match
+    for A, score, control in ((right, 1.0, 1 / 3), (wrong, 0.0, 1 / 3), (self_, 0.0, 0.0)):
+        s = scoring.score_windows(A, b, ["prefix_match_2"])
+        # control: the head's one-character mass on row 7 times the two-character share of those matches (1 of 3)
+        assert (s.score.item(), s.control.item()) == pytest.approx((score, control))
+        assert s.baseline.item() == pytest.approx(1 / 8)  # uniform: one target among 8 keys
+
+
+def test_positional_control_equals_the_score_of_any_offset_head():
+    """A head that always looks k back is class-blind: with the frequencies of the same text its positional
+    baseline for every class detector is exactly its score."""
+    b = batch(["The cat sat. A dog ran\nBy the way, I", "so it goes on and on; Et tu?\nNow the"])
+    names = ["vowel", "consonant", "space", "punctuation", "capital", "duplicate"]
+    counts = StratumCounts(names)
+    counts.add(b)
+    T = b.shape[1]
+    offset = lambda k: one_hot_attention(T, lambda i: max(i - k, 0)).expand(2, -1, -1, -1, -1)
+    for A in (offset(0), offset(1), 0.5 * offset(0) + 0.5 * offset(1)):
+        s = scoring.score_windows(A, b, names, counts.frequencies())
+        # per window the two may differ (the frequencies are the batch's); over the batch, row-weighted, they agree
+        n = target_masks(b, names).any(-1).sum(-1)[:, :, None, None]
+        assert torch.allclose((s.control * n).sum(0), (s.score * n).sum(0), atol=1e-5)
+
+
+def test_offset_gathered_and_key_set_detectors_score_as_their_masks_do():
+    """Offset detectors are summed along diagonals, one-target detectors gathered and key-set detectors summed
+    from the attention each key receives: the numbers must be those of the one masked routine."""
+    b = batch(["Ab cd\nef, gh ijk", "xy z, w\nvu Ts rq"])
+    torch.manual_seed(0)
+    A = torch.softmax(torch.randn(2, 2, 3, 16, 16).masked_fill(~torch.ones(16, 16, dtype=torch.bool).tril(), -1e9), -1)
+    assert b.shape == (2, 16)
+    for kind in ("offsets", "key", "key_set"):
+        names = [n for n, d in REGISTRY.items() if getattr(d, kind) and (not d.language_specific or n == "capital")]
+        assert len(names) >= 4
+        if kind != "key_set":  # uniform controls
+            fast = scoring.score_windows(A, b, names)
+            slow = scoring.score_masks(A, target_masks(b, names))
+            for field in ("score", "baseline", "control"):
+                torch.testing.assert_close(getattr(fast, field), getattr(slow, field), equal_nan=True)
+        else:  # positional controls: the scores and uniform baselines are the masks'; the controls are tested above
+            assert all(REGISTRY[n].control == "position" for n in names)
+            counts = StratumCounts(names)
+            counts.add(b)
+            fast = scoring.score_windows(A, b, names, counts.frequencies())
+            slow = scoring.score_masks(A, target_masks(b, names))
+            torch.testing.assert_close(fast.score, slow.score, equal_nan=True)
+            torch.testing.assert_close(fast.baseline, slow.baseline, equal_nan=True)
