@@ -68,7 +68,7 @@ def features(text: str, lang: str) -> np.ndarray:
     """Feature bits (FEATURE_BITS) of every character of `text`, int8 (len(text),); 0 = none."""
     if lang not in TABLES:
         raise ValueError(f"no character-class table for language {lang!r}; known: {', '.join(TABLES)}")
-    bits = {}
+    bits: dict[str, int] = {}
     for name, chars in FEATURES[lang].items():
         for ch in chars:
             bits[ch] = bits.get(ch, 0) | FEATURE_BITS[name]

@@ -189,3 +189,51 @@ class TextFile:
         starts = window_starts(hi - lo, T, n, rng) + lo
         with self._open() as f:
             return [self._read(f, int(s), int(s) + T) for s in starts]
+
+
+class FilteredText:
+    """A TextFile's text with some characters removed (`--unknown-chars drop`), read in pieces: one pass
+    tallies every character and how many each piece of PIECE characters keeps, then a range of the
+    filtered text is read from the one or two pieces it lies in."""
+
+    PIECE = 1 << 16
+
+    def __init__(self, file: TextFile, removed: set[str]) -> None:
+        self.file = file
+        self._table = dict.fromkeys(map(ord, removed))
+        self.tally: dict[str, int] = {}  # occurrences of every character of the unfiltered text
+        self._kept_before = array("q", [0])  # filtered characters before each piece, then the total
+        for start in range(0, file.stats().n_chars, self.PIECE):
+            counts = char_counts(file.read(start, start + self.PIECE))
+            for c in np.flatnonzero(counts):
+                self.tally[chr(c)] = self.tally.get(chr(c), 0) + int(counts[c])
+            dropped = sum(int(counts[ord(r)]) for r in removed if ord(r) < len(counts))
+            self._kept_before.append(self._kept_before[-1] + int(counts.sum()) - dropped)
+
+    @property
+    def n_chars(self) -> int:
+        return self._kept_before[-1]
+
+    @property
+    def lang(self) -> str:
+        """The filtered text's language, as TextStats.lang."""
+        kept = {ord(c): n for c, n in self.tally.items() if ord(c) not in self._table}
+        counts = np.zeros(max(kept, default=0) + 1, dtype=np.int64)
+        counts[list(kept)] = list(kept.values())
+        return language_of(*letter_counts(counts))
+
+    def read(self, start: int, stop: int) -> str:
+        """Characters [start, stop) of the filtered text."""
+        first = bisect.bisect_right(self._kept_before, start) - 1
+        pieces = []
+        for k in range(first, len(self._kept_before) - 1):
+            if self._kept_before[k] >= stop:
+                break
+            text = self.file.read(k * self.PIECE, (k + 1) * self.PIECE).translate(self._table)
+            pieces.append(text[max(0, start - self._kept_before[k]):stop - self._kept_before[k]])
+        return "".join(pieces)
+
+    def sample_windows(self, half: Half, T: int, n: int, rng: np.random.Generator) -> list[str]:
+        """As TextFile.sample_windows, on the filtered text."""
+        lo, hi = (0, self.n_chars // 2) if half == "first" else (self.n_chars // 2, self.n_chars)
+        return [self.read(int(s), int(s) + T) for s in window_starts(hi - lo, T, n, rng) + lo]

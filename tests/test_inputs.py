@@ -1,5 +1,17 @@
-"""Analysis inputs: parallel held-out windows that start at the same verse in both languages."""
-from analysis.runs.inputs import parallel_windows
+"""Analysis inputs: parallel held-out windows that start at the same verse in both languages; --text
+read in pieces (the same windows as the whole text, memory flat in the file's size)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.runs.inputs import Settings, load_inputs, parallel_windows, sample_windows
+from analyzer_helpers import make_checkpoint
+from data.corpora import read_text_file
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_parallel_windows_start_at_the_same_verses_and_never_overlap():
@@ -36,3 +48,52 @@ def test_default_bibles_are_compared_on_the_same_verses():
         assert keys, f"windows {x[:30]!r} / {y[:30]!r} do not start at the same verse"
     files = [AnalysisInputs("x.pt", "f", "en", model, None, {}, None, None, corpus=None) for _ in range(2)]
     assert parallel_heldout(files[0], files[1], n_windows=20) is None
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt"))[0]
+
+
+@pytest.mark.parametrize("policy,extra", [("error", ""), ("replace", "Zebra ж "), ("drop", "Zebra ж ")])
+def test_text_windows_are_those_of_the_whole_text(ckpt, tmp_path, policy, extra):
+    """Read in pieces (error, replace) or whole (drop, which moves every window): the windows sample_windows
+    cuts from each half of the text as the policy leaves it."""
+    path = tmp_path / "t.txt"
+    path.write_text(("and the lord said unto moses, go in " + extra) * 300, encoding="utf-8")
+    inputs = load_inputs(ckpt, Settings(n_windows=12, unknown_chars=policy), text_path=str(path))
+    text = read_text_file(path)
+    if policy == "drop":
+        text = text.replace("Z", "").replace("ж", "")  # the characters the tiny model's vocabulary lacks
+    half, rng = len(text) // 2, np.random.default_rng(0)
+    assert inputs.discovery.windows == sample_windows(text[:half], 32, 12, rng)
+    assert inputs.heldout.windows == sample_windows(text[half:], 32, 12, rng)
+    assert (inputs.discovery.n_chars, inputs.heldout.n_chars) == (half, len(text) - half)
+    if policy != "error":
+        assert inputs.unknown.count == 600 and inputs.unknown.characters == "Zж"
+
+
+MEASURE = """
+import sys
+import analyze
+assert analyze.main(["--ckpt", sys.argv[1], "--text", sys.argv[2], "--out", sys.argv[3], "--windows", "16",
+                     "--n-boot", "50", "--induction-windows", "4", "--quiet", *sys.argv[4:]]) == 0
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="peak memory is read from /proc/self/status (Linux)")
+@pytest.mark.parametrize("policy", ["replace", "drop"])
+def test_analyze_text_memory_is_flat_in_the_file_size(ckpt, tmp_path, policy):
+    """Peak RSS of `analyze.py --text` with one character outside the vocabulary (so the file is also
+    counted, and for drop indexed without it, in pieces): 50 MB vs 5 MB of text."""
+    line = "and the lord said unto moses, go in unto pharaoh Zebra\n"
+    peaks = {}
+    for mb in (5, 50):
+        path = tmp_path / f"{mb}.txt"
+        path.write_text(line * (mb * 10**6 // len(line)), encoding="utf-8")
+        out = subprocess.run([sys.executable, "-c", MEASURE, str(ckpt), str(path), str(tmp_path / f"r{mb}"),
+                              "--unknown-chars", policy], cwd=ROOT, capture_output=True, text=True, check=True)
+        peaks[mb] = int(out.stdout.split()[-1])  # KiB
+    print(f"analyze --text --unknown-chars {policy} peak memory: {peaks[5] / 1024:.1f} MiB for 5 MB, {peaks[50] / 1024:.1f} MiB for 50 MB")
+    assert peaks[50] <= 1.10 * peaks[5], peaks

@@ -15,7 +15,7 @@ import pytest
 from analysis.runs.inputs import sample_windows
 from data import textfile
 from data.corpora import CorpusError, detect_language
-from data.textfile import TextFile
+from data.textfile import FilteredText, TextFile, window_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 # Decomposed (NFD) Hebrew with niqqud and Latin accents: NFC changes their length, so segment
@@ -139,3 +139,17 @@ def test_memory_is_flat_in_the_file_size(tmp_path):
         peaks[mb] = int(out[1])  # KiB
     print(f"peak memory: {peaks[5] / 1024:.1f} MiB for 5 MB of text, {peaks[50] / 1024:.1f} MiB for 50 MB")  # shown with -s
     assert peaks[50] <= 1.10 * peaks[5], peaks
+
+
+def test_filtered_text_reads_any_range_across_pieces(tmp_path, monkeypatch):
+    """--unknown-chars drop in pieces: every range equals the same range of the whole filtered text."""
+    monkeypatch.setattr(FilteredText, "PIECE", 7)  # many pieces, ranges across their edges
+    path = write(tmp_path / "t.txt", ("abXc dYe f" * 13 + "בראשית X").encode())
+    whole = reference(path.read_bytes()).replace("X", "").replace("Y", "")
+    filtered = FilteredText(TextFile(path), {"X", "Y"})
+    assert filtered.n_chars == len(whole) and filtered.tally["X"] == 14 and filtered.lang == "en"
+    for start, stop in [(0, 5), (3, 40), (6, 7), (50, len(whole)), (0, len(whole)), (len(whole) - 1, len(whole) + 3)]:
+        assert filtered.read(start, stop) == whole[start:stop]
+    rng, rng2 = np.random.default_rng(3), np.random.default_rng(3)
+    half = len(whole) // 2
+    assert filtered.sample_windows("second", 9, 4, rng) == [whole[half + s:half + s + 9] for s in window_starts(len(whole) - half, 9, 4, rng2)]

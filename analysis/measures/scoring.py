@@ -99,8 +99,10 @@ def score_offsets(attention: torch.Tensor, offsets: Sequence[tuple[int, ...]]) -
     diagonal = {o: torch.diagonal(attention, -o, dim1=-2, dim2=-1)[..., 1 if o == 0 else 0:].sum(-1)
                 for o in sorted({o for group in offsets for o in group}) if o < T}  # row 0 never counts
     i = torch.arange(T, dtype=attention.dtype, device=attention.device)
-    mass = torch.stack([sum((diagonal[o] for o in group if o in diagonal), attention.new_zeros(B, L, H)) for group in offsets], 1)
-    counts = torch.stack([sum(((i >= o) & (i >= 1)).to(attention.dtype) for o in group) for group in offsets])  # (D, T)
+    mass = torch.stack([sum((diagonal[o] for o in group if o in diagonal), attention.new_zeros(B, L, H))
+                        for group in offsets], 1)  # type: ignore[misc]
+    counts = torch.stack([sum((((i >= o) & (i >= 1)).to(attention.dtype) for o in group), torch.zeros_like(i))
+                          for group in offsets])  # (D, T)
     return _scores(mass, (counts > 0).expand(B, -1, -1), counts.expand(B, -1, -1), L, H)
 
 

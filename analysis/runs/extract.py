@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ class AttentionBatch:
     attention: torch.Tensor  # (B, L, H, T, T) post-softmax, zero on future keys
     ids: torch.Tensor  # (B, T) long
     classes: torch.Tensor  # (B, T) long, codes into data.charclasses.CLASS_NAMES
-    features: torch.Tensor  # (B, T) long, data.charclasses.FEATURE_BITS
+    features: Optional[torch.Tensor]  # (B, T) long, data.charclasses.FEATURE_BITS (None: no character has one)
     texts: list[str]  # the B windows' characters
 
     @cached_property

@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from analysis.measures import detectors as det
-from data.corpora import Corpus, corpus_from_identity, detect_language, read_text_file
-from data.textfile import window_starts
+from data.corpora import Corpus, corpus_from_identity
+from data.textfile import FilteredText, TextFile, char_counts, window_starts
 from data.errors import CharlensError
 from data.tokenizer import Tokenizer, describe_chars, normalize, tokenizer_from_dict
 from model.checkpoint import load_checkpoint, model_from_checkpoint
@@ -117,31 +117,62 @@ def sample_windows(text: str, T: int, n: int, rng: np.random.Generator) -> list[
     return [text[s:s + T] for s in window_starts(len(text), T, n, rng)]
 
 
-def foreign_letter_share(text: str, missing: set[str]) -> float:
-    """Share of the text's letters (str.isalpha) that are in `missing`."""
-    letters = [c for c in text if c.isalpha()]
-    return sum(c in missing for c in letters) / len(letters) if letters else 0.0
+def char_tally(text: str) -> dict[str, int]:
+    """Occurrences of each distinct character of `text` (counted with numpy, not character by character)."""
+    counts = char_counts(text)
+    return {chr(c): int(counts[c]) for c in np.flatnonzero(counts)}
 
 
-def _apply_unknown_policy(tokenizer: Tokenizer, texts: list[str], what: str, policy: str) -> tuple[list[str], Optional[UnknownChars]]:
-    """The texts to analyze under the policy for characters outside the vocabulary: `error` refuses
-    them naming the characters (and saying so when most letters are foreign), `drop` deletes them,
-    `replace` keeps them (encoded as the reserved unknown token); with what was done, for the report."""
-    missing = set().union(*(tokenizer.unknown_chars(t) for t in texts))
-    if not missing:
-        return texts, None
-    joined = "".join(texts)
-    report = UnknownChars(policy, "".join(sorted(missing)), sum(c in missing for c in joined), len(joined),
-                          foreign_letter_share(joined, missing))
+def _unknown_report(tally: dict[str, int], missing: set[str], what: str, policy: str) -> UnknownChars:
+    """What the policy does with the `missing` characters of a text whose characters are tallied; under
+    `error` an AnalysisError naming them (and saying so when most of its letters are foreign)."""
+    letters = sum(n for c, n in tally.items() if c.isalpha())
+    foreign = sum(n for c, n in tally.items() if c.isalpha() and c in missing) / letters if letters else 0.0
+    report = UnknownChars(policy, "".join(sorted(missing)), sum(tally.get(c, 0) for c in missing), sum(tally.values()),
+                          foreign)
     if policy == "error":
         if report.foreign:
             raise AnalysisError(f"{what}: {100 * report.foreign_letters:.0f}% of its letters are outside the model's alphabet "
                                 "(a text in another language or script?); --unknown-chars drop or replace analyzes it anyway")
         raise AnalysisError(f"{what} holds {len(missing)} character(s) outside the model's vocabulary: {describe_chars(missing)} "
                             "(--unknown-chars drop or replace analyzes it anyway)")
+    return report
+
+
+def _apply_unknown_policy(tokenizer: Tokenizer, texts: list[str], what: str, policy: str) -> tuple[list[str], Optional[UnknownChars]]:
+    """The texts to analyze under the policy for characters outside the vocabulary: `error` refuses
+    them, `drop` deletes them, `replace` keeps them (encoded as the reserved unknown token); with what
+    was done, for the report."""
+    missing = set().union(*(tokenizer.unknown_chars(t) for t in texts))
+    if not missing:
+        return texts, None
+    report = _unknown_report(char_tally("".join(texts)), missing, what, policy)
     if policy == "drop":
-        texts = ["".join(c for c in t if c not in missing) for t in texts]
+        texts = [t.translate(dict.fromkeys(map(ord, missing))) for t in texts]
     return texts, report
+
+
+def _file_splits(path: str, tokenizer: Tokenizer, T: int, n_windows: int, policy: str,
+                 rng: np.random.Generator) -> tuple[TextSplit, TextSplit, str, Optional[UnknownChars]]:
+    """--text: discovery windows from the file's first half, held-out windows from its second, read from
+    disk in pieces (memory flat in the file's size); with characters outside the vocabulary, one more
+    pass counts them (and, under `drop`, indexes the text without them)."""
+    file = TextFile(path, progress=True)
+    stats = file.stats()
+    missing = tokenizer.unknown_chars("".join(stats.chars))
+    text: TextFile | FilteredText = file
+    n, lang, unknown = stats.n_chars, stats.lang, None
+    if missing:
+        filtered = FilteredText(file, missing)
+        unknown = _unknown_report(filtered.tally, missing, path, policy)
+        if policy == "drop":
+            text, n, lang = filtered, filtered.n_chars, filtered.lang
+    if n // 2 < T:
+        raise AnalysisError(f"{path} holds {n:,} characters; at least {2 * T:,} are needed "
+                            f"(one {T}-character window in each half)")
+    return (TextSplit(f"{path} (first half)", text.sample_windows("first", T, n_windows, rng), n // 2),
+            TextSplit(f"{path} (second half)", text.sample_windows("second", T, n_windows, rng), n - n // 2),
+            lang, unknown)
 
 
 def load_inputs(ckpt_path: str | os.PathLike, settings: Settings, text_path: Optional[str] = None,
@@ -162,15 +193,8 @@ def load_inputs(ckpt_path: str | os.PathLike, settings: Settings, text_path: Opt
         raise AnalysisError(f"unknown detector(s): {', '.join(unknown_detectors)}; known: {', '.join(det.REGISTRY)}")
     corpus, unknown = None, None
     if text_path is not None:
-        (text,), unknown = _apply_unknown_policy(tokenizer, [read_text_file(text_path)], str(text_path), settings.unknown_chars)
-        half = len(text) // 2
-        if half < T:
-            raise AnalysisError(f"{text_path} holds {len(text):,} characters; at least {2 * T:,} are needed "
-                                f"(one {T}-character window in each half)")
-        lang = detect_language(text)
-        discovery = TextSplit(f"{text_path} (first half)", sample_windows(text[:half], T, settings.n_windows, rng), half)
-        heldout = TextSplit(f"{text_path} (second half)", sample_windows(text[half:], T, settings.n_windows, rng),
-                            len(text) - half)
+        discovery, heldout, lang, unknown = _file_splits(str(text_path), tokenizer, T, settings.n_windows,
+                                                         settings.unknown_chars, rng)
     else:
         corpus = corpus_from_identity(state["corpus"])
         lang = corpus.lang

@@ -79,13 +79,14 @@ class Decomposition:
         self.n_fit = 0
         self.n_held = 0
         self.weights: Optional[np.ndarray] = None
-        self.unexplained: torch.Tensor | float = 0.0
+        self.unexplained = torch.zeros(())
 
     def add(self, batch: AttentionBatch, split: str) -> None:
         if (self.n_fit if split == "discovery" else self.n_held) >= self.n_windows:
             return
         if split == "heldout" and self.weights is None:
             self.weights = self.fit.weights()
+        weights = self.weights
         c = batch.chars
         for k in range(0, len(batch.texts), self.CHUNK):
             part = slice(k, k + self.CHUNK)
@@ -93,8 +94,8 @@ class Decomposition:
             P = target_distributions(chars, self.fit.basis)
             if split == "discovery":
                 self.fit.add(batch.attention[part], P)
-            else:
-                self.unexplained = self.unexplained + unexplained(batch.attention[part], P, self.weights).sum(0)
+            elif weights is not None:
+                self.unexplained = self.unexplained + unexplained(batch.attention[part], P, weights).sum(0)
         if split == "discovery":
             self.n_fit += len(batch.texts)
         else:
