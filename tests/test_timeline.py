@@ -23,7 +23,8 @@ from data.corpora import file_corpus
 from data.tokenizer import CharTokenizer
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from model.hooks import add_hook
-from model.transformer import TransformerLM
+from model.transformer import ModelConfig, TransformerLM
+from planted import KNOWN, plant
 from training import engine, snapshots, timeline as recording
 
 torch.set_num_threads(1)
@@ -238,3 +239,21 @@ def test_bad_snapshots_are_refused_with_one_line_before_training(text_file, tmp_
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_a_planted_induction_head_is_recorded_as_induction(text_file):
+    """The recorder on an untrained model with an induction head planted at L1H0: its prefix-match selectivity on
+    the probe windows and on the repeated random sequences is high, and one record makes it an induction head."""
+    corpus = file_corpus(text_file, 32)
+    tokenizer = CharTokenizer(sorted(corpus.chars()))
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_head=2, n_embd=16, block_size=32))
+    plant(model, tokenizer, "en", {(1, 0): KNOWN["induction_3"][0]})
+    probe = recording.make_probe(corpus, tokenizer, 32, seed=0)
+    rec = recording.Recorder(probe, tokenizer, 2, 2, torch.device("cpu")).record(model, 0)
+    names = rec["detectors"]
+    assert rec["selectivity"][names.index("prefix_match_3")][1][0] > 0.9
+    assert rec["repeated_selectivity"][1][0] > 0.5 and abs(rec["repeated_selectivity"][0][0]) < 0.1
+    assert rec["loss_second_copy"] is not None and rec["icl_score"] is not None
+    formed = formation_steps([rec])
+    assert formed[("induction", 1, 0)] == 0 and not any(name == "induction" and (l, h) != (1, 0) for name, l, h in formed)

@@ -84,7 +84,8 @@ def timeline_lines(timeline: dict | None) -> list[str]:
         formed = h["formed"] if h["formed"] is not None else "not formed"
         lines.append(f"| {h['layer']} | {h['head']} | {h['label']}{'' if h['primary'] else ' (also)'} | {formed} | {rise} | "
                      f"{between} |")
-    return lines + ["", *[f"- {md_escape(h['sentence'])}" for h in timeline["heads"] if h["primary"]], ""]
+    # the sentences are built from numbers and detector names (analysis/runs/timeline.py): nothing to escape
+    return lines + ["", *[f"- {h['sentence']}" for h in timeline["heads"] if h["primary"]], ""]
 
 
 def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:

@@ -1,7 +1,7 @@
 """The timeline figure: how the heads formed during training, from summary.json's `timeline` entry.
 
 Small multiples on one log-step axis: the loss (training, validation, probe set), the strongest head per
-behaviour, then one panel per validated head with its labels' selectivity, the cut as a line and the
+behaviour (the 8 highest at the end, and induction), then one panel per validated head with its labels' selectivity, the cut as a line and the
 formation step marked. Step 0 (the initialized model) is drawn on the symmetric-log axis's linear part.
 """
 from __future__ import annotations
@@ -12,15 +12,16 @@ import numpy as np
 from matplotlib.figure import Figure
 
 COLUMNS = 4
-MAX_LABELS = 8  # behaviours drawn in the strongest-head panel (the highest at the last step)
+MAX_LABELS = 8  # behaviours drawn in the strongest-head panel (the highest at the last step), and induction
 
 
 def _values(xs: list) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in xs], dtype=float)
 
 
-def _step_axis(ax) -> None:
+def _step_axis(ax, last: float) -> None:
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(0, max(last, 1))  # symlog's margins would otherwise open a negative range
     ax.grid(alpha=0.3)
 
 
@@ -44,16 +45,18 @@ def timeline_figure(entry: dict) -> Figure:
             ax.plot(entry[key]["steps"], _values(entry[key]["loss"]), color=colour, linewidth=1, label=label)
     ax.plot(steps, _values(entry["losses"]["probe_loss"]), color="C2", linewidth=1, marker=".", markersize=3,
             label="probe set")
-    _step_axis(ax)
+    _step_axis(ax, steps[-1])
     ax.set_title("loss (nats/char)")
     ax.legend(fontsize=6)
 
     ax = axes[1]
-    strongest = sorted(entry["strongest"].items(), key=lambda kv: -np.nan_to_num(_values(kv[1])[-1], nan=-9))
-    for label, series in strongest[:MAX_LABELS]:
+    ranked = sorted(entry["strongest"], key=lambda k: -np.nan_to_num(_values(entry["strongest"][k])[-1], nan=-9))
+    shown = ranked[:MAX_LABELS] + (["induction"] if "induction" in ranked[MAX_LABELS:] else [])  # always induction
+    for label in shown:
+        series = entry["strongest"][label]
         ax.plot(steps, _values(series), linewidth=1, label=label)
     ax.axhline(cut, color="black", linestyle="--", linewidth=0.8)
-    _step_axis(ax)
+    _step_axis(ax, steps[-1])
     ax.set_title("strongest head per behaviour")
     ax.legend(fontsize=5, ncol=2)
 
@@ -64,7 +67,7 @@ def timeline_figure(entry: dict) -> Figure:
             if h["formed"] is not None:
                 ax.axvline(h["formed"], color=f"C{k}", linestyle=":", linewidth=1)
         ax.axhline(cut, color="black", linestyle="--", linewidth=0.8)
-        _step_axis(ax)
+        _step_axis(ax, steps[-1])
         ax.set_title(f"L{layer}H{head} {labels[0]['label']}")
         ax.legend(fontsize=5)
     for ax in axes[:n]:
