@@ -40,7 +40,7 @@ from analyzer_helpers import make_checkpoint  # noqa: E402
 from data.corpora import bible_corpus  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
 from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
-from planted import KNOWN, latest, mix, plant, targets, uniform  # noqa: E402
+from planted import KNOWN, latest, mix, picky_pools, plant, targets, uniform  # noqa: E402
 
 CUT = Settings().min_selectivity
 
@@ -123,18 +123,7 @@ def hebrew_word_starts() -> None:
 
 
 def stability(repeats: int = 40) -> None:
-    corpus = bible_corpus("en")
-    tok = CharTokenizer.from_text(corpus.train + corpus.heldout)
-    names = ["previous_char", "self"]
-    picky = lambda b: torch.where((b.ids % 3 == 0)[:, :, None], latest(targets("previous_char"))(b), uniform(b))
-    pools = {}
-    for split, text in (("discovery", corpus.train), ("heldout", corpus.heldout)):
-        windows = sample_windows(text, 64, 640, np.random.default_rng(0))
-        parts = [score_windows(picky(b)[:, None, None], b, names) for b in
-                 (char_batch(tok, windows[k:k + 128], "en") for k in range(0, len(windows), 128))]
-        pools[split] = [torch.cat([getattr(p, f) for p in parts]).numpy() for f in ("score", "control", "baseline")]
-    s, c, _ = pools["discovery"]
-    at_cut = float((s[:, 0].mean() - c[:, 0].mean()) / (1 - c[:, 0].mean()))
+    pools, at_cut = picky_pools()
     for cut in (at_cut, at_cut - 0.02, at_cut - 0.05):
         labels, points = [], []
         for seed in range(repeats):

@@ -93,3 +93,28 @@ def plant(model, tokenizer, lang: str, heads: dict[tuple[int, int], Planted]) ->
                     att[:, h] = head(b).to(att)
             return att
         add_hook(model, f"blocks.{layer}.attn.hook_pattern", hook)
+
+
+def picky_pools(names: tuple[str, ...] = ("previous_char", "self"), T: int = 64, n: int = 640) -> tuple[dict, float]:
+    """A head at a chosen cut, for the stability tests: previous character from a third of the characters
+    (ids divisible by 3), uniform otherwise, so its selectivity varies with the text. Returns its per-window
+    (score, control, baseline) arrays on `n` windows of each Bible split and its discovery selectivity for
+    names[0] on the whole pool."""
+    import numpy as np
+
+    from analysis.measures.scoring import score_windows
+    from analysis.runs.inputs import sample_windows
+    from data.corpora import bible_corpus
+    from data.tokenizer import CharTokenizer
+
+    corpus = bible_corpus("en")
+    tok = CharTokenizer.from_text(corpus.train + corpus.heldout)
+    picky = lambda b: torch.where((b.ids % 3 == 0)[:, :, None], latest(targets(names[0]))(b), uniform(b))
+    pools = {}
+    for split, text in (("discovery", corpus.train), ("heldout", corpus.heldout)):
+        windows = sample_windows(text, T, n, np.random.default_rng(0))
+        parts = [score_windows(picky(b)[:, None, None], b, list(names)) for b in
+                 (char_batch(tok, windows[k:k + 128], "en") for k in range(0, len(windows), 128))]
+        pools[split] = [torch.cat([getattr(p, f) for p in parts]).numpy() for f in ("score", "control", "baseline")]
+    s, c, _ = pools["discovery"]
+    return pools, float((s[:, 0].mean() - c[:, 0].mean()) / (1 - c[:, 0].mean()))

@@ -1,14 +1,8 @@
 import numpy as np
-import torch
 
 from analysis.measures.rule import INDUCTION, gate_induction, head_label, primary
-from analysis.measures.scoring import score_windows
 from analysis.measures.stats import per_test_alpha, split_stats, validated
-from analysis.runs.extract import char_batch
-from analysis.runs.inputs import sample_windows
-from data.corpora import bible_corpus
-from data.tokenizer import CharTokenizer
-from planted import latest, targets, uniform
+from planted import picky_pools
 
 NAMES = ["self", "previous_char", "local", "prefix_match_1", "prefix_match_2", "prefix_match_3", "prefix_match_4"]
 UNIFORM = np.array([0.035, 0.035, 0.1, 0.085, 0.025, 0.019, 0.015])
@@ -50,18 +44,7 @@ def test_a_planted_head_at_the_cut_keeps_its_label_across_window_seeds():
     selectivity varies with the text. With the cut set at its selectivity on the whole pool, repeated analyses
     on other windows (another window seed) must agree in >= 95% of the repeats; the old point-estimate rule
     would split about evenly. A cut 0.1 lower validates it in >= 95% of them."""
-    corpus = bible_corpus("en")
-    tok = CharTokenizer.from_text(corpus.train + corpus.heldout)
-    names = ["previous_char", "self"]
-    picky = lambda b: torch.where((b.ids % 3 == 0)[:, :, None], latest(targets("previous_char"))(b), uniform(b))
-    pools = {}
-    for split, text in (("discovery", corpus.train), ("heldout", corpus.heldout)):
-        windows = sample_windows(text, 64, 640, np.random.default_rng(0))
-        parts = [score_windows(picky(b)[:, None, None], b, names) for b in
-                 (char_batch(tok, windows[k:k + 128], "en") for k in range(0, len(windows), 128))]
-        pools[split] = [torch.cat([getattr(p, f) for p in parts]).numpy() for f in ("score", "control", "baseline")]
-    s, c, _ = pools["discovery"]
-    at_cut = float((s[:, 0].mean() - c[:, 0].mean()) / (1 - c[:, 0].mean()))
+    pools, at_cut = picky_pools()
     assert 0.25 < at_cut < 0.4
     alpha = per_test_alpha(0.05, 16 * 27)  # a small model's number of tests
     for cut, expect in ((at_cut, False), (at_cut - 0.1, True)):

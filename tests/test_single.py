@@ -3,7 +3,6 @@ models get no validated head beyond chance, and a briefly trained model grows a 
 from __future__ import annotations
 
 import json
-from typing import Callable, Optional
 
 import numpy as np
 import pytest
@@ -27,7 +26,6 @@ from data.tokenizer import CharTokenizer
 from model.transformer import ModelConfig, TransformerLM
 from planted import KNOWN, latest, mix, plant, targets, uniform
 from summary_fixture import make_summary
-from model.hooks import add_hook
 
 FAST = dict(n_windows=96, n_boot=300, induction_windows=16, decompose_windows=32)
 

@@ -19,7 +19,7 @@ import torch
 
 from analysis.measures.detectors import REGISTRY, CharBatch, prefix_match, target_masks
 from analysis.measures.importance import attention_entropy
-from analysis.measures.positional import ClassFrequencies, positional_names
+from analysis.measures.positional import ClassFrequencies
 from data.charclasses import CLASS_NAMES
 
 
