@@ -125,3 +125,11 @@ def test_kill_9_at_random_moments_never_loses_the_report(ckpt, tmp_path):
         proc.wait()
         check_output_dir(out)  # the next run's first step
         assert (out / MARKER).is_file() and (out / "summary.json").is_file() and debris(tmp_path) == []
+
+
+def test_md_escape_keeps_quotes_and_neutralizes_markup():
+    from analysis.report.mdtext import md_escape
+
+    assert md_escape("the language's \"own\" classes") == "the language's \"own\" classes"
+    assert md_escape("<img src=x onerror=alert(1)> [a](b) *c* `d` e|f") == \
+        "&lt;img src=x onerror=alert(1)&gt; \\[a\\](b) \\*c\\* \\`d\\` e\\|f"

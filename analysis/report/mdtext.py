@@ -9,9 +9,10 @@ MARKDOWN_SPECIALS = re.compile(r"([\\`*\[\]|])")  # markup that can start a link
 
 
 def md_escape(text: str) -> str:
-    """Prose: HTML entities for <, >, & and quotes (no raw HTML), and a backslash before the markup characters
-    that could turn text into a link, emphasis, code or a table cell (intraword _ and . stay readable)."""
-    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=True)).replace("\n", " ")
+    """Prose: HTML entities for <, > and & (no raw HTML; quotes outside a tag are plain text and stay as written),
+    and a backslash before the markup characters that could turn text into a link, emphasis, code or a table cell
+    (intraword _ and . stay readable)."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
 
 
 def md_code(text: str) -> str:
