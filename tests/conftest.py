@@ -1,8 +1,9 @@
-"""Fixtures shared by the trainer tests."""
+"""Fixtures shared by the trainer and analyzer tests."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from data.corpora import bible_corpus
@@ -14,3 +15,22 @@ def text_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "kjv_part.txt"
     path.write_text(bible_corpus("en").train[:40_000], encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def second_order_checkpoint(tmp_path_factory) -> Path:
+    """A tiny model trained 150 steps (timeline recorded) on text where each character is the one two places
+    back plus 1 or 2 (mod 8): only a head that reads the previous character can predict the next one."""
+    import train
+
+    folder = tmp_path_factory.mktemp("second_order")
+    rng = np.random.default_rng(0)
+    x = [0, 1]
+    for _ in range(12000):
+        x.append((x[-2] + 1 + int(rng.integers(2))) % 8)
+    text = folder / "rule.txt"
+    text.write_text("".join("abcdefgh"[v] for v in x), encoding="utf-8")
+    out = folder / "rule.pt"
+    assert train.main(["--text", str(text), "--preset", "tiny", "--max-iters", "150", "--lr", "1e-2", "--batch-size", "32",
+                       "--eval-interval", "150", "--eval-iters", "2", "--out", str(out), "--seed", "0", "--sample-chars", "0"]) == 0
+    return out

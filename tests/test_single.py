@@ -115,20 +115,10 @@ def test_untrained_models_get_no_validated_head():
     assert validated == 0 and highest < 0.05  # the lower bound of no head comes within 0.25 of the cut
 
 
-def test_briefly_trained_model_grows_a_previous_character_head(tmp_path):
+def test_briefly_trained_model_grows_a_previous_character_head(second_order_checkpoint, tmp_path):
     """Text made by a second-order rule: each character is the one two places back plus 1 or 2 (mod 8), so
     the next character can only be predicted by looking at the previous one; a previous-character head must grow."""
-    train = pytest.importorskip("train")
-    rng = np.random.default_rng(0)
-    x = [0, 1]
-    for _ in range(12000):
-        x.append((x[-2] + 1 + int(rng.integers(2))) % 8)
-    text_path = tmp_path / "rule.txt"
-    text_path.write_text("".join("abcdefgh"[v] for v in x), encoding="utf-8")
-    ckpt = tmp_path / "rule.pt"
-    rc = train.main(["--text", str(text_path), "--preset", "tiny", "--max-iters", "150", "--lr", "1e-2", "--batch-size", "32",
-                     "--eval-interval", "150", "--eval-iters", "2", "--out", str(ckpt), "--seed", "0", "--sample-chars", "0"])
-    assert rc == 0
+    ckpt = second_order_checkpoint
     settings = Settings(n_windows=64, n_boot=300, induction_windows=8)
     (tmp_path / "report").mkdir()
     summary = write_analysis_report(Summary(run_analysis(load_inputs(ckpt, settings), settings)), tmp_path / "report")

@@ -36,20 +36,9 @@ def tiny(text_file: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def second_order_run(tmp_path_factory) -> dict:
-    """150 steps on text where each character is the one two places back plus 1 or 2 (mod 8): only a head
-    that reads the previous character can predict the next one (as tests/test_single.py)."""
-    folder = tmp_path_factory.mktemp("second_order")
-    rng = np.random.default_rng(0)
-    x = [0, 1]
-    for _ in range(12000):
-        x.append((x[-2] + 1 + int(rng.integers(2))) % 8)
-    text = folder / "rule.txt"
-    text.write_text("".join("abcdefgh"[v] for v in x), encoding="utf-8")
-    out = folder / "rule.pt"
-    assert train.main(["--text", str(text), "--preset", "tiny", "--max-iters", "150", "--lr", "1e-2", "--batch-size", "32",
-                       "--eval-interval", "150", "--eval-iters", "2", "--out", str(out), "--seed", "0", "--sample-chars", "0"]) == 0
-    return load_checkpoint(out)
+def second_order_run(second_order_checkpoint) -> dict:
+    """The shared second-order run (conftest): only a previous-character head predicts its text."""
+    return load_checkpoint(second_order_checkpoint)
 
 
 def test_schedule_is_log_spaced_plus_every_evaluation():
