@@ -31,6 +31,7 @@ from analysis.runs.extras import ExtrasRequest, check_request, run_extras
 from analysis.runs.inputs import UNKNOWN_POLICIES, AnalysisInputs, Settings, load_inputs, parallel_heldout
 from analysis.runs.results import Extras, Summary
 from analysis.runs.single import run_analysis
+from analysis.runs.snapshots import snapshot_attention
 from data.errors import CharlensError, UsageError
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
@@ -210,6 +211,7 @@ def run_single(args: argparse.Namespace) -> int:
     with staged_output_dir(out_dir) as tmp:
         saved = tmp / "all_attention.npz" if args.save_attention else None
         summary = analyze(inputs, settings, request, progress=not args.quiet, save_attention=saved)
+        summary = dataclasses.replace(summary, snapshots=snapshot_attention(inputs, summary.examples, settings.value_weighted))
         data = write_analysis_report(summary, tmp, live=live_entry(args, inputs))
         if saved is not None:
             move_file(saved, Path(args.save_attention))

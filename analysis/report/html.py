@@ -23,6 +23,7 @@ import numpy as np
 from analysis.report.figures.base import head_names
 from analysis.report.hebrew import is_rtl
 from analysis.runs.groups import GroupComparison
+from analysis.runs.snapshots import SnapshotAttention
 from model.atomic import atomic_write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -32,6 +33,7 @@ STYLES = ("report.css", "live.css")
 MAX_VIEW_TEXTS = 4
 MAX_VIEW_BYTES = 1_500_000  # attention bytes per head view, over all its texts
 MIN_VIEW_CHARS = 16
+MAX_STEP_BYTES = 2_000_000  # attention bytes of the training-step slider, over all its steps
 
 
 def figure_entry(path: Path | str, title: str = "", caption: str = "", name: str = "") -> dict:
@@ -84,6 +86,21 @@ def head_view(examples: dict, name: str = "", head_names: Optional[Sequence[str]
             "n_layer": L, "n_head": H, "head_names": list(head_names or [""] * (L * H)),
             "class_names": [str(c) for c in np.asarray(examples.get("class_names", [])).tolist()],
             "texts": entries, "start_layer": int(start[0]), "start_head": int(start[1])}
+
+
+def _bytes(a: np.ndarray) -> str:
+    """Weights as uint8 (weight x 255), base64."""
+    q = np.rint(np.clip(np.asarray(a, dtype=np.float32), 0.0, 1.0) * 255).astype(np.uint8)
+    return base64.b64encode(q.tobytes()).decode("ascii")
+
+
+def step_view(snap: SnapshotAttention, budget: int = MAX_STEP_BYTES) -> dict:
+    """The head view's training-step slider: the first text's attention at each step, cut to the byte budget."""
+    S, L, H, T, _ = snap.attention.shape
+    n = view_chars(S, L, H, T, budget)
+    return {"text_index": 0, "text": snap.text[:n], "steps": list(snap.steps),
+            "attention": [_bytes(a[:, :, :n, :n]) for a in snap.attention],
+            "cropped_from": len(snap.text) if n < len(snap.text) else None}
 
 
 def heads_table(summary: dict, title: str = "") -> dict:
@@ -154,20 +171,23 @@ def extra_section_entries(sections: Optional[Sequence[dict]], figure_dir: Path |
 
 def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence[dict], out_path: Path | str,
                       extra_sections: Optional[Sequence[dict]] = None, figure_dir: Path | str | None = None,
-                      live: Optional[dict] = None) -> Path:
+                      live: Optional[dict] = None, snapshots: Optional[SnapshotAttention] = None) -> Path:
     """report.html for one analysis: overview, sortable head table, figures (FigureWriter entries,
     files relative to `figure_dir`, default the report's folder), the head view of the attention
-    examples, the live view of `live` (`analysis.report.live_model.live_model`; None: none) and any
-    extra sections."""
+    examples (with a training-step slider over `snapshots` when given), the live view of `live`
+    (`analysis.report.live_model.live_model`; None: none) and any extra sections."""
     out_path = Path(out_path)
     figure_dir = Path(figure_dir) if figure_dir is not None else out_path.parent
     names = head_names(summary)
+    views = ([head_view(examples, summary.get("name", ""), names, start=first_validated(summary))]
+             if examples is not None and len(examples.get("text", [])) else [])
+    if views and snapshots is not None:
+        views[0]["training_steps"] = step_view(snapshots)
     data = {"title": f"charlens: {summary.get('name', 'analysis')} ({summary.get('lang', '?')})",
             "overview": [overview(summary)],
             "tables": [heads_table(summary)],
             "figures": figure_entries(figures, figure_dir),
-            "views": [head_view(examples, summary.get("name", ""), names, start=first_validated(summary))]
-            if examples is not None and len(examples.get("text", [])) else [],
+            "views": views,
             "live": [live_view(live, names, examples)] if live is not None else [],
             "extra_sections": extra_section_entries(extra_sections, figure_dir)}
     return write_page(data, out_path)

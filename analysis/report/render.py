@@ -35,7 +35,8 @@ def write_analysis_report(summary: Summary, out_dir: Path | str, live: Optional[
     sections = extras_sections(summary.extras, summary.analysis.lang, extras)
     (out_dir / "report.md").write_text(report_markdown(data, sections), encoding="utf-8")
     write_html_report(data, summary.examples, figures.entries, out_dir / "report.html",
-                      extra_sections=[s.as_html_section() for s in sections], live=live)
+                      extra_sections=[s.as_html_section() for s in sections], live=live,
+                      snapshots=summary.snapshots)
     return data
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from analysis.measures.ablation import HeadAblation
 from analysis.measures.counterfactual import Counterfactual
+from analysis.runs.snapshots import SnapshotAttention
 from analysis.runs.timeline import TimelineResult, timeline_entry
 
 SCHEMA_VERSION = 4  # 2: head_similarity, class_attention.most_selective; extras merged at write time
@@ -181,6 +182,7 @@ class Summary:
 
     analysis: AnalysisResult
     extras: Extras = Extras()
+    snapshots: Optional[SnapshotAttention] = None  # report.html's step slider only; not in summary.json
 
     @property
     def examples(self) -> Examples:

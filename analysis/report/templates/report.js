@@ -143,6 +143,8 @@
     for (let h = 0; h < H; h++) headSel.append(el("option", { value: h, text: "head " + h }));
     const controls = el("div", { class: "controls" }, view.live ? [] : [el("label", { text: "text " }), textSel]);
     controls.append(el("label", { text: "layer " }), layerSel, el("label", { text: "head " }), headSel);
+    const steps = view.training_steps ? trainingSteps(view.training_steps) : null;
+    if (steps) controls.append(steps.label, steps.slider, steps.shown);
     const name = el("span", { class: "note", id: id + "-name" });
     controls.append(name);
 
@@ -293,7 +295,28 @@
       focus(state.focus === null ? Math.floor(T / 2) : Math.min(state.focus, T - 1));
     }
 
-    textSel.addEventListener("change", function () { state.t = Number(textSel.value); state.pinned = false; buildText(); select(state.l, state.h); });
+    /* The training-step slider (snapshots of the run): one text's attention at each step, the last the final model. */
+    function trainingSteps(ts) {
+      const chars = Array.from(ts.text);
+      const ws = ts.attention.map(decodeBytes);
+      const slider = el("input", { type: "range", id: id + "-step", min: 0, max: ts.steps.length - 1, step: 1,
+                                   value: ts.steps.length - 1, "aria-label": "training step" });
+      const shown = el("span", { class: "note", id: id + "-step-value" });
+      function apply() {
+        const k = Number(slider.value);
+        texts[ts.text_index] = { text: chars, w: ws[k], scale: 1 / 255, cropped: ts.cropped_from };
+        shown.textContent = "step " + ts.steps[k] + (k === ts.steps.length - 1 ? " (final)" : "") +
+          (state.t === ts.text_index ? "" : " · text " + (ts.text_index + 1) + " only");
+        slider.disabled = state.t !== ts.text_index;
+      }
+      slider.addEventListener("input", function () { apply(); if (state.t === ts.text_index) select(state.l, state.h); });
+      return { label: el("label", { text: "training step " }), slider: slider, shown: shown, apply: apply };
+    }
+
+    textSel.addEventListener("change", function () {
+      state.t = Number(textSel.value); state.pinned = false; if (steps) steps.apply(); buildText(); select(state.l, state.h);
+    });
+    if (steps) steps.apply();
     layerSel.addEventListener("change", function () { select(Number(layerSel.value), state.h); });
     headSel.addEventListener("change", function () { select(state.l, Number(headSel.value)); });
     if (texts.length) { buildText(); select(state.l, state.h); }
