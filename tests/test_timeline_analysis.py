@@ -7,7 +7,7 @@ import numpy as np
 from analysis.measures.timeline import largest_jump, loss_change
 from analysis.report.figures.base import FigureWriter
 from analysis.report.figures.sets import analysis_figures
-from analysis.report.figures.timeline import timeline_figure
+from analysis.report.figures.timeline import every_head_figure, timeline_figure
 from analysis.report.markdown import timeline_lines
 from analysis.runs.groups import compare_groups, model_quantities
 from analysis.runs.results import HeadVerdict
@@ -54,6 +54,10 @@ def test_formation_steps_and_the_phase_change_with_the_loss_bump():
     assert space.formed == 20 and space.phase is None and "never rose by 0.2" in space.sentence()
     assert t.formation == {"previous_char": 20, "space": 20}
     assert np.allclose(t.strongest["previous_char"], PREVIOUS) and np.allclose(t.strongest["space"], SPACE)
+    # every head's series for each final label: the labelled head's own, and the other head's (0 throughout)
+    assert list(t.every_head) == ["previous_char", "space"] and t.every_head["space"].shape[-1] == len(STEPS)
+    assert np.allclose(t.every_head["previous_char"][0, 0], PREVIOUS) and np.allclose(t.every_head["space"][0, 1], SPACE)
+    assert np.allclose(t.every_head["previous_char"][0, 1], 0.0)
     entry = timeline_entry(t)
     assert entry["recorded"] and entry["heads"][0]["phase_change"]["from_step"] == 10
     assert entry["train_loss"]["steps"] == [s + 1 for s in STEPS] and entry["val_loss"]["loss"] == [2.2]
@@ -77,6 +81,11 @@ def test_report_shows_the_timeline_or_one_line_without_it(tmp_path):
     fig = timeline_figure(summary["timeline"])
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [
         "loss (nats/char)", "strongest head per behaviour", "L0H0 previous_char", "L0H1 space"]
+    assert "timeline_heads" in [e["name"] for e in entries] and (tmp_path / "timeline_heads.png").exists()
+    panels = [ax for ax in every_head_figure(summary["timeline"]).axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["previous_char: every head", "space: every head"]
+    highlighted = [[line.get_label() for line in ax.get_lines() if line.get_linewidth() > 1] for ax in panels]
+    assert highlighted == [["L0H0"], ["L0H1"]]  # the heads that end with the label; the others grey
     assert timeline_result([{"kind": "step", "iter": 1, "loss": 2.0, "lr": 1e-3, "ms": 1.0}], [], 0.3) is None
     summary["timeline"] = timeline_entry(None)
     md = "\n".join(timeline_lines(summary["timeline"]))

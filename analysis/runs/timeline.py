@@ -84,6 +84,7 @@ class TimelineResult:
     cut: float
     heads: tuple[HeadTimeline, ...]  # every validated label of every validated head, primary first
     strongest: dict[str, np.ndarray]  # label -> (S,) the largest selectivity of any head at each step
+    every_head: dict[str, np.ndarray]  # each validated head's primary label -> (L, H, S): every head's selectivity for it
     losses: dict[str, np.ndarray]  # probe_loss, icl_score, loss_first_copy, loss_second_copy: (S,)
     train_loss: tuple[np.ndarray, np.ndarray]  # (steps, loss) of the history's step records
     val_loss: tuple[np.ndarray, np.ndarray]  # (steps, loss) of its evaluations
@@ -101,6 +102,7 @@ class TimelineResult:
     def to_dict(self) -> dict:
         return {"recorded": True, "steps": self.steps.tolist(), "cut": self.cut, "heads": [h.to_dict() for h in self.heads],
                 "formation": self.formation, "strongest": {k: _listed(v) for k, v in self.strongest.items()},
+                "every_head": {k: [[_listed(s) for s in row] for row in v] for k, v in self.every_head.items()},
                 "losses": {k: _listed(v) for k, v in self.losses.items()},
                 "train_loss": {"steps": self.train_loss[0].tolist(), "loss": _listed(self.train_loss[1])},
                 "val_loss": {"steps": self.val_loss[0].tolist(), "loss": _listed(self.val_loss[1])}}
@@ -114,6 +116,13 @@ def _strongest(t: Timeline) -> dict[str, np.ndarray]:
         series = np.stack([label_series(t, label, l, h) for l in range(L) for h in range(H)], axis=1)
         out[label] = np.fmax.reduce(series, axis=1)
     return out
+
+
+def _every_head(t: Timeline, labels: Sequence[str]) -> dict[str, np.ndarray]:
+    """Every head's selectivity series (L, H, S) for each of `labels`."""
+    L, H = t.arrays["selectivity"].shape[2:]
+    return {label: np.stack([np.stack([label_series(t, label, l, h) for h in range(H)]) for l in range(L)])
+            for label in labels}
 
 
 def _curve(history: Sequence[dict], kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +155,8 @@ def timeline_result(history: Sequence[dict], heads: Sequence[HeadVerdict], cut: 
                                     float(probe_loss[jump.k]), float(probe_loss[jump.k]) + change, bump)
             rows.append(HeadTimeline(v.layer, v.head, label, label == v.behaviour, series,
                                      formed.get((label, v.layer, v.head)), phase))
-    return TimelineResult(t.steps, cut, tuple(rows), _strongest(t),
+    primaries = list(dict.fromkeys(r.label for r in rows if r.primary))
+    return TimelineResult(t.steps, cut, tuple(rows), _strongest(t), _every_head(t, primaries),
                           {k: t.scalars[k] for k in ("probe_loss", "icl_score", "loss_first_copy", "loss_second_copy")},
                           _curve(history, "step", "loss"), _curve(history, "eval", "val_loss"))
 

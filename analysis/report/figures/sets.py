@@ -9,7 +9,7 @@ from analysis.report.figures.attention import HEATMAP_CHARS, attention_heatmap, 
 from analysis.report.figures.base import FigureWriter, head_names, style
 from analysis.report.figures.heads import (behaviour_summary, class_preference, detector_maps, offset_profiles,
                                            similarity_figure)
-from analysis.report.figures.timeline import timeline_figure
+from analysis.report.figures.timeline import every_head_figure, timeline_figure
 from analysis.report.hebrew import snippet
 
 
@@ -71,6 +71,10 @@ def analysis_figures(summary: dict, examples: Optional[dict], out: FigureWriter)
                 f"head per behaviour, and every validated head's labels (thick: its label in the head table); dashed: the "
                 f"cut {timeline['cut']}; dotted: the formation step (from there on past the cut at every record). "
                 + " ".join(h["sentence"] for h in timeline["heads"] if h["primary"]))
+            if timeline.get("every_head"):
+                add("timeline_heads", "Every head over training, per behaviour", every_head_figure(timeline),
+                    "For each label a head of the final model has: every head's selectivity for it on the probe set "
+                    "(grey), the heads that end with the label in colour; dashed: the cut.")
     return out.entries
 
 def _most_validated_head(summary: dict) -> tuple[int, int]:

@@ -2,7 +2,8 @@
 
 Small multiples on one log-step axis: the loss (training, validation, probe set), the strongest head per
 behaviour (the 8 highest at the end, and induction), then one panel per validated head with its labels' selectivity, the cut as a line and the
-formation step marked. Step 0 (the initialized model) is drawn on the symmetric-log axis's linear part.
+formation step marked; and (every_head_figure) one panel per final label with every head's selectivity for it,
+the heads that end with the label highlighted. Step 0 (the initialized model) is drawn on the symmetric-log axis's linear part.
 """
 from __future__ import annotations
 
@@ -74,4 +75,36 @@ def timeline_figure(entry: dict) -> Figure:
         ax.set_xlabel("step", fontsize=7)
     for ax in axes[1:n]:
         ax.set_ylabel("selectivity", fontsize=7)
+    return fig
+
+
+def every_head_figure(entry: dict) -> Figure:
+    """One panel per behaviour that a head of the final model has as its label: every head's selectivity for it
+    over training (grey), the heads that end with that label highlighted, the cut as a dashed line."""
+    steps = np.asarray(entry["steps"], dtype=float)
+    labelled: dict[str, set[tuple[int, int]]] = {}
+    for h in entry["heads"]:
+        if h["primary"]:
+            labelled.setdefault(h["label"], set()).add((h["layer"], h["head"]))
+    behaviours = list(entry["every_head"])
+    n = max(len(behaviours), 1)
+    fig = Figure(figsize=(3.2 * min(n, COLUMNS), 2.4 * math.ceil(n / COLUMNS)), layout="constrained")
+    axes = fig.subplots(math.ceil(n / COLUMNS), min(n, COLUMNS), squeeze=False).ravel()
+    for ax in axes[len(behaviours):]:
+        ax.set_visible(False)
+    for ax, label in zip(axes, behaviours):
+        k = 0
+        for layer, row in enumerate(entry["every_head"][label]):
+            for head, series in enumerate(row):
+                if (layer, head) in labelled.get(label, ()):
+                    ax.plot(steps, _values(series), linewidth=1.6, color=f"C{k % 10}", label=f"L{layer}H{head}")
+                    k += 1
+                else:
+                    ax.plot(steps, _values(series), linewidth=0.6, color="0.7")
+        ax.axhline(entry["cut"], color="black", linestyle="--", linewidth=0.8)
+        _step_axis(ax, steps[-1])
+        ax.set_title(f"{label}: every head", fontsize=9)
+        ax.set_xlabel("step", fontsize=7)
+        ax.set_ylabel("selectivity", fontsize=7)
+        ax.legend(fontsize=5, ncol=2)
     return fig
