@@ -48,6 +48,12 @@ def char_counts(text: str) -> np.ndarray:
     return np.bincount(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32))
 
 
+def char_tally(text: str) -> dict[str, int]:
+    """Occurrences of each distinct character of `text` (from char_counts)."""
+    counts = char_counts(text)
+    return {chr(c): int(counts[c]) for c in np.flatnonzero(counts)}
+
+
 def letter_counts(counts: np.ndarray) -> tuple[int, int]:
     """(Hebrew letters, ASCII letters) among char_counts."""
     span = lambda lo, hi: int(counts[ord(lo):ord(hi) + 1].sum())
@@ -204,11 +210,10 @@ class FilteredText:
         self.tally: dict[str, int] = {}  # occurrences of every character of the unfiltered text
         self._kept_before = array("q", [0])  # filtered characters before each piece, then the total
         for start in range(0, file.stats().n_chars, self.PIECE):
-            counts = char_counts(file.read(start, start + self.PIECE))
-            for c in np.flatnonzero(counts):
-                self.tally[chr(c)] = self.tally.get(chr(c), 0) + int(counts[c])
-            dropped = sum(int(counts[ord(r)]) for r in removed if ord(r) < len(counts))
-            self._kept_before.append(self._kept_before[-1] + int(counts.sum()) - dropped)
+            piece = char_tally(file.read(start, start + self.PIECE))
+            for c, n in piece.items():
+                self.tally[c] = self.tally.get(c, 0) + n
+            self._kept_before.append(self._kept_before[-1] + sum(n for c, n in piece.items() if c not in removed))
 
     @property
     def n_chars(self) -> int:

@@ -19,7 +19,7 @@ import numpy as np
 
 from analysis.measures import detectors as det
 from data.corpora import Corpus, corpus_from_identity
-from data.textfile import FilteredText, TextFile, char_counts, window_starts
+from data.textfile import FilteredText, TextFile, char_tally, window_starts
 from data.errors import CharlensError
 from data.tokenizer import Tokenizer, describe_chars, normalize, tokenizer_from_dict
 from model.checkpoint import load_checkpoint, model_from_checkpoint
@@ -115,12 +115,6 @@ class UnknownChars:
 def sample_windows(text: str, T: int, n: int, rng: np.random.Generator) -> list[str]:
     """Up to `n` non-overlapping windows of `T` characters, a seeded random choice, in text order."""
     return [text[s:s + T] for s in window_starts(len(text), T, n, rng)]
-
-
-def char_tally(text: str) -> dict[str, int]:
-    """Occurrences of each distinct character of `text` (counted with numpy, not character by character)."""
-    counts = char_counts(text)
-    return {chr(c): int(counts[c]) for c in np.flatnonzero(counts)}
 
 
 def _unknown_report(tally: dict[str, int], missing: set[str], what: str, policy: str) -> UnknownChars:
