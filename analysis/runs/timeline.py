@@ -108,21 +108,11 @@ class TimelineResult:
                 "val_loss": {"steps": self.val_loss[0].tolist(), "loss": _listed(self.val_loss[1])}}
 
 
-def _strongest(t: Timeline) -> dict[str, np.ndarray]:
-    """Every detector's (and induction's) best head per step."""
-    L, H = t.arrays["selectivity"].shape[2:]
-    out = {}
-    for label in [*t.detectors, INDUCTION]:
-        series = np.stack([label_series(t, label, l, h) for l in range(L) for h in range(H)], axis=1)
-        out[label] = np.fmax.reduce(series, axis=1)
-    return out
-
-
-def _every_head(t: Timeline, labels: Sequence[str]) -> dict[str, np.ndarray]:
-    """Every head's selectivity series (L, H, S) for each of `labels`."""
+def _every_head(t: Timeline) -> dict[str, np.ndarray]:
+    """Every head's selectivity series (L, H, S) for every detector and induction."""
     L, H = t.arrays["selectivity"].shape[2:]
     return {label: np.stack([np.stack([label_series(t, label, l, h) for h in range(H)]) for l in range(L)])
-            for label in labels}
+            for label in [*t.detectors, INDUCTION]}
 
 
 def _curve(history: Sequence[dict], kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +128,7 @@ def timeline_result(history: Sequence[dict], heads: Sequence[HeadVerdict], cut: 
     t = timeline(records)
     formed = formation_steps(t, Criterion(cut, cut))
     probe_loss = t.scalars["probe_loss"]
+    every = _every_head(t)
     rows = []
     for v in heads:
         if not v.validated:
@@ -146,7 +137,7 @@ def timeline_result(history: Sequence[dict], heads: Sequence[HeadVerdict], cut: 
         for label in labels:
             if label != INDUCTION and label not in t.detectors:  # a detector the run did not record
                 continue
-            series = label_series(t, label, v.layer, v.head)
+            series = every[label][v.layer, v.head]
             jump = largest_jump(series)
             phase = None
             if jump is not None and jump.rise >= PHASE_RISE:
@@ -155,8 +146,9 @@ def timeline_result(history: Sequence[dict], heads: Sequence[HeadVerdict], cut: 
                                     float(probe_loss[jump.k]), float(probe_loss[jump.k]) + change, bump)
             rows.append(HeadTimeline(v.layer, v.head, label, label == v.behaviour, series,
                                      formed.get((label, v.layer, v.head)), phase))
-    primaries = list(dict.fromkeys(r.label for r in rows if r.primary))
-    return TimelineResult(t.steps, cut, tuple(rows), _strongest(t), _every_head(t, primaries),
+    strongest = {k: np.fmax.reduce(v.reshape(-1, v.shape[-1]), axis=0) for k, v in every.items()}  # best head per step
+    primaries = dict.fromkeys(r.label for r in rows if r.primary)
+    return TimelineResult(t.steps, cut, tuple(rows), strongest, {k: every[k] for k in primaries},
                           {k: t.scalars[k] for k in ("probe_loss", "icl_score", "loss_first_copy", "loss_second_copy")},
                           _curve(history, "step", "loss"), _curve(history, "eval", "val_loss"))
 
