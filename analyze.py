@@ -211,7 +211,10 @@ def run_single(args: argparse.Namespace) -> int:
     with staged_output_dir(out_dir) as tmp:
         saved = tmp / "all_attention.npz" if args.save_attention else None
         summary = analyze(inputs, settings, request, progress=not args.quiet, save_attention=saved)
-        summary = dataclasses.replace(summary, snapshots=snapshot_attention(inputs, summary.examples, settings.value_weighted))
+        snapshots = snapshot_attention(inputs, summary.examples, settings.value_weighted)
+        summary = dataclasses.replace(summary, snapshots=snapshots)
+        for why in snapshots.skipped if snapshots is not None else ():
+            print(f"analyze.py: note: snapshot left out of the step slider: {why}", file=sys.stderr)
         data = write_analysis_report(summary, tmp, live=live_entry(args, inputs))
         if saved is not None:
             move_file(saved, Path(args.save_attention))

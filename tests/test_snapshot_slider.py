@@ -104,3 +104,21 @@ def test_slider_redraws_the_head_view_in_chromium(run):
         first = driver.execute_script(shading), driver.execute_script(matrix)
         assert first[0] != final[0] and first[1] != final[1]
         assert driver.get_log("browser") == []
+
+
+def test_a_snapshot_of_another_model_is_left_out_with_a_note(run, tmp_path, capsys):
+    """A <stem>.step<k>.pt of another architecture beside the checkpoint: no slider, and one note naming it."""
+    import shutil
+
+    from analyzer_helpers import make_checkpoint
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    shutil.copy(run["ckpt"], folder / "m.pt")
+    other, _ = make_checkpoint(tmp_path, n_embd=16)
+    shutil.copy(other, folder / "m.step5.pt")
+    assert analyze.main(["--ckpt", str(folder / "m.pt"), "--out", str(tmp_path / "r"), *QUICK]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: snapshot left out of the step slider: m.step5.pt: another model config or tokenizer") == 1
+    page = data_block((tmp_path / "r" / "report.html").read_text(encoding="utf-8"))
+    assert "training_steps" not in page["views"][0]

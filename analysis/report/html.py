@@ -181,7 +181,7 @@ def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence
     names = head_names(summary)
     views = ([head_view(examples, summary.get("name", ""), names, start=first_validated(summary))]
              if examples is not None and len(examples.get("text", [])) else [])
-    if views and snapshots is not None:
+    if views and snapshots is not None and len(snapshots.steps) > 1:
         views[0]["training_steps"] = step_view(snapshots)
     data = {"title": f"charlens: {summary.get('name', 'analysis')} ({summary.get('lang', '?')})",
             "overview": [overview(summary)],

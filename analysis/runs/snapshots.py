@@ -54,7 +54,9 @@ def spread(items: list, cap: int) -> list:
 
 def snapshot_attention(inputs: AnalysisInputs, examples: dict, value_weighted: bool = False,
                        cap: int = MAX_SNAPSHOTS) -> Optional[SnapshotAttention]:
-    """Every usable snapshot's attention on the first example window; None without one (or without examples)."""
+    """Every usable snapshot's attention on the first example window, then the checkpoint's own; None without
+    snapshot files (or without examples). When every file was left out, only the final step remains (no slider)
+    and `skipped` says why."""
     texts = np.asarray(examples.get("text", [])).tolist()
     final = int(inputs.state.get("iter", 0))
     files = [(k, p) for k, p in snapshot_files(inputs.ckpt_path) if k < final]
@@ -76,8 +78,6 @@ def snapshot_attention(inputs: AnalysisInputs, examples: dict, value_weighted: b
         batch = next(iter_attention(model, tokenizer_from_dict(state["tokenizer"]), [text], inputs.lang,
                                     value_weighted=value_weighted))
         kept.append((step, batch.attention[0].numpy().astype(np.float16)))
-    if not kept:
-        return None
     T = len(text)
     last = np.asarray(examples["attention"])[0, :, :, :T, :T].astype(np.float16)
     return SnapshotAttention(text, tuple(s for s, _ in kept) + (final,), np.stack([a for _, a in kept] + [last]),
