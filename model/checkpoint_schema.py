@@ -147,17 +147,27 @@ def check_optimizer(opt: Any, params: list[tuple[int, ...]]) -> None:
         require(bool((entry["exp_avg_sq"] >= 0).all()), f"{field}.exp_avg_sq", "holds negative values")
 
 
-def check_rng(rng: Any) -> None:
-    require(isinstance(rng, dict) and rng.keys() <= {"batch", "torch", "cuda"}, "rng",
-            "expected a dict of generator states named batch, torch or cuda")
+def check_rng(rng: Any, field: str = "rng") -> None:
+    """Generator states: batch, torch, cuda, and under DDP `ranks`, one dict of torch/cuda states per
+    process (training/engine.py restores each process's own)."""
+    require(isinstance(rng, dict) and rng.keys() <= {"batch", "torch", "cuda", "ranks"}, field,
+            "expected a dict of generator states named batch, torch, cuda or ranks")
     for key, t in rng.items():
-        require(type(t) is torch.Tensor and t.dtype == torch.uint8 and t.dim() == 1, f"rng.{key}",
+        if key == "ranks":
+            require(field == "rng" and isinstance(t, list) and len(t) > 0, f"{field}.ranks",
+                    "expected a non-empty list of per-process generator states")
+            for k, states in enumerate(t):
+                require(isinstance(states, dict) and states.keys() <= {"torch", "cuda"}, f"{field}.ranks[{k}]",
+                        "expected a dict of generator states named torch or cuda")
+                check_rng(states, f"{field}.ranks[{k}]")
+            continue
+        require(type(t) is torch.Tensor and t.dtype == torch.uint8 and t.dim() == 1, f"{field}.{key}",
                 "expected a 1-d uint8 tensor (a generator state)")
         if key != "cuda":  # both are CPU generator states; a CUDA state can only be checked on a GPU
             try:
                 torch.Generator().set_state(t)
             except RuntimeError as e:
-                raise FieldError(f"rng.{key}", f"not a valid generator state ({e})") from None
+                raise FieldError(f"{field}.{key}", f"not a valid generator state ({e})") from None
 
 
 def _is_number_or_null(v: Any) -> bool:

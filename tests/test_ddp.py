@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import train
+from model.checkpoint import load_checkpoint
 from training import ddp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,12 +43,18 @@ def test_two_processes_equal_one_process_and_resume_across_process_counts(text_f
     assert_close(one, two)
     final = lambda p: torch.load(p, weights_only=True)["history"][-1]["val_loss"]
     assert final(two) == pytest.approx(final(one), abs=1e-5)  # the whole-split loss, sharded over 2 processes
-
     # Interrupted in one process at step 10, resumed under two: the same weights as the uninterrupted run.
     assert train.main([*args, "--out", str(part), "--sample-chars", "0"], stop_at=10) == train.INTERRUPTED
     run = torchrun(2, "--resume", str(part))
     assert run.returncode == 0, run.stderr[-2000:]
     assert_close(one, part)
+
+    # A checkpoint written by two processes (with each one's generator states) loads like any other,
+    # and one process resumes it to the same weights as one process all along.
+    assert len(load_checkpoint(two)["rng"]["ranks"]) == 2
+    for checkpoint in (one, two):
+        assert train.main(["--resume", str(checkpoint), "--max-iters", "24", "--sample-chars", "0"]) == 0
+    assert_close(one, two)
 
 
 def test_global_batch_must_divide_among_processes(text_file, tmp_path, monkeypatch, capsys):
