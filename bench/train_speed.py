@@ -2,8 +2,11 @@
 
     python bench/train_speed.py                   # CPU, reference configuration: every lever against the baseline
     python bench/train_speed.py --preset base     # on a GPU: float32 eager vs bfloat16 autocast vs + compile
+    python bench/train_speed.py --profile         # where one step's time goes, and the speed-ups that bounds
+    python bench/train_speed.py --eval-batches    # the whole-split evaluation with 4k to 32k characters a batch
     python bench/train_speed.py --seeds 2         # several seeds: one after another, one process, parallel processes
-    python bench/train_speed.py --quality         # instead: 2,000 steps on the full King James Bible
+    python bench/train_speed.py --quality         # instead: a default 2,000-step run on the full King James Bible:
+                                                  # its validation loss and the share of everything but the steps
 
 The reference configuration (= the `small` preset) is nanoGPT's char-level setting: 4 layers, 4 heads,
 128 embedding, block 128, batch 32, AdamW lr 1e-3 (warm-up 100, cosine to 1e-4 over 2,000 steps,
@@ -18,20 +21,22 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import train  # noqa: E402
 from data.corpora import write_bible_text  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
+from model.hooks import hook_point_name, hooks
 from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
 from training.config import ARCH_KEYS, COMMON, TRAIN_PRESETS, lr_at, resolve_device  # noqa: E402
-from training.engine import get_batch, make_optimizer, train_step  # noqa: E402
+from training.engine import EVAL_CHARS_PER_BATCH, LOG_EVERY, full_loss, get_batch, make_optimizer, train_step  # noqa: E402
 from training.runtime import autocast_for, native_bf16_cpu  # noqa: E402
 
 NANOGPT_VAL_LOSS = 1.41  # nats, nanoGPT at the reference configuration after 2,000 iterations (last 10% of the KJV)
@@ -199,21 +204,101 @@ def seeds(data: torch.Tensor, vocab_size: int, n_seeds: int, iters: int, rounds:
 
 
 def quality(folder: Path) -> None:
-    """2,000 steps at the reference configuration on the whole KJV as one text file, validated on its
-    last 10% — the same split and schedule as the nanoGPT reference — with the trainer's defaults."""
+    """A default 2,000-step run at the reference configuration on the whole KJV as one text file,
+    validated on its last 10% (the split and schedule of the nanoGPT reference), as a whole process:
+    its validation loss, and what everything that is not a training step costs (start-up, the
+    timeline records, the evaluations every 250 steps, the saves and the whole-split evaluation)."""
     text = write_bible_text("en", folder / "kjv.txt")
     out = folder / "kjv.pt"
-    argv = ["--text", str(text), "--preset", "small", "--out", str(out), "--sample-chars", "0",
-            "--eval-interval", "2000", "--eval-iters", "200"]
+    command = [sys.executable, str(Path(__file__).resolve().parents[1] / "train.py"), "--text", str(text),
+               "--preset", "small", "--out", str(out), "--sample-chars", "0"]
     t0 = time.perf_counter()
-    if train.main(argv) != 0:
-        raise SystemExit("training failed")
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
     history = torch.load(out, weights_only=True)["history"]
+    seconds = {kind: sum(r["ms"] for r in history if r["kind"] == kind) / 1e3 for kind in ("step", "probe", "eval", "final")}
+    seconds["step"] *= LOG_EVERY  # one step record per LOG_EVERY steps, with its window's mean
+    seconds["rest"] = wall - sum(seconds.values())
     estimate = [r for r in history if r["kind"] == "eval"][-1]["val_loss"]
     final = history[-1]["val_loss"]
-    print(f"quality: val loss after 2,000 iterations {final:.4f} nats (whole split), {estimate:.4f} (200-batch estimate); "
-          f"nanoGPT reference {NANOGPT_VAL_LOSS}; difference {final - NANOGPT_VAL_LOSS:+.4f}; "
-          f"{(time.perf_counter() - t0) / 60:.1f} min")
+    print(f"quality: val loss after {history[-1]['iter']:,} iterations {final:.4f} nats (whole split), "
+          f"{estimate:.4f} (20-batch estimate); nanoGPT reference {NANOGPT_VAL_LOSS}; difference "
+          f"{final - NANOGPT_VAL_LOSS:+.4f}")
+    names = {"step": "training steps", "probe": "timeline records", "eval": "evaluations every 250 steps",
+             "final": "whole-split evaluation", "rest": "start-up, saves and exit"}
+    print(f"time: whole process {wall:.1f} s = " + " + ".join(
+        f"{names[k]} {v:.1f} s ({v / seconds['step']:.1%} of the steps)" for k, v in seconds.items()))
+
+
+def eval_batches(data: torch.Tensor, vocab_size: int, device: torch.device, rounds: int) -> None:
+    """The whole-split evaluation (`full_loss`) of a reference-size model over `data`, with batches of
+    4k to 32k characters, in interleaved rounds."""
+    s = settings("small")
+    model = Stepper(data, vocab_size, s, device).model
+    sizes = (4096, 8192, 16384, 32768)
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    for r in range(rounds):
+        for n in sizes[r % len(sizes):] + sizes[:r % len(sizes)]:
+            t0 = time.perf_counter()
+            full_loss(model, data, s, device, nullcontext(), chars_per_batch=n)
+            times[n].append(time.perf_counter() - t0)
+    best = {n: min(ts) for n, ts in times.items()}
+    print(f"whole-split evaluation of {len(data):,} characters, reference configuration, best of {rounds} rounds:")
+    for n, t in best.items():
+        print(f"{n:6,} characters a batch  {t:6.2f} s  {len(data) / t:9,.0f} characters/s  x{best[EVAL_CHARS_PER_BATCH] / t:.2f} "
+              f"of the default ({EVAL_CHARS_PER_BATCH:,})")
+
+
+MATMUL_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"}
+
+
+def profile(data: torch.Tensor, vocab_size: int, preset: str, device: torch.device, iters: int) -> None:
+    """Where the adopted step's time goes, and the speed-ups that bounds: if everything but the
+    matmuls and attention cost nothing; if attention also ran at the matmuls' own rate with its causal
+    half skipped; if every FLOP ran at the 2048² matmul peak."""
+    s = settings(preset)
+    stepper = Stepper(data, vocab_size, s, device)
+    stepper.steps(3)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        stepper.steps(iters)
+    seconds = {"matmul": 0.0, "attention": 0.0, "everything else": 0.0}
+    for op in prof.key_averages():
+        kind = ("matmul" if op.key in MATMUL_OPS else "attention" if "scaled_dot_product" in op.key
+                else "everything else")
+        seconds[kind] += op.self_cpu_time_total / 1e6 / iters
+    step = sum(seconds.values())
+    peak, peak_what = matmul_peak_flops(device)
+    c, tokens = stepper.model.config, s["batch_size"] * s["block_size"]
+    matmul_flops = 6 * stepper.model.num_params() * tokens
+    causal_attention_flops = 6 * c.n_layer * c.n_embd * c.block_size * tokens  # half of 12 L C T: the causal half
+    matmul_rate = matmul_flops / seconds["matmul"]
+    print(f"one step (profiled, {iters} steps): {step * 1e3:.1f} ms; " + ", ".join(
+        f"{kind} {t * 1e3:.1f} ms ({t / step:.0%})" for kind, t in seconds.items()))
+    print(f"matmuls run at {matmul_rate / 1e9:.1f} GFLOP/s = {matmul_rate / peak:.0%} of the {peak_what} peak "
+          f"({peak / 1e9:.1f} GFLOP/s)")
+    print(f"speed-up over this step, at most: {step / (seconds['matmul'] + seconds['attention']):.2f}x if everything "
+          f"else cost nothing; {step / (seconds['matmul'] + causal_attention_flops / matmul_rate):.2f}x if attention "
+          f"also ran at the matmuls' rate on its causal half; {step * peak / (matmul_flops + causal_attention_flops):.2f}x "
+          f"if every FLOP ran at the peak")
+    written_out, fused = attention_ms(stepper.model, s["batch_size"], rounds=10)
+    print(f"one layer's attention, forward and backward: {fused:.2f} ms through scaled_dot_product_attention (the "
+          f"trainer's path), {written_out:.2f} ms written out as matmul, mask, softmax, matmul ({written_out / fused:.2f}x the time)")
+
+
+def attention_ms(model: TransformerLM, batch_size: int, rounds: int) -> tuple[float, float]:
+    """Best milliseconds of layer 0's attention forward and backward, written out (as when someone
+    observes the pattern: a no-op hook on it) and through SDPA, in alternating rounds."""
+    c = model.config
+    x = torch.randn(batch_size, c.block_size, c.n_embd, requires_grad=True)
+    attention = model.blocks[0].attn
+    best = [math.inf, math.inf]
+    for _ in range(rounds):
+        for k, observers in enumerate(([(hook_point_name(0, "pattern"), lambda t: None)], [])):
+            with hooks(model, observers):
+                t0 = time.perf_counter()
+                attention(x)[0].sum().backward()
+                best[k] = min(best[k], (time.perf_counter() - t0) * 1e3)
+    return best[0], best[1]
 
 
 def main() -> None:
@@ -226,7 +311,12 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true",
                    help="CPU: also time bfloat16 autocast (emulated, and many times slower, without AVX-512 BF16 or AMX)")
     p.add_argument("--seeds", type=int, metavar="N", help="instead: time N seeds trained three ways (CPU)")
-    p.add_argument("--quality", action="store_true", help="instead: train 2,000 steps on the KJV and report the val loss")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: where one step's time goes (matmuls, attention, the rest) and the speed-ups that bounds")
+    p.add_argument("--eval-batches", action="store_true",
+                   help="instead: time the whole-split evaluation with 4k to 32k characters a batch")
+    p.add_argument("--quality", action="store_true",
+                   help="instead: a default 2,000-step run on the KJV as a whole process: its val loss and its overhead")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.quality:
@@ -237,6 +327,10 @@ def main() -> None:
         if args.seeds:
             return seeds(data, tokenizer.vocab_size, args.seeds, args.iters, args.rounds)
         device = resolve_device(args.device)
+        if args.eval_batches:
+            return eval_batches(data[:200_000], tokenizer.vocab_size, device, args.rounds)
+        if args.profile:
+            return profile(data, tokenizer.vocab_size, args.preset, device, args.iters)
         speed(data, tokenizer.vocab_size, args.preset, device, args.iters, args.rounds, args.bf16 or native_bf16_cpu())
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import torch
 import train
 from model.checkpoint import save_checkpoint
 from model.transformer import TransformerLM
+from training.engine import LOG_EVERY
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny models run fastest on one thread, and a second thread spin-waits badly on a shared 2-core CPU.
@@ -45,7 +47,9 @@ def assert_same_training_state(a: dict, b: dict) -> None:
 
 def test_tiny_run_writes_checkpoint_log_and_plot_and_learns(text_file, tmp_path, capsys):
     out = tmp_path / "ckpts" / "m.pt"
+    began = time.perf_counter()
     assert train.main(tiny_args(text_file, out, "--max-iters", "60", "--sample-chars", "40")) == 0
+    wall_ms = (time.perf_counter() - began) * 1e3
     state = load(out)  # loadable with weights_only=True: plain tensors and containers only
     assert state["iter"] == 60 and state["corpus"]["kind"] == "file"
     assert state["model_config"]["n_layer"] == 2 and state["model_config"]["vocab_size"] == len(state["tokenizer"]["chars"]) + 1
@@ -54,6 +58,10 @@ def test_tiny_run_writes_checkpoint_log_and_plot_and_learns(text_file, tmp_path,
     assert [r["iter"] for r in evals] == [20, 40, 60]
     final = records[-1]
     assert final["kind"] == "final" and final["val_bits_per_char"] == pytest.approx(final["val_loss"] / math.log(2))
+    # Where the time went: every record says how long it took, and the parts fit inside the run.
+    assert all(r["ms"] > 0 for r in records)
+    timed = sum(r["ms"] * (LOG_EVERY if r["kind"] == "step" else 1) for r in records)
+    assert 0.05 * wall_ms < timed < wall_ms  # (a tiny run is mostly start-up, saving and plotting)
     # Learned something: below the loss of a uniform guess over the vocabulary.
     assert final["val_loss"] < math.log(state["model_config"]["vocab_size"]) - 0.5
     assert (tmp_path / "ckpts" / "m.loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

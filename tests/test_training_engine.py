@@ -47,7 +47,7 @@ def test_full_loss_batches_many_windows_at_once():
     torch.manual_seed(0)
     s = {"block_size": 4}
     model = TransformerLM(ModelConfig(vocab_size=10, block_size=4, n_layer=1, n_head=2, n_embd=16))
-    data = torch.randint(10, (4 * 9000 + 1,), generator=torch.Generator().manual_seed(1))  # 9000 windows: 2 batches
+    data = torch.randint(10, (4 * 9000 + 1,), generator=torch.Generator().manual_seed(1))  # 9000 windows: 5 batches, the last partial
     got = full_loss(model, data, s, torch.device("cpu"), nullcontext())
     x, y = data[:-1].view(9000, 4), data[1:].view(9000, 4)
     assert got == pytest.approx(model.eval()(x, y)[1].item(), abs=1e-5)

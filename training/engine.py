@@ -28,6 +28,7 @@ from training.timeline import record_steps, recorder_for
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 LOG_EVERY = 10  # steps between loss checks (the only host synchronization in the loop) and log records
+EVAL_CHARS_PER_BATCH = 8192  # characters per batch of the whole-split evaluation
 
 
 class NonFiniteLoss(Exception):
@@ -103,15 +104,16 @@ def estimate_loss(model: TransformerLM, splits: dict[str, torch.Tensor], s: dict
 
 @torch.inference_mode()
 def full_loss(model: TransformerLM, data: torch.Tensor, s: dict, device: torch.device, autocast,
-              d: ddp.Dist = ddp.Dist()) -> float:
+              d: ddp.Dist = ddp.Dist(), chars_per_batch: int = EVAL_CHARS_PER_BATCH) -> float:
     """Mean loss per character over the whole split, in consecutive non-overlapping windows, in
-    batches of about 32k characters (no gradients, no attention weights kept; under DDP each
-    process takes every world-th batch)."""
+    batches of about `chars_per_batch` characters (no gradients, no attention weights kept; under
+    DDP each process takes every world-th batch). 8k by default rather than more: on a CPU larger
+    batches' activations leave the cache (`python bench/train_speed.py --eval-batches`)."""
     model.eval()
     T = s["block_size"]
     n = (len(data) - 1) // T
     x_all, y_all = data[: n * T].view(n, T), data[1: n * T + 1].view(n, T)
-    rows = max(1, 32768 // T)
+    rows = max(1, chars_per_batch // T)
     total = torch.zeros((), dtype=torch.float64, device=device)
     for k, i in enumerate(range(0, n, rows)):
         if k % d.world == d.rank:
@@ -266,9 +268,11 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
             if step % LOG_EVERY == 0 or evaluate or snapshot or step == stop_at or (interrupted and not d.active):
                 stop = check_losses()
             if evaluate:
+                began = time.perf_counter()
                 losses = estimate_loss(model, splits, s, device, autocast, d)
                 require_finite(losses["train"] + losses["val"], f"evaluation loss at step {step}")
-                history.append({"kind": "eval", "iter": step, "train_loss": losses["train"], "val_loss": losses["val"]})
+                history.append({"kind": "eval", "iter": step, "train_loss": losses["train"], "val_loss": losses["val"],
+                                "ms": round((time.perf_counter() - began) * 1e3, 1)})
                 if d.main:
                     bar.write(f"{label + ': ' if label else ''}step {step}: train {losses['train']:.4f}, val {losses['val']:.4f}")
                 if step < s["max_iters"]:  # the last step is saved below, with the final validation loss
@@ -286,9 +290,10 @@ def _train(s: dict, corpus: Corpus, tokenizer: Tokenizer, checkpoint: Optional[d
                           f"continue with --resume {out}", file=sys.stderr)
                 return 128 + interrupted[0] if interrupted else INTERRUPTED
         bar.close()
+        began = time.perf_counter()
         final = {"kind": "final", "iter": s["max_iters"],
                  "val_loss": full_loss(model, splits["val"], s, device, autocast, d)}
-        final["val_bits_per_char"] = final["val_loss"] / math.log(2)
+        final.update(val_bits_per_char=final["val_loss"] / math.log(2), ms=round((time.perf_counter() - began) * 1e3, 1))
         history.append(final)
         save(s["max_iters"])
         if s["max_iters"] in to_snapshot:
