@@ -31,7 +31,7 @@ try:
     from model.checkpoint import load_checkpoint
     from model.transformer import PRESETS
     from training import ddp, seeds, snapshots
-    from training.config import (COMMON, SETTING_RANGES, TRAIN_PRESETS, check_memory, check_output,
+    from training.config import (COMMON, DTYPES, SETTING_RANGES, TRAIN_PRESETS, check_memory, check_output,
                                  resolve_device, settings_from_flags)
     from training.engine import INTERRUPTED, train
     from training.log import log_paths
@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=allowed.kind, metavar="N" if allowed.kind is int else "X",
                        help=f"{what}; in {allowed} (default: from the preset)".replace("%", "%%"))
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                   help="auto = bfloat16 autocast on a GPU or CPU with native bfloat16 (AVX-512 BF16, AMX), else float32")
+    p.add_argument("--dtype", choices=DTYPES,
+                   help="auto = bfloat16 autocast on a GPU or CPU with native bfloat16 (AVX-512 BF16, AMX), else float32 "
+                        "(default: auto; with --resume, the checkpoint's)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="torch.compile the model: faster steps after a warm-up of up to a minute (default: on CUDA, "
                         f"and on a CPU for runs of {CPU_COMPILE_MIN_STEPS:,}+ steps)")

@@ -71,7 +71,7 @@ def settings_from_flags(given: dict[str, Any], preset: str, checkpoint: Optional
         if s["timeline"] and "probe" in checkpoint:
             check_resumable(checkpoint["probe"])
     else:
-        s = {**COMMON, **RECORDING, **PRESETS[preset], **TRAIN_PRESETS[preset], **given}
+        s = {**COMMON, **RECORDING, "dtype": "auto", **PRESETS[preset], **TRAIN_PRESETS[preset], **given}
     s.pop("resume", None)
     check_settings(s)
     return s
