@@ -27,17 +27,19 @@ import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Optional
 
 import torch
+from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.corpora import write_bible_text  # noqa: E402
 from data.tokenizer import CharTokenizer  # noqa: E402
 from model.hooks import hook_point_name, hooks
 from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
-from training.config import ARCH_KEYS, COMMON, TRAIN_PRESETS, lr_at, resolve_device  # noqa: E402
+from training.config import ARCH_KEYS, COMMON, DTYPES, TRAIN_PRESETS, lr_at, resolve_device  # noqa: E402
 from training.engine import EVAL_CHARS_PER_BATCH, LOG_EVERY, full_loss, get_batch, make_optimizer, train_step  # noqa: E402
-from training.runtime import autocast_for, native_bf16_cpu  # noqa: E402
+from training.runtime import autocast_for, native_bf16_cpu, resolve_dtype  # noqa: E402
 
 NANOGPT_VAL_LOSS = 1.41  # nats, nanoGPT at the reference configuration after 2,000 iterations (last 10% of the KJV)
 
@@ -46,9 +48,10 @@ def settings(preset: str) -> dict:
     return {**COMMON, **PRESETS[preset], **TRAIN_PRESETS[preset], "dropout": 0.0}
 
 
-def matmul_peak_flops(device: torch.device, repeats: int = 5) -> tuple[float, str]:
-    """Best observed FLOP/s of one large matmul: 2048² float32 on a CPU, 8192² bfloat16 on a GPU."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
+def matmul_peak_flops(device: torch.device, repeats: int = 5, dtype: Optional[torch.dtype] = None) -> tuple[float, str]:
+    """Best observed FLOP/s of one large matmul: 2048² float32 on a CPU, 8192² bfloat16 on a GPU (or
+    2048² of the dtype given)."""
+    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, dtype or torch.float32)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b  # warm-up
     best = math.inf
@@ -111,8 +114,9 @@ def levers(device: torch.device, bf16: bool) -> dict[str, dict]:
                 "fused AdamW": dict(),
                 "fused AdamW + compile": dict(compile=True),
                 "baseline, 1 thread": dict(fused=False, sync_every_step=True, threads=1)}
-    if bf16:
+    if bf16:  # (attention itself in float32: see the profile's kernel comparison)
         variants["fused AdamW + bfloat16"] = dict(dtype="bfloat16")
+        variants["fused AdamW + bfloat16 + compile"] = dict(dtype="bfloat16", compile=True)
     return variants
 
 
@@ -135,7 +139,10 @@ def speed(data: torch.Tensor, vocab_size: int, preset: str, device: torch.device
     flops = model.flops_per_token() * tokens
     print(f"config: {preset} ({', '.join(f'{k}={s[k]}' for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'batch_size'))}); "
           f"{model.num_params() / 1e6:.3f}M parameters; torch {torch.__version__} on {device}, {torch.get_num_threads()} threads")
-    print(f"{peak_what} matmul peak: {peak / 1e9:.1f} GFLOP/s")
+    print(f"{peak_what} matmul peak: {peak / 1e9:.1f} GFLOP/s (MFU below is against it)")
+    if bf16 and device.type == "cpu":
+        bf16_peak, bf16_what = matmul_peak_flops(device, dtype=torch.bfloat16)
+        print(f"{bf16_what} matmul peak: {bf16_peak / 1e9:.1f} GFLOP/s")
     best = {name: min(ts) for name, ts in times.items()}
     base = next(iter(best.values()))
     for name, t in best.items():
@@ -146,7 +153,8 @@ def speed(data: torch.Tensor, vocab_size: int, preset: str, device: torch.device
 def _seed_worker(data: torch.Tensor, vocab_size: int, seed: int, go, done) -> None:
     """A seed's own process with one thread: steps whenever told, reports its seconds."""
     torch.set_num_threads(1)
-    stepper = Stepper(data, vocab_size, settings("small"), torch.device("cpu"), seed=seed)
+    cpu = torch.device("cpu")
+    stepper = Stepper(data, vocab_size, settings("small"), cpu, seed=seed, dtype=resolve_dtype("auto", cpu))
     stepper.steps(2)
     done.put(0.0)
     while (n := go.get()) > 0:
@@ -157,7 +165,8 @@ def seeds(data: torch.Tensor, vocab_size: int, n_seeds: int, iters: int, rounds:
     """Wall time for `iters` steps of each of n_seeds models: one after another (all threads), one
     process stepping the models in turn (all threads), one process per seed (one thread each)."""
     s, cpu = settings("small"), torch.device("cpu")
-    models = [Stepper(data, vocab_size, s, cpu, seed=k) for k in range(n_seeds)]
+    dtype = resolve_dtype("auto", cpu)  # the trainer's own default here
+    models = [Stepper(data, vocab_size, s, cpu, seed=k, dtype=dtype) for k in range(n_seeds)]
     for m in models:
         m.steps(2)
     ctx = mp.get_context("spawn")
@@ -196,14 +205,14 @@ def seeds(data: torch.Tensor, vocab_size: int, n_seeds: int, iters: int, rounds:
         go.put(0)
     for w in workers:
         w.join()
-    print(f"{n_seeds} seeds x {iters} steps, reference configuration, {torch.get_num_threads()} threads in one process")
+    print(f"{n_seeds} seeds x {iters} steps, reference configuration in {dtype}, {torch.get_num_threads()} threads in one process")
     base = min(times["one after another"])
     for name, ts in times.items():
         print(f"{name:30s} {min(ts):7.2f} s  {n_seeds * iters / min(ts):6.2f} steps/s  x{base / min(ts):.2f} "
               f"(best of {rounds} rounds)")
 
 
-def quality(folder: Path) -> None:
+def quality(folder: Path, dtype: str) -> None:
     """A default 2,000-step run at the reference configuration on the whole KJV as one text file,
     validated on its last 10% (the split and schedule of the nanoGPT reference), as a whole process:
     its validation loss, and what everything that is not a training step costs (start-up, the
@@ -211,7 +220,7 @@ def quality(folder: Path) -> None:
     text = write_bible_text("en", folder / "kjv.txt")
     out = folder / "kjv.pt"
     command = [sys.executable, str(Path(__file__).resolve().parents[1] / "train.py"), "--text", str(text),
-               "--preset", "small", "--out", str(out), "--sample-chars", "0"]
+               "--preset", "small", "--out", str(out), "--sample-chars", "0", "--dtype", dtype]
     t0 = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
@@ -221,7 +230,7 @@ def quality(folder: Path) -> None:
     seconds["rest"] = wall - sum(seconds.values())
     estimate = [r for r in history if r["kind"] == "eval"][-1]["val_loss"]
     final = history[-1]["val_loss"]
-    print(f"quality: val loss after {history[-1]['iter']:,} iterations {final:.4f} nats (whole split), "
+    print(f"quality (--dtype {dtype}: {resolve_dtype(dtype, torch.device('cpu'))}): val loss after {history[-1]['iter']:,} iterations {final:.4f} nats (whole split), "
           f"{estimate:.4f} (20-batch estimate); nanoGPT reference {NANOGPT_VAL_LOSS}; difference "
           f"{final - NANOGPT_VAL_LOSS:+.4f}")
     names = {"step": "training steps", "probe": "timeline records", "eval": "evaluations every 250 steps",
@@ -256,8 +265,8 @@ def profile(data: torch.Tensor, vocab_size: int, preset: str, device: torch.devi
     """Where the adopted step's time goes, and the speed-ups that bounds: if everything but the
     matmuls and attention cost nothing; if attention also ran at the matmuls' own rate with its causal
     half skipped; if every FLOP ran at the 2048² matmul peak."""
-    s = settings(preset)
-    stepper = Stepper(data, vocab_size, s, device)
+    s, dtype = settings(preset), resolve_dtype("auto", device)
+    stepper = Stepper(data, vocab_size, s, device, dtype=dtype)
     stepper.steps(3)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         stepper.steps(iters)
@@ -267,12 +276,12 @@ def profile(data: torch.Tensor, vocab_size: int, preset: str, device: torch.devi
                 else "everything else")
         seconds[kind] += op.self_cpu_time_total / 1e6 / iters
     step = sum(seconds.values())
-    peak, peak_what = matmul_peak_flops(device)
+    peak, peak_what = matmul_peak_flops(device, dtype=getattr(torch, dtype))  # the step's matmuls' own dtype
     c, tokens = stepper.model.config, s["batch_size"] * s["block_size"]
     matmul_flops = 6 * stepper.model.num_params() * tokens
     causal_attention_flops = 6 * c.n_layer * c.n_embd * c.block_size * tokens  # half of 12 L C T: the causal half
     matmul_rate = matmul_flops / seconds["matmul"]
-    print(f"one step (profiled, {iters} steps): {step * 1e3:.1f} ms; " + ", ".join(
+    print(f"one {dtype} step (profiled, {iters} steps): {step * 1e3:.1f} ms; " + ", ".join(
         f"{kind} {t * 1e3:.1f} ms ({t / step:.0%})" for kind, t in seconds.items()))
     print(f"matmuls run at {matmul_rate / 1e9:.1f} GFLOP/s = {matmul_rate / peak:.0%} of the {peak_what} peak "
           f"({peak / 1e9:.1f} GFLOP/s)")
@@ -283,6 +292,10 @@ def profile(data: torch.Tensor, vocab_size: int, preset: str, device: torch.devi
     written_out, fused = attention_ms(stepper.model, s["batch_size"], rounds=10)
     print(f"one layer's attention, forward and backward: {fused:.2f} ms through scaled_dot_product_attention (the "
           f"trainer's path), {written_out:.2f} ms written out as matmul, mask, softmax, matmul ({written_out / fused:.2f}x the time)")
+    if device.type == "cpu":
+        f32, bf16 = sdpa_ms(c, s["batch_size"], rounds=10)
+        print(f"the fused attention kernel alone, forward and backward: {f32:.2f} ms in float32, {bf16:.2f} ms in "
+              f"bfloat16 ({bf16 / f32:.2f}x the time; hence float32 attention under CPU autocast)")
 
 
 def attention_ms(model: TransformerLM, batch_size: int, rounds: int) -> tuple[float, float]:
@@ -301,6 +314,20 @@ def attention_ms(model: TransformerLM, batch_size: int, rounds: int) -> tuple[fl
     return best[0], best[1]
 
 
+def sdpa_ms(c: ModelConfig, batch_size: int, rounds: int) -> tuple[float, float]:
+    """Best milliseconds of one layer's causal scaled_dot_product_attention, forward and backward, on
+    float32 and on bfloat16 inputs, in alternating rounds."""
+    shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
+    best = {torch.float32: math.inf, torch.bfloat16: math.inf}
+    for _ in range(rounds):
+        for dtype in best:
+            q, k, v = (torch.randn(shape, dtype=dtype, requires_grad=True) for _ in range(3))
+            t0 = time.perf_counter()
+            F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+            best[dtype] = min(best[dtype], (time.perf_counter() - t0) * 1e3)
+    return best[torch.float32], best[torch.bfloat16]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--iters", type=int, default=10, help="steps per timed round (default 10)")
@@ -317,10 +344,11 @@ def main() -> None:
                    help="instead: time the whole-split evaluation with 4k to 32k characters a batch")
     p.add_argument("--quality", action="store_true",
                    help="instead: a default 2,000-step run on the KJV as a whole process: its val loss and its overhead")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="with --quality: train.py's --dtype (default auto)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.quality:
-            return quality(Path(tmp))
+            return quality(Path(tmp), args.dtype)
         text = write_bible_text("en", Path(tmp) / "kjv.txt").read_text(encoding="utf-8")
         tokenizer = CharTokenizer.from_text(text)
         data = torch.from_numpy(tokenizer.encode(text[:1_000_000]).astype("int64"))

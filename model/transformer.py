@@ -96,12 +96,19 @@ class CausalSelfAttention(nn.Module):
             att = self.hook_pattern(F.softmax(scores, dim=-1))  # (B, nh, T, T), zero on future keys
             y = self.attn_dropout(att) @ v
         else:
-            y = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-            )
+            y = self.attention(q, k, v)
         y = self.hook_z(y)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y)), att
+
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention through PyTorch's fused kernel, (B, nh, T, hs) in and out. Under bfloat16
+        autocast on a CPU it runs in float32: the CPU kernel is 2.6x slower in bfloat16 (docs/benchmarks.md)."""
+        dropout = self.dropout if self.training else 0.0
+        if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
 
 
 class MLP(nn.Module):

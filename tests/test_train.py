@@ -76,9 +76,11 @@ def test_default_name_is_the_file_stem(text_file, tmp_path, monkeypatch):
     assert (tmp_path / "checkpoints" / "kjv_part.pt").is_file()
 
 
-@pytest.mark.parametrize("stop_at", [7, 20])  # mid-interval, and exactly at an evaluation step
-def test_resume_is_bit_identical_to_an_uninterrupted_run(text_file, tmp_path, stop_at):
-    extra = ("--max-iters", "30", "--dropout", "0.1", "--eval-interval", "10")  # dropout: the global RNG matters too
+# Mid-interval and exactly at an evaluation step; in float32 and under bfloat16 autocast (emulated on CPUs without it).
+@pytest.mark.parametrize("stop_at, dtype", [(7, "float32"), (20, "bfloat16")])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(text_file, tmp_path, stop_at, dtype):
+    extra = ("--max-iters", "30", "--dropout", "0.1", "--eval-interval", "10",  # dropout: the global RNG matters too
+             "--dtype", dtype)
     full, part = tmp_path / "full.pt", tmp_path / "part.pt"
     assert train.main(tiny_args(text_file, full, *extra)) == 0
     assert train.main(tiny_args(text_file, part, *extra), stop_at=stop_at) == train.INTERRUPTED
