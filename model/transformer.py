@@ -103,7 +103,7 @@ class CausalSelfAttention(nn.Module):
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention through PyTorch's fused kernel, (B, nh, T, hs) in and out. Under bfloat16
-        autocast on a CPU it runs in float32: the CPU kernel is 2.6x slower in bfloat16 (docs/benchmarks.md)."""
+        autocast on a CPU it runs in float32: the CPU kernel takes about 3x as long in bfloat16 (docs/benchmarks.md)."""
         dropout = self.dropout if self.training else 0.0
         if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             with torch.autocast("cpu", enabled=False):

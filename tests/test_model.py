@@ -95,7 +95,7 @@ def test_unobserved_model_takes_the_sdpa_path_and_agrees_with_the_explicit_one()
 
 
 def test_attention_runs_in_float32_under_cpu_bfloat16_autocast():
-    # The CPU's fused attention kernel is 2.6x slower in bfloat16; the matmuls around it keep autocast's bfloat16.
+    # The CPU's fused attention kernel takes about 3x as long in bfloat16; the matmuls around it keep autocast's bfloat16.
     attn = tiny_model().blocks[0].attn
     shape = (2, attn.n_head, 16, attn.head_size)
     q, k, v = (torch.randn(shape, generator=torch.Generator().manual_seed(i)) for i in range(3))
