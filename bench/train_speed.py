@@ -230,7 +230,8 @@ def quality(folder: Path, dtype: str) -> None:
     seconds["rest"] = wall - sum(seconds.values())
     estimate = [r for r in history if r["kind"] == "eval"][-1]["val_loss"]
     final = history[-1]["val_loss"]
-    print(f"quality (--dtype {dtype}: {resolve_dtype(dtype, torch.device('cpu'))}): val loss after {history[-1]['iter']:,} iterations {final:.4f} nats (whole split), "
+    print(f"quality (--dtype {dtype}: {resolve_dtype(dtype, torch.device('cpu'))}): val loss after "
+          f"{history[-1]['iter']:,} iterations {final:.4f} nats (whole split), "
           f"{estimate:.4f} (20-batch estimate); nanoGPT reference {NANOGPT_VAL_LOSS}; difference "
           f"{final - NANOGPT_VAL_LOSS:+.4f}")
     names = {"step": "training steps", "probe": "timeline records", "eval": "evaluations every 250 steps",
