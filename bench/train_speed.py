@@ -347,6 +347,8 @@ def main() -> None:
                    help="instead: a default 2,000-step run on the KJV as a whole process: its val loss and its overhead")
     p.add_argument("--dtype", choices=DTYPES, default="auto", help="with --quality: train.py's --dtype (default auto)")
     args = p.parse_args()
+    if args.dtype != "auto" and not args.quality:
+        p.error("--dtype goes with --quality (the speed levers time float32 and bfloat16 themselves)")
     with tempfile.TemporaryDirectory() as tmp:
         if args.quality:
             return quality(Path(tmp), args.dtype)
