@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from analysis.runs.inputs import AnalysisInputs, Settings, TextSplit, load_inputs, sample_windows  # noqa: E402
-from analysis.runs.single import Decomposition, SplitRun, class_frequencies, run_analysis  # noqa: E402
-from analysis.runs.extract import iter_attention  # noqa: E402
-from data.corpora import bible_corpus  # noqa: E402
-from data.tokenizer import CharTokenizer  # noqa: E402
-from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
+from charlens.analysis.runs.inputs import AnalysisInputs, Settings, TextSplit, load_inputs, sample_windows  # noqa: E402
+from charlens.analysis.runs.single import Decomposition, SplitRun, class_frequencies, run_analysis  # noqa: E402
+from charlens.analysis.runs.extract import iter_attention  # noqa: E402
+from charlens.data.corpora import bible_corpus  # noqa: E402
+from charlens.data.tokenizer import CharTokenizer  # noqa: E402
+from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
 
 
 def model_and_text(ckpt: str | None):

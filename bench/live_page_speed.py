@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from analysis.report.html import write_page  # noqa: E402
-from analysis.report.live_model import live_model  # noqa: E402
+from charlens.analysis.report.html import write_page  # noqa: E402
+from charlens.analysis.report.live_model import live_model  # noqa: E402
 from analyze_speed import model_and_text  # noqa: E402
 from chromium import chromium  # noqa: E402
 

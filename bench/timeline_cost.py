@@ -27,13 +27,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.corpora import file_corpus, write_bible_text  # noqa: E402
-from data.tokenizer import CharTokenizer  # noqa: E402
-from model.checkpoint import save_checkpoint  # noqa: E402
-from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
-from training import timeline  # noqa: E402
-from training.config import ARCH_KEYS, COMMON, RECORDING, TRAIN_PRESETS, lr_at  # noqa: E402
-from training.engine import LOG_EVERY, get_batch, make_optimizer, train_step  # noqa: E402
+from charlens.data.corpora import file_corpus, write_bible_text  # noqa: E402
+from charlens.data.tokenizer import CharTokenizer  # noqa: E402
+from charlens.model.checkpoint import save_checkpoint  # noqa: E402
+from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
+from charlens.training import timeline  # noqa: E402
+from charlens.training.config import ARCH_KEYS, COMMON, RECORDING, TRAIN_PRESETS, lr_at  # noqa: E402
+from charlens.training.engine import LOG_EVERY, get_batch, make_optimizer, train_step  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.corpora import bible_corpus  # noqa: E402
+from charlens.data.corpora import bible_corpus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORTEST, LONGEST = 10, 50  # piece lengths

@@ -33,13 +33,13 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.corpora import write_bible_text  # noqa: E402
-from data.tokenizer import CharTokenizer  # noqa: E402
-from model.hooks import hook_point_name, hooks
-from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
-from training.config import ARCH_KEYS, COMMON, DTYPES, TRAIN_PRESETS, lr_at, resolve_device  # noqa: E402
-from training.engine import EVAL_CHARS_PER_BATCH, LOG_EVERY, full_loss, get_batch, make_optimizer, train_step  # noqa: E402
-from training.runtime import autocast_for, native_bf16_cpu, resolve_dtype  # noqa: E402
+from charlens.data.corpora import write_bible_text  # noqa: E402
+from charlens.data.tokenizer import CharTokenizer  # noqa: E402
+from charlens.model.hooks import hook_point_name, hooks
+from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
+from charlens.training.config import ARCH_KEYS, COMMON, DTYPES, TRAIN_PRESETS, lr_at, resolve_device  # noqa: E402
+from charlens.training.engine import EVAL_CHARS_PER_BATCH, LOG_EVERY, full_loss, get_batch, make_optimizer, train_step  # noqa: E402
+from charlens.training.runtime import autocast_for, native_bf16_cpu, resolve_dtype  # noqa: E402
 
 NANOGPT_VAL_LOSS = 1.41  # nats, nanoGPT at the reference configuration after 2,000 iterations (last 10% of the KJV)
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import torch
 
-from data.corpora import bible_corpus, file_corpus
-from data.tokenizer import CharTokenizer
-from model.checkpoint import save_checkpoint
-from model.transformer import ModelConfig, TransformerLM
+from charlens.data.corpora import bible_corpus, file_corpus
+from charlens.data.tokenizer import CharTokenizer
+from charlens.model.checkpoint import save_checkpoint
+from charlens.model.transformer import ModelConfig, TransformerLM
 
 ENGLISH = (
     "In the beginning God created the heaven and the earth. And the earth was without form, and void; "

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from model.transformer import ModelConfig, TransformerLM
-from model.hooks import add_hook
+from charlens.model.transformer import ModelConfig, TransformerLM
+from charlens.model.hooks import add_hook
 
 
 def tiny_model(seed: int = 0, n_layer: int = 2, n_head: int = 2, n_embd: int = 16, vocab_size: int = 12,

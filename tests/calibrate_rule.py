@@ -26,20 +26,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.measures.ablation import repeated_random_windows  # noqa: E402
-from analysis.measures.detectors import detectors_for  # noqa: E402
-from analysis.measures.induction import score_repeated  # noqa: E402
-from analysis.measures.positional import StratumCounts  # noqa: E402
-from analysis.measures.scoring import score_windows  # noqa: E402
-from analysis.measures.stats import per_test_alpha, split_stats, validated  # noqa: E402
-from analysis.runs.extract import char_batch  # noqa: E402
-from analysis.runs.inputs import Settings, load_inputs, sample_windows  # noqa: E402
-from analysis.runs.results import Summary  # noqa: E402
-from analysis.runs.single import run_analysis  # noqa: E402
+from charlens.analysis.measures.ablation import repeated_random_windows  # noqa: E402
+from charlens.analysis.measures.detectors import detectors_for  # noqa: E402
+from charlens.analysis.measures.induction import score_repeated  # noqa: E402
+from charlens.analysis.measures.positional import StratumCounts  # noqa: E402
+from charlens.analysis.measures.scoring import score_windows  # noqa: E402
+from charlens.analysis.measures.stats import per_test_alpha, split_stats, validated  # noqa: E402
+from charlens.analysis.runs.extract import char_batch  # noqa: E402
+from charlens.analysis.runs.inputs import Settings, load_inputs, sample_windows  # noqa: E402
+from charlens.analysis.runs.results import Summary  # noqa: E402
+from charlens.analysis.runs.single import run_analysis  # noqa: E402
 from analyzer_helpers import make_checkpoint  # noqa: E402
-from data.corpora import bible_corpus  # noqa: E402
-from data.tokenizer import CharTokenizer  # noqa: E402
-from model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
+from charlens.data.corpora import bible_corpus  # noqa: E402
+from charlens.data.tokenizer import CharTokenizer  # noqa: E402
+from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
 from planted import KNOWN, latest, mix, picky_pools, plant, targets, uniform  # noqa: E402
 
 CUT = Settings().min_selectivity

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.corpora import bible_corpus
+from charlens.data.corpora import bible_corpus
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,7 @@ def text_file(tmp_path_factory) -> Path:
 def second_order_checkpoint(tmp_path_factory) -> Path:
     """A tiny model trained 150 steps (timeline recorded) on text where each character is the one two places
     back plus 1 or 2 (mod 8): only a head that reads the previous character can predict the next one."""
-    import train
+    from charlens import train
 
     folder = tmp_path_factory.mktemp("second_order")
     rng = np.random.default_rng(0)

@@ -6,9 +6,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from analysis.measures.detectors import CharBatch
-from data.charclasses import classify, features
-from data.tokenizer import CharTokenizer
+from charlens.analysis.measures.detectors import CharBatch
+from charlens.data.charclasses import classify, features
+from charlens.data.tokenizer import CharTokenizer
 
 
 def batch(texts: str | Sequence[str], lang: str = "en") -> CharBatch:

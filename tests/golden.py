@@ -20,12 +20,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.report.files import write_json  # noqa: E402
-from analysis.runs.inputs import Settings, load_inputs  # noqa: E402
-from analysis.runs.results import Summary  # noqa: E402
-from analysis.runs.single import run_analysis  # noqa: E402
+from charlens.analysis.report.files import write_json  # noqa: E402
+from charlens.analysis.runs.inputs import Settings, load_inputs  # noqa: E402
+from charlens.analysis.runs.results import Summary  # noqa: E402
+from charlens.analysis.runs.single import run_analysis  # noqa: E402
 from analyzer_helpers import make_checkpoint  # noqa: E402
-from model.hooks import add_hook  # noqa: E402
+from charlens.model.hooks import add_hook  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent / "golden" / "summary.json"
 SETTINGS = Settings(n_windows=48, n_boot=200, induction_windows=8, min_windows=10, seed=0)

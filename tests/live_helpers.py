@@ -8,9 +8,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from analysis.measures.ablation import ablated
-from data.tokenizer import CharTokenizer
-from model.transformer import PRESETS, ModelConfig, TransformerLM
+from charlens.analysis.measures.ablation import ablated
+from charlens.data.tokenizer import CharTokenizer
+from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM
 
 HEBREW = ("בראשית ברא אלהים את השמים ואת הארץ. והארץ היתה תהו ובהו וחשך על פני תהום ורוח אלהים מרחפת על פני המים. "
           "ויאמר אלהים יהי אור ויהי אור. וירא אלהים את האור כי טוב ויבדל אלהים בין האור ובין החשך.\n")

@@ -9,10 +9,10 @@ from typing import Callable, Optional
 
 import torch
 
-from analysis.measures.detectors import REGISTRY, CharBatch, prefix_match
-from analysis.measures.scoring import uniform_attention
-from analysis.runs.extract import char_batch
-from model.hooks import add_hook
+from charlens.analysis.measures.detectors import REGISTRY, CharBatch, prefix_match
+from charlens.analysis.measures.scoring import uniform_attention
+from charlens.analysis.runs.extract import char_batch
+from charlens.model.hooks import add_hook
 
 Planted = Callable[[CharBatch], torch.Tensor]
 
@@ -102,10 +102,10 @@ def picky_pools(names: tuple[str, ...] = ("previous_char", "self"), T: int = 64,
     names[0] on the whole pool."""
     import numpy as np
 
-    from analysis.measures.scoring import score_windows
-    from analysis.runs.inputs import sample_windows
-    from data.corpora import bible_corpus
-    from data.tokenizer import CharTokenizer
+    from charlens.analysis.measures.scoring import score_windows
+    from charlens.analysis.runs.inputs import sample_windows
+    from charlens.data.corpora import bible_corpus
+    from charlens.data.tokenizer import CharTokenizer
 
     corpus = bible_corpus("en")
     tok = CharTokenizer.from_text(corpus.train + corpus.heldout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.runs.single import head_similarity, most_class_selective
+from charlens.analysis.runs.single import head_similarity, most_class_selective
 
 EN_CLASSES = ["vowel", "consonant", "space", "punctuation"]
 HE_CLASSES = EN_CLASSES  # shared names (as data.charclasses has them), different letters in each class

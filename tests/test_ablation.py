@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from analysis.measures.ablation import (ablated, ablation_study, head_output_means, position_losses,
+from charlens.analysis.measures.ablation import (ablated, ablation_study, head_output_means, position_losses,
                                repeated_random_windows)
 from beyond_helpers import previous_char_pattern, tiny_model
-from model.hooks import add_hook
+from charlens.model.hooks import add_hook
 
 T = 16
 

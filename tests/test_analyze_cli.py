@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import analyze
-from analysis.runs.inputs import AnalysisError
+from charlens import analyze
+from charlens.analysis.runs.inputs import AnalysisError
 from analyzer_helpers import ENGLISH, make_checkpoint
 
 QUICK = ["--windows", "16", "--n-boot", "100", "--induction-windows", "4", "--quiet"]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import analyze
-from analysis.report.files import MARKER, check_output_dir
+from charlens import analyze
+from charlens.analysis.report.files import MARKER, check_output_dir
 from analyzer_helpers import make_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def test_kill_9_at_random_moments_never_loses_the_report(ckpt, tmp_path):
 
 
 def test_md_escape_keeps_quotes_and_neutralizes_markup():
-    from analysis.report.mdtext import md_escape
+    from charlens.analysis.report.mdtext import md_escape
 
     assert md_escape("the language's \"own\" classes") == "the language's \"own\" classes"
     assert md_escape("<img src=x onerror=alert(1)> [a](b) *c* `d` e|f") == \

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import analyze
+from charlens import analyze
 from analyzer_helpers import make_checkpoint
 
 FAST = ["--windows", "16", "--n-boot", "50", "--min-windows", "4", "--induction-windows", "4", "--beyond-windows", "8", "--quiet"]

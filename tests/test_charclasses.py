@@ -1,7 +1,7 @@
 import numpy as np
 
-from data.charclasses import CLASS_INDEX, CLASS_NAMES, TABLES, classify, table_markdown
-from data.corpora import bible_corpus
+from charlens.data.charclasses import CLASS_INDEX, CLASS_NAMES, TABLES, classify, table_markdown
+from charlens.data.corpora import bible_corpus
 
 
 def names(text: str, lang: str) -> list[str]:

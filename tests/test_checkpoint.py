@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.tokenizer import CharTokenizer
-from model import checkpoint as ckpt
-from model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from model.transformer import PRESETS, ModelConfig, TransformerLM
+from charlens.data.tokenizer import CharTokenizer
+from charlens.model import checkpoint as ckpt
+from charlens.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM
 
 torch.set_num_threads(1)
 

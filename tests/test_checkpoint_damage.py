@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-import analyze
-import train
-from data.corpora import bible_corpus
-from model import checkpoint_schema
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.checkpoint_schema import HASH_KEY
+from charlens import analyze
+from charlens import train
+from charlens.data.corpora import bible_corpus
+from charlens.model import checkpoint_schema
+from charlens.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charlens.model.checkpoint_schema import HASH_KEY
 
 torch.set_num_threads(1)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from data import corpora, textfile
-from data.corpora import (CorpusError, bible_corpus, corpus_from_identity, detect_language, file_corpus,
+from charlens.data import corpora, textfile
+from charlens.data.corpora import (CorpusError, bible_corpus, corpus_from_identity, detect_language, file_corpus,
                           write_bible_text)
 
 

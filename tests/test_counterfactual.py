@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.measures.counterfactual import align_positions, compare_patterns, rowwise_correlation, run_counterfactual
+from charlens.analysis.measures.counterfactual import align_positions, compare_patterns, rowwise_correlation, run_counterfactual
 from beyond_helpers import previous_char_pattern, tiny_model
-from data.tokenizer import CharTokenizer
-from model.hooks import add_hook
+from charlens.data.tokenizer import CharTokenizer
+from charlens.model.hooks import add_hook
 
 TEXT_A = "the cat sat on the mat"
 TEXT_B = "the big bat sat on the mat"  # different length; the only 'c' is gone

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
-from model.checkpoint import load_checkpoint
-from training import ddp
+from charlens import train
+from charlens.model.checkpoint import load_checkpoint
+from charlens.training import ddp
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)

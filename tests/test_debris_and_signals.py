@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-import train
-from model.atomic import LEGACY_TEMP_AGE_S, atomic_write, sweep_stale_temps
-from model.transformer import TransformerLM
+from charlens import train
+from charlens.model.atomic import LEGACY_TEMP_AGE_S, atomic_write, sweep_stale_temps
+from charlens.model.transformer import TransformerLM
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.measures.decomposition import UNIFORM, MixtureFit, basis_names, target_distributions, unexplained
-from analysis.measures.detectors import detectors_for
-from analysis.measures.scoring import uniform_attention
+from charlens.analysis.measures.decomposition import UNIFORM, MixtureFit, basis_names, target_distributions, unexplained
+from charlens.analysis.measures.detectors import detectors_for
+from charlens.analysis.measures.scoring import uniform_attention
 from detector_helpers import batch, one_hot_attention
 
 TEXTS = [" the cat sat on the mat and the dog sat on the log", " a bird in the hand is worth two in the bushes, he said"]

@@ -1,7 +1,7 @@
 import torch
 
-from analysis.measures import detectors as det
-from data.charclasses import LANGUAGE_DETECTORS
+from charlens.analysis.measures import detectors as det
+from charlens.data.charclasses import LANGUAGE_DETECTORS
 from detector_helpers import batch
 
 

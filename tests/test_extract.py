@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from analysis.runs.extract import iter_attention
-from data.tokenizer import CharTokenizer
-from model.transformer import ModelConfig, TransformerLM
+from charlens.analysis.runs.extract import iter_attention
+from charlens.data.tokenizer import CharTokenizer
+from charlens.model.transformer import ModelConfig, TransformerLM
 
 
 def setup(T=16):

@@ -4,13 +4,13 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from analysis.report.figures.attention import flow_graph, rollout_graph
-from analysis.report.figures.base import FigureWriter, style
-from analysis.report.figures.heads import behaviour_summary, detector_maps, offset_profiles
-from analysis.report.figures.sets import analysis_figures
-from analysis.measures.flow import layer_mixing, query_flow
-from analysis.report.hebrew import char_label
-from analysis.measures.rollout import attention_rollout
+from charlens.analysis.report.figures.attention import flow_graph, rollout_graph
+from charlens.analysis.report.figures.base import FigureWriter, style
+from charlens.analysis.report.figures.heads import behaviour_summary, detector_maps, offset_profiles
+from charlens.analysis.report.figures.sets import analysis_figures
+from charlens.analysis.measures.flow import layer_mixing, query_flow
+from charlens.analysis.report.hebrew import char_label
+from charlens.analysis.measures.rollout import attention_rollout
 from summary_fixture import HEBREW, drawn_texts, KINDS, hand_attention, make_examples, make_summary
 
 

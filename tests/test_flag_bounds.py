@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-import train
-from training import config
-from training.config import SETTING_RANGES
+from charlens import train
+from charlens.training import config
+from charlens.training.config import SETTING_RANGES
 
 SEED_RANGE = "[0, 9,223,372,036,854,775,806]"
 

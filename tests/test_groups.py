@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-import analyze
-from analysis.runs.groups import compare_groups, model_quantities, vowel_consonant
-from analysis.runs.inputs import Settings, load_inputs
-from analysis.runs.results import Summary
-from analysis.runs.single import run_analysis
+from charlens import analyze
+from charlens.analysis.runs.groups import compare_groups, model_quantities, vowel_consonant
+from charlens.analysis.runs.inputs import Settings, load_inputs
+from charlens.analysis.runs.results import Summary
+from charlens.analysis.runs.single import run_analysis
 from analyzer_helpers import make_checkpoint
-from model.hooks import add_hook
+from charlens.model.hooks import add_hook
 from summary_fixture import make_summary
 
 SETTINGS = Settings(n_windows=24, n_boot=100, induction_windows=4, min_windows=6)

@@ -7,9 +7,9 @@ from functools import lru_cache
 
 from matplotlib import font_manager, ft2font
 
-from analysis.report.figures.attention import attention_heatmap
-from analysis.report.figures.base import style
-from analysis.report.hebrew import char_label, display, font_families, is_rtl
+from charlens.analysis.report.figures.attention import attention_heatmap
+from charlens.analysis.report.figures.base import style
+from charlens.analysis.report.hebrew import char_label, display, font_families, is_rtl
 from summary_fixture import HEBREW, drawn_texts, hand_attention
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from beyond_helpers import previous_char_pattern, set_head_pattern, tiny_model
-from model.hooks import ACTIVATION_NAMES, add_hook, hook_points, hooks, run_with_cache
+from charlens.model.hooks import ACTIVATION_NAMES, add_hook, hook_points, hooks, run_with_cache
 
 
 def test_patterns_equal_return_attention_exactly():

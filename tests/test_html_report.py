@@ -9,9 +9,9 @@ import re
 import numpy as np
 import pytest
 
-from analysis.report.figures.base import FigureWriter
-from analysis.report.figures.sets import analysis_figures
-from analysis.report.html import MAX_VIEW_BYTES, head_view, render, view_chars, write_html_report
+from charlens.analysis.report.figures.base import FigureWriter
+from charlens.analysis.report.figures.sets import analysis_figures
+from charlens.analysis.report.html import MAX_VIEW_BYTES, head_view, render, view_chars, write_html_report
 from chromium import CHROMEDRIVER, CHROMIUM, MISSING, chromium
 from summary_fixture import make_examples, make_summary
 

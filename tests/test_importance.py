@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from analysis.measures.importance import EntropyAccumulator, attention_entropy, attention_received, token_importance
+from charlens.analysis.measures.importance import EntropyAccumulator, attention_entropy, attention_received, token_importance
 from beyond_helpers import previous_char_pattern
 
 

@@ -1,7 +1,7 @@
 import torch
 
-from analysis.measures.ablation import repeated_random_windows
-from analysis.measures.induction import copy_targets, score_repeated
+from charlens.analysis.measures.ablation import repeated_random_windows
+from charlens.analysis.measures.induction import copy_targets, score_repeated
 
 
 def planted(ids: torch.Tensor, k: int) -> torch.Tensor:

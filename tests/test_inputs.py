@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.runs.inputs import Settings, load_inputs, parallel_windows, sample_windows
+from charlens.analysis.runs.inputs import Settings, load_inputs, parallel_windows, sample_windows
 from analyzer_helpers import make_checkpoint
-from data.corpora import read_text_file
+from charlens.data.corpora import read_text_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,8 +32,8 @@ def test_parallel_windows_start_at_the_same_verses_and_never_overlap():
 def test_default_bibles_are_compared_on_the_same_verses():
     from types import SimpleNamespace
 
-    from analysis.runs.inputs import AnalysisInputs, parallel_heldout
-    from data.corpora import bible_corpus
+    from charlens.analysis.runs.inputs import AnalysisInputs, parallel_heldout
+    from charlens.data.corpora import bible_corpus
 
     corpora = {lang: bible_corpus(lang) for lang in ("en", "he")}
     model = SimpleNamespace(config=SimpleNamespace(block_size=64))
@@ -75,7 +75,7 @@ def test_text_windows_are_those_of_the_whole_text(ckpt, tmp_path, policy, extra)
 
 MEASURE = """
 import sys
-import analyze
+from charlens import analyze
 assert analyze.main(["--ckpt", sys.argv[1], "--text", sys.argv[2], "--out", sys.argv[3], "--windows", "16",
                      "--n-boot", "50", "--induction-windows", "4", "--quiet", *sys.argv[4:]]) == 0
 print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))

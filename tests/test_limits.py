@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from model.limits import Range, model_bytes, parameter_shapes, state_shapes, training_bytes
-from model.transformer import PRESETS, ModelConfig, TransformerLM
+from charlens.model.limits import Range, model_bytes, parameter_shapes, state_shapes, training_bytes
+from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM
 
 
 @pytest.mark.parametrize("config", [

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-import analyze
-from analysis.measures.detectors import detectors_for, target_masks
-from analysis.measures.scoring import score_masks
-from analysis.runs.extract import char_batch
-from analysis.report.html import write_html_report, write_page
-from analysis.report.live_model import live_model
+from charlens import analyze
+from charlens.analysis.measures.detectors import detectors_for, target_masks
+from charlens.analysis.measures.scoring import score_masks
+from charlens.analysis.runs.extract import char_batch
+from charlens.analysis.report.html import write_html_report, write_page
+from charlens.analysis.report.live_model import live_model
 from analyzer_helpers import ENGLISH, make_checkpoint
 from chromium import CHROMEDRIVER, CHROMIUM, MISSING, chromium
-from data.charclasses import class_map
-from data.tokenizer import CharTokenizer, normalize
+from charlens.data.charclasses import class_map
+from charlens.data.tokenizer import CharTokenizer, normalize
 from live_helpers import HEBREW, float16_rounded, handset_model, reference, trained_small_model
 from summary_fixture import make_examples, make_summary
 

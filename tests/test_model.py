@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.hooks import hooks
-from model.transformer import PRESETS, ModelConfig, TransformerLM
+from charlens.model.hooks import hooks
+from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM
 
 torch.set_num_threads(1)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
-from data.corpora import bible_corpus
+from charlens import train
+from charlens.data.corpora import bible_corpus
 
 torch.set_num_threads(1)
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.hooks import run_with_cache
-from analysis.measures.qk_map import normalize_qk, project_2d, qk_map
+from charlens.model.hooks import run_with_cache
+from charlens.analysis.measures.qk_map import normalize_qk, project_2d, qk_map
 from beyond_helpers import tiny_model
 
 W, T, D = 4, 16, 8

@@ -1,7 +1,7 @@
 """The extras' report sections: the highlighted-text HTML of token importance."""
 import pytest
 
-from analysis.report.extras import highlighted_html
+from charlens.analysis.report.extras import highlighted_html
 
 
 def test_highlighted_html():

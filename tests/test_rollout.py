@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from analysis.measures.rollout import attention_rollout
+from charlens.analysis.measures.rollout import attention_rollout
 
 
 def test_two_layer_case_by_hand():

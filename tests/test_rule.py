@@ -1,7 +1,7 @@
 import numpy as np
 
-from analysis.measures.rule import INDUCTION, gate_induction, head_label, primary
-from analysis.measures.stats import per_test_alpha, split_stats, validated
+from charlens.analysis.measures.rule import INDUCTION, gate_induction, head_label, primary
+from charlens.analysis.measures.stats import per_test_alpha, split_stats, validated
 from planted import picky_pools
 
 NAMES = ["self", "previous_char", "local", "prefix_match_1", "prefix_match_2", "prefix_match_3", "prefix_match_4"]

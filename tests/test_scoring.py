@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.measures import scoring
-from analysis.measures.detectors import REGISTRY, prefix_match, target_masks
-from analysis.measures.positional import StratumCounts
+from charlens.analysis.measures import scoring
+from charlens.analysis.measures.detectors import REGISTRY, prefix_match, target_masks
+from charlens.analysis.measures.positional import StratumCounts
 from detector_helpers import batch, one_hot_attention
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
-from data.corpora import bible_corpus
-from training.seeds import seed_list, seed_path
+from charlens import train
+from charlens.data.corpora import bible_corpus
+from charlens.training.seeds import seed_list, seed_path
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.measures.seedstats import (compare_groups, difference_interval, mean_interval, permutation_p, separation,
+from charlens.analysis.measures.seedstats import (compare_groups, difference_interval, mean_interval, permutation_p, separation,
                                          seeds_needed, smallest_p)
 
 

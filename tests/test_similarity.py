@@ -6,11 +6,11 @@ import torch
 from scipy.cluster.hierarchy import fcluster
 from scipy.spatial.distance import jensenshannon
 
-from analysis.measures.similarity import cluster_heads, head_rows, js_distance_matrix
-from data.tokenizer import CharTokenizer
-from model.transformer import ModelConfig, TransformerLM
+from charlens.analysis.measures.similarity import cluster_heads, head_rows, js_distance_matrix
+from charlens.data.tokenizer import CharTokenizer
+from charlens.model.transformer import ModelConfig, TransformerLM
 from summary_fixture import hand_attention
-from model.hooks import add_hook
+from charlens.model.hooks import add_hook
 
 TEXTS = [t[:44] for t in ("the cat sat on the mat and the dog ran after it", "in the beginning god made the heavens and the sea")]
 # layer-major (L0H0, L0H1, L0H2, L1H0, L1H1, L1H2): previous-char heads at L0H0 and L1H2

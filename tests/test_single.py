@@ -8,22 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.report.render import write_analysis_report
-from analysis.runs.inputs import Settings, load_inputs
-from analysis.runs.results import Summary
-from analysis.runs.single import most_class_selective, run_analysis
+from charlens.analysis.report.render import write_analysis_report
+from charlens.analysis.runs.inputs import Settings, load_inputs
+from charlens.analysis.runs.results import Summary
+from charlens.analysis.runs.single import most_class_selective, run_analysis
 from analyzer_helpers import make_checkpoint
-from analysis.measures.ablation import repeated_random_windows
-from analysis.measures.detectors import detectors_for
-from analysis.measures.induction import score_repeated
-from analysis.measures.positional import StratumCounts
-from analysis.measures.scoring import score_windows
-from analysis.measures.stats import per_test_alpha, split_stats, validated as stat_validated
-from analysis.runs.extract import char_batch
-from analysis.runs.inputs import sample_windows
-from data.corpora import bible_corpus
-from data.tokenizer import CharTokenizer
-from model.transformer import ModelConfig, TransformerLM
+from charlens.analysis.measures.ablation import repeated_random_windows
+from charlens.analysis.measures.detectors import detectors_for
+from charlens.analysis.measures.induction import score_repeated
+from charlens.analysis.measures.positional import StratumCounts
+from charlens.analysis.measures.scoring import score_windows
+from charlens.analysis.measures.stats import per_test_alpha, split_stats, validated as stat_validated
+from charlens.analysis.runs.extract import char_batch
+from charlens.analysis.runs.inputs import sample_windows
+from charlens.data.corpora import bible_corpus
+from charlens.data.tokenizer import CharTokenizer
+from charlens.model.transformer import ModelConfig, TransformerLM
 from planted import KNOWN, latest, mix, plant, targets, uniform
 from summary_fixture import make_summary
 

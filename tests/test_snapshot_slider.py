@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import analyze
-import train
-from analysis.runs.extract import iter_attention
-from analysis.runs.snapshots import snapshot_files, spread
+from charlens import analyze
+from charlens import train
+from charlens.analysis.runs.extract import iter_attention
+from charlens.analysis.runs.snapshots import snapshot_files, spread
 from chromium import CHROMEDRIVER, CHROMIUM, MISSING, chromium
-from data.tokenizer import tokenizer_from_dict
-from model.checkpoint import load_checkpoint, model_from_checkpoint
+from charlens.data.tokenizer import tokenizer_from_dict
+from charlens.model.checkpoint import load_checkpoint, model_from_checkpoint
 
 torch.set_num_threads(1)
 QUICK = ["--windows", "16", "--n-boot", "50", "--induction-windows", "4", "--quiet", "--no-live-model"]

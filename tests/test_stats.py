@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from analysis.measures.stats import (ScoreAccumulator, bootstrap_selectivity_se, per_test_alpha, selectivity, split_stats,
+from charlens.analysis.measures.stats import (ScoreAccumulator, bootstrap_selectivity_se, per_test_alpha, selectivity, split_stats,
                                      validated)
 
 CUT = 0.3

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.runs.inputs import sample_windows
-from data import textfile
-from data.corpora import CorpusError, detect_language
-from data.textfile import FilteredText, TextFile, window_starts
+from charlens.analysis.runs.inputs import sample_windows
+from charlens.data import textfile
+from charlens.data.corpora import CorpusError, detect_language
+from charlens.data.textfile import FilteredText, TextFile, window_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 # Decomposed (NFD) Hebrew with niqqud and Latin accents: NFC changes their length, so segment
@@ -113,7 +113,7 @@ def test_a_file_changed_after_the_scan_is_refused(tmp_path):
 MEASURE = textwrap.dedent("""
     import sys
     import numpy as np
-    from data.textfile import TextFile
+    from charlens.data.textfile import TextFile
     f = TextFile(sys.argv[1])
     rng = np.random.default_rng(0)
     windows = f.sample_windows("first", 128, 256, rng) + f.sample_windows("second", 128, 256, rng)

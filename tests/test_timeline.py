@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-import analyze
-import train
-from analysis.measures.timeline import CUT, formation_steps, probe_records, timeline
-from analysis.runs.timeline import NO_TIMELINE
+from charlens import analyze
+from charlens import train
+from charlens.analysis.measures.timeline import CUT, formation_steps, probe_records, timeline
+from charlens.analysis.runs.timeline import NO_TIMELINE
 from beyond_helpers import previous_char_pattern
-from data.corpora import file_corpus
-from data.tokenizer import CharTokenizer
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from model.hooks import add_hook
-from model.transformer import ModelConfig, TransformerLM
+from charlens.data.corpora import file_corpus
+from charlens.data.tokenizer import CharTokenizer
+from charlens.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from charlens.model.hooks import add_hook
+from charlens.model.transformer import ModelConfig, TransformerLM
 from planted import KNOWN, plant
-from training import engine, snapshots, timeline as recording
+from charlens.training import engine, snapshots, timeline as recording
 
 torch.set_num_threads(1)
 WITHOUT_TIME = lambda h: [{k: v for k, v in r.items() if k != "ms"} for r in h]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.measures.timeline import largest_jump, loss_change
-from analysis.report.figures.base import FigureWriter
-from analysis.report.figures.sets import analysis_figures
-from analysis.report.figures.timeline import every_head_figure, timeline_figure
-from analysis.report.markdown import timeline_lines
-from analysis.runs.groups import compare_groups, model_quantities
-from analysis.runs.results import HeadVerdict
-from analysis.runs.timeline import NO_TIMELINE, timeline_entry, timeline_result
+from charlens.analysis.measures.timeline import largest_jump, loss_change
+from charlens.analysis.report.figures.base import FigureWriter
+from charlens.analysis.report.figures.sets import analysis_figures
+from charlens.analysis.report.figures.timeline import every_head_figure, timeline_figure
+from charlens.analysis.report.markdown import timeline_lines
+from charlens.analysis.runs.groups import compare_groups, model_quantities
+from charlens.analysis.runs.results import HeadVerdict
+from charlens.analysis.runs.timeline import NO_TIMELINE, timeline_entry, timeline_result
 from summary_fixture import make_summary
 from test_timeline_formation import record, sel
 

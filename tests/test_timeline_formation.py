@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.measures.timeline import (CUT, INDUCTION, Criterion, formation_steps, past_criterion, probe_records,
+from charlens.analysis.measures.timeline import (CUT, INDUCTION, Criterion, formation_steps, past_criterion, probe_records,
                                         timeline)
 
 NAMES = ["previous_char", "space", "prefix_match_2"]  # prefix_match_2 has the prefix control: induction evidence

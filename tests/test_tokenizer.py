@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.tokenizer import UNKNOWN_CHAR, CharTokenizer, UnknownCharactersError, normalize, tokenizer_from_dict
+from charlens.data.tokenizer import UNKNOWN_CHAR, CharTokenizer, UnknownCharactersError, normalize, tokenizer_from_dict
 
 
 def test_round_trip_and_ids():

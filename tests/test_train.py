@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import train
-from model.checkpoint import save_checkpoint
-from model.transformer import TransformerLM
-from training.engine import LOG_EVERY
+from charlens import train
+from charlens.model.checkpoint import save_checkpoint
+from charlens.model.transformer import TransformerLM
+from charlens.training.engine import LOG_EVERY
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny models run fastest on one thread, and a second thread spin-waits badly on a shared 2-core CPU.

@@ -7,11 +7,11 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from model.transformer import ModelConfig, TransformerLM
-from training import runtime
-from training.config import lr_at
-from training.engine import full_loss, get_batch, make_optimizer
-from training.runtime import resolve_compile, resolve_dtype
+from charlens.model.transformer import ModelConfig, TransformerLM
+from charlens.training import runtime
+from charlens.training.config import lr_at
+from charlens.training.engine import full_loss, get_batch, make_optimizer
+from charlens.training.runtime import resolve_compile, resolve_dtype
 
 
 def test_learning_rate_schedule():
@@ -86,7 +86,7 @@ def test_compile_and_dtype_defaults(monkeypatch):
 def test_a_failed_compile_falls_back_to_eager_with_one_warning(text_file, tmp_path, monkeypatch, capsys):
     """Inductor needs a working C++ compiler, and a Ctrl-C during its warm-up kills that compiler: either
     way the run continues without compiling, with exactly the weights an eager run gets."""
-    import train
+    from charlens import train
     from torch._dynamo.exc import BackendCompilerFailed
 
     def broken_compile(module):

@@ -1,7 +1,7 @@
 import torch
 
-from model.hooks import run_with_cache
-from analysis.measures.value_weighted import (output_weights_per_head, row_disagreement, row_normalize,
+from charlens.model.hooks import run_with_cache
+from charlens.analysis.measures.value_weighted import (output_weights_per_head, row_disagreement, row_normalize,
                                      transformed_values, value_weighted_attention, value_weighted_norms)
 from beyond_helpers import tiny_model
 

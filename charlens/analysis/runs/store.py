@@ -1,0 +1,53 @@
+"""Attention kept from a streaming run: every window for --save-attention (memory-mapped, so storing
+does not hold the windows in memory) and the few example windows the report shows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from charlens.analysis.runs.extract import AttentionBatch
+from charlens.analysis.runs.results import Examples
+from charlens.data.charclasses import CLASS_NAMES
+
+
+class AttentionStore:
+    """--save-attention: every analyzed window's attention, float16, written to a memory map so that
+    storing does not hold the windows in memory; zero-padded when windows differ in length."""
+
+    def __init__(self, path: Path, n: int, L: int, H: int, T: int) -> None:
+        self.path = path
+        self.raw = path.with_suffix(".raw")
+        self.attention = np.lib.format.open_memmap(self.raw, mode="w+", dtype=np.float16, shape=(n, L, H, T, T))
+        self.texts: list[str] = []
+        self.classes = np.full((n, T), -1, dtype=np.int8)
+        self.split: list[str] = []
+
+    def add(self, batch: AttentionBatch, split: str) -> None:
+        k, (B, _, _, T, _) = len(self.texts), batch.attention.shape
+        self.attention[k:k + B, :, :, :T, :T] = batch.attention.numpy().astype(np.float16)
+        self.classes[k:k + B, :T] = batch.classes.numpy()
+        self.texts += batch.texts
+        self.split += [split] * B
+
+    def close(self, lang: str) -> None:
+        self.attention.flush()
+        np.savez(self.path, attention=self.attention, text=np.array(self.texts), classes=self.classes,
+                 class_names=np.array(CLASS_NAMES), lang=np.array(lang), split=np.array(self.split),
+                 lengths=np.array([len(t) for t in self.texts]))
+        del self.attention
+        self.raw.unlink()
+
+
+def examples_of(batches: list[AttentionBatch], n: int, lang: str) -> Examples:
+    """The first `n` windows of `batches` as attention_examples.npz arrays (shorter windows zero-padded)."""
+    wins = [w for b in batches for w in b.windows()][:n]
+    T = max(len(t) for _, t, _ in wins)
+    L, H = wins[0][0].shape[:2]
+    att = np.zeros((len(wins), L, H, T, T), dtype=np.float16)
+    cls = np.full((len(wins), T), -1, dtype=np.int8)
+    for k, (a, t, c) in enumerate(wins):
+        att[k, :, :, : len(t), : len(t)] = a.numpy()
+        cls[k, : len(t)] = c
+    return {"attention": att, "text": np.array([t for _, t, _ in wins]), "classes": cls,
+            "class_names": np.array(CLASS_NAMES), "lang": np.array(lang), "lengths": np.array([len(t) for _, t, _ in wins])}

@@ -1,4 +1,0 @@
-"""The charlens model: a small character-level transformer and its checkpoints."""
-from model.transformer import PRESETS, CausalSelfAttention, ModelConfig, TransformerLM
-
-__all__ = ["PRESETS", "CausalSelfAttention", "ModelConfig", "TransformerLM"]
