@@ -18,13 +18,15 @@ import dataclasses
 import glob
 import importlib.util
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
 
-from charlens.analysis.report.files import check_output_dir, move_file, staged_output_dir
+from charlens.analysis.report.folder import check_output_dir, staged_output_dir
 from charlens.analysis.report.live_model import MAX_LIVE_BYTES, live_model
 from charlens.analysis.report.markdown import few_windows, format_head_table
+from charlens.analysis.report.mdtext import visible
 from charlens.analysis.report.render import write_analysis_report, write_group_report
 from charlens.analysis.runs.groups import compare_groups
 from charlens.analysis.runs.extras import ExtrasRequest, check_request, run_extras
@@ -32,7 +34,8 @@ from charlens.analysis.runs.inputs import UNKNOWN_POLICIES, AnalysisInputs, Sett
 from charlens.analysis.runs.results import Extras, Summary
 from charlens.analysis.runs.single import run_analysis
 from charlens.analysis.runs.snapshots import snapshot_attention
-from charlens.data.errors import CharlensError, UsageError
+from charlens.analysis.runs.store import check_attention_target, place_file
+from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 PROJECTION_PACKAGES = {"tsne": "sklearn", "umap": "umap"}
@@ -160,8 +163,6 @@ def check_args(args: argparse.Namespace) -> None:
             raise UsageError(f"--projection {args.projection} needs the {package} package, which is not installed; use pca")
     if args.save_attention and not args.save_attention.endswith(".npz"):
         raise UsageError(f"--save-attention needs a .npz file name, got {args.save_attention}")
-    if args.save_attention and not os.access(Path(args.save_attention).resolve().parent, os.W_OK):
-        raise UsageError(f"cannot write --save-attention {args.save_attention}: its folder is missing or not writable")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -189,22 +190,33 @@ def analyze(inputs: AnalysisInputs, settings: Settings, request: ExtrasRequest, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0; 2 with one line for any problem with the input; 130 or 143 after Ctrl-C or SIGTERM, with one
+    line (the staged report is removed, a previous report at --out is left as it was)."""
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         check_args(args)
         return run_compare(args) if args.compare else run_single(args)
     except CharlensError as e:
-        print(f"analyze.py: error: {e}", file=sys.stderr)
+        print(f"analyze.py: error: {visible(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("analyze.py: interrupted; no report was written (a previous report at --out is unchanged)", file=sys.stderr)
-        return INTERRUPTED
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if interrupt_status(e) == 143 else "interrupted"
+        print(f"analyze.py: {how}; no report was written (a previous report at --out is unchanged)", file=sys.stderr)
+        return interrupt_status(e)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_single(args: argparse.Namespace) -> int:
     settings, request = settings_from_args(args), request_from_args(args)
     out_dir = Path(args.out) if args.out else Path("reports") / Path(args.ckpt).stem
     check_output_dir(out_dir)
+    if args.save_attention:
+        target = Path(args.save_attention)
+        if out_dir.resolve() in target.resolve().parents:
+            raise UsageError(f"--save-attention {target} is inside the report folder {out_dir}; give a path outside it")
+        check_attention_target(target)
     inputs = load_inputs(args.ckpt, settings, text_path=args.text, sentences=args.sentences)
     check_request(request, inputs.model, inputs.tokenizer)
     warn_unknown(inputs)
@@ -214,13 +226,13 @@ def run_single(args: argparse.Namespace) -> int:
         snapshots = snapshot_attention(inputs, summary.examples, settings.value_weighted)
         summary = dataclasses.replace(summary, snapshots=snapshots)
         for why in snapshots.skipped if snapshots is not None else ():
-            print(f"analyze.py: note: snapshot left out of the step slider: {why}", file=sys.stderr)
+            print(f"analyze.py: note: snapshot left out of the step slider: {visible(why)}", file=sys.stderr)
         data = write_analysis_report(summary, tmp, live=live_entry(args, inputs))
         if saved is not None:
-            move_file(saved, Path(args.save_attention))
+            place_file(saved, Path(args.save_attention))
     if not args.quiet:
         print(format_head_table(data))
-        print(f"report written to {out_dir}/ (summary.json, heads.csv, report.md, report.html, figures, attention_examples.npz)")
+        print(f"report written to {visible(str(out_dir))}/ (summary.json, heads.csv, report.md, report.html, figures, attention_examples.npz)")
     n_heldout = len(inputs.heldout.windows)
     if n_heldout < settings.min_windows:
         print(f"analyze.py: note: the held-out text gave {n_heldout} window(s), fewer than --min-windows ({settings.min_windows}): "
@@ -229,7 +241,7 @@ def run_single(args: argparse.Namespace) -> int:
         for line in few_windows(data):
             print(f"analyze.py: note: {line}", file=sys.stderr)
     if not data["timeline"]["recorded"]:
-        print(f"analyze.py: note: {inputs.name}: {data['timeline']['note']}", file=sys.stderr)
+        print(f"analyze.py: note: {visible(inputs.name)}: {data['timeline']['note']}", file=sys.stderr)
     return 0
 
 
@@ -237,7 +249,7 @@ def warn_unknown(inputs: AnalysisInputs) -> None:
     """One line on stderr for characters --unknown-chars dropped or replaced (a warning for a foreign text)."""
     if inputs.unknown is not None:
         kind = "warning" if inputs.unknown.foreign else "note"
-        print(f"analyze.py: {kind}: {inputs.name}: {inputs.unknown.message()}", file=sys.stderr)
+        print(f"analyze.py: {kind}: {visible(inputs.name)}: {visible(inputs.unknown.message())}", file=sys.stderr)
 
 
 def live_entry(args: argparse.Namespace, inputs: AnalysisInputs) -> Optional[dict]:
@@ -291,6 +303,8 @@ def run_compare(args: argparse.Namespace) -> int:
     both = {str(Path(p).resolve()) for p in paths[0]} & {str(Path(p).resolve()) for p in paths[1]}
     if both:
         raise UsageError(f"{sorted(both)[0]} is in both groups")
+    if args.out:
+        check_output_dir(Path(args.out))  # before the checkpoints are read, as for --ckpt
     settings, request = settings_from_args(args), request_from_args(args)
     groups = [[load_inputs(p, settings, text_path=args.text, sentences=args.sentences) for p in group] for group in paths]
     names = [group_name(g) for g in groups]
@@ -308,9 +322,9 @@ def run_compare(args: argparse.Namespace) -> int:
     seen: dict[str, int] = {}
     for group in groups:
         for k, m in enumerate(group):
-            seen[m.name] = seen.get(m.name, 0) + 1
-            if seen[m.name] > 1:
-                group[k] = dataclasses.replace(m, name=f"{m.name}-{seen[m.name]}")
+            name = "_" + m.name if m.name.startswith(".") else m.name  # each model's folder: never hidden, never the manifest
+            seen[name] = seen.get(name, 0) + 1
+            group[k] = dataclasses.replace(m, name=name if seen[name] == 1 else f"{name}-{seen[name]}")
     out_dir = Path(args.out) if args.out else Path("reports") / f"{names[0]}_vs_{names[1]}"
     everyone = [m for group in groups for m in group]
     with staged_output_dir(out_dir) as tmp:
@@ -319,7 +333,7 @@ def run_compare(args: argparse.Namespace) -> int:
         for g, group in enumerate(groups):
             for inputs in group:
                 if not args.quiet:
-                    print(f"analysing {inputs.name} ({len(written[0]) + len(written[1]) + 1} of {len(everyone)})",
+                    print(f"analysing {visible(inputs.name)} ({len(written[0]) + len(written[1]) + 1} of {len(everyone)})",
                           file=sys.stderr)
                 (tmp / inputs.name).mkdir()
                 summary = analyze(inputs, settings, request, progress=not args.quiet)
@@ -330,9 +344,9 @@ def run_compare(args: argparse.Namespace) -> int:
         write_group_report(comparison, tmp, links=[{"text": f"{m.name}: full report", "href": f"{m.name}/report.html"}
                                                   for m in everyone])
     if not args.quiet:
-        print("\n".join(comparison.notes))
-        print("replicated:\n" + ("\n".join(f"- {f}" for f in comparison.replicated) or "- none"))
-        print(f"comparison written to {out_dir}/ (report.html, report.md, compare.json, figures; "
+        print("\n".join(map(visible, comparison.notes)))
+        print("replicated:\n" + ("\n".join(f"- {visible(f)}" for f in comparison.replicated) or "- none"))
+        print(f"comparison written to {visible(str(out_dir))}/ (report.html, report.md, compare.json, figures; "
               f"one folder per model with its own report)")
     return 0
 

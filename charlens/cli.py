@@ -11,29 +11,23 @@ import signal
 import sys
 from typing import Callable, Optional
 
-INTERRUPTED, TERMINATED = 130, 143  # exit statuses a shell reports for SIGINT and SIGTERM
-
-
-class _TerminatedWhileLoading(KeyboardInterrupt):
-    """SIGTERM while the CLI module loads."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise _TerminatedWhileLoading()
+from charlens.data.errors import interrupt_status, raise_terminated
 
 
 def launch(module: str, task: str, argv: Optional[list[str]] = None) -> int:
     """Import `module` (a CLI with main(argv) -> exit status) with Ctrl-C and SIGTERM turned into one
     line, then run its main."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    started = False
     try:
         main: Callable[[Optional[list[str]]], int] = importlib.import_module(module).main
+        started = True
+        return main(argv)  # (each CLI handles its own interruptions; this catches what escapes at its very end)
     except KeyboardInterrupt as e:
-        print(f"interrupted before {task}; nothing was written", file=sys.stderr)
-        return TERMINATED if isinstance(e, _TerminatedWhileLoading) else INTERRUPTED
+        print("interrupted" if started else f"interrupted before {task}; nothing was written", file=sys.stderr)
+        return interrupt_status(e)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return main(argv)
 
 
 def train() -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from charlens.data.corpora import LANGS, Corpus, bible_corpus, corpus_from_identity, file_corpus
-from charlens.data.errors import CharlensError, UsageError
+from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated
 from charlens.data.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_dict
 from charlens.model.atomic import sweep_stale_temps
 from charlens.model.checkpoint import load_checkpoint
@@ -50,14 +50,6 @@ NUMERIC_FLAGS = [
     ("eval-interval", "evaluate, log and checkpoint every this many steps"),
     ("eval-iters", "batches per split in each evaluation"), ("seed", "random seed"),
 ]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C (exit status 143 instead of 130)."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, metavar="N", help=f"CPU threads for torch, in {SETTING_RANGES['threads']} "
                    "(default: torch's choice); 1 is often faster on a busy machine")
     p.add_argument("--seeds", type=int, nargs="+", metavar="N",
-                   help="train one model per seed: --seeds 3 = seeds 0, 1, 2; --seeds 5 7 = seeds 5 and 7; seed k is "
-                        "written to <name>_s<k>.pt; rerunning the command skips finished seeds and resumes interrupted ones")
+                   help=f"train one model per seed: --seeds 3 = seeds 0, 1, 2 (N in 1..{seeds.MAX_SEEDS:,}); --seeds 5 7 = "
+                        f"seeds 5 and 7 (at most {seeds.MAX_SEEDS:,}, each in {SETTING_RANGES['seed']}); seed k is written to "
+                        "<name>_s<k>.pt; rerunning the command skips finished seeds and resumes interrupted ones; Ctrl-C "
+                        "or SIGTERM stops every seed with its checkpoint saved")
     p.add_argument("--seed-procs", type=int, metavar="N",
                    help=f"with --seeds: seeds trained at once, each in its own process, 1..{MAX_SEED_PROCS} (default: one "
                         "per CPU core, at most one per seed; 1 on a GPU); 1 = one after another")
@@ -124,6 +118,7 @@ def check_seed_flags(args: argparse.Namespace) -> None:
         raise UsageError("--seeds runs its own processes; start it with python, not torchrun")
     if args.seed_procs is not None and not 1 <= args.seed_procs <= MAX_SEED_PROCS:
         raise UsageError(f"--seed-procs must be in 1..{MAX_SEED_PROCS}, got {args.seed_procs}")
+    seeds.seed_list(args.seeds)  # the count and every value, before any work
 
 
 def prepare(args: argparse.Namespace) -> tuple[TrainSettings, Corpus, Tokenizer, Optional[dict]]:
@@ -156,9 +151,11 @@ def prepare(args: argparse.Namespace) -> tuple[TrainSettings, Corpus, Tokenizer,
     sources = [Path(p) for p in (args.text, corpus.identity.get("path"), corpus.identity.get("source")) if p]
     # With --seeds the outputs are the seeds' own files; a seed's existing checkpoint is continued (seeds.plan).
     outs = [seeds.seed_path(out, k) for k in seeds.seed_list(args.seeds)] if args.seeds is not None else [out]
+    done = checkpoint["iter"] if checkpoint is not None else 0  # snapshots up to here are not written again
+    steps = sorted(k for k in snapshots.snapshot_steps(s.snapshots, s.max_iters) if k > done)
     for path in outs:
         resume = path if args.seeds is not None else (Path(args.resume) if args.resume else None)
-        check_output(path, sources, resume, args.overwrite)
+        check_output(path, sources, resume, args.overwrite, tuple(snapshots.snapshot_path(path, k) for k in steps))
     if device.type == "cpu":
         check_memory(s, tokenizer.vocab_size, len(corpus.train) + len(corpus.val))
     snapshots.check_room(s, tokenizer.vocab_size, corpus.lang, outs)
@@ -180,7 +177,7 @@ def file_state(path: Path) -> Optional[tuple[int, int]]:
 def main(argv: Optional[list[str]] = None, stop_at: Optional[int] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return run(args, parser.prog, stop_at)
     finally:
@@ -199,7 +196,7 @@ def run(args: argparse.Namespace, prog: str, stop_at: Optional[int]) -> int:
         return 2
     except KeyboardInterrupt as e:  # while reading the corpus or checkpoint
         print("interrupted before training; nothing was written", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else INTERRUPTED
+        return interrupt_status(e)
     out = Path(str(s.out))
     before = file_state(out)
     try:
@@ -211,5 +208,5 @@ def run(args: argparse.Namespace, prog: str, stop_at: Optional[int]) -> int:
         written = file_state(out) not in (None, before)
         print(f"interrupted; {f'the last checkpoint this run wrote is {out}' if written else 'this run wrote no checkpoint'}",
               file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else INTERRUPTED
+        return interrupt_status(e)
 

@@ -77,6 +77,25 @@ def test_text_file_is_split_in_halves_and_save_attention_keeps_every_window(ckpt
     rows = saved["attention"].astype(np.float32).sum(-1)
     assert np.allclose(rows, 1.0, atol=2e-2)
     assert not list(tmp_path.glob("**/*.raw"))
+    # a rerun replaces the file charlens wrote there...
+    rc, _, err = run(["--ckpt", ckpt, "--out", tmp_path / "r", "--text", text, "--save-attention", npz, *QUICK], capsys)
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("content", [b"my results", np.savez])
+def test_save_attention_never_replaces_a_file_charlens_did_not_write(ckpt, tmp_path, capsys, content):
+    """Issue #18 item 2: a user's file at the --save-attention path (any bytes, or an .npz of their own) is
+    refused in one line before any work, and left as it was."""
+    npz = tmp_path / "mine.npz"
+    if content is np.savez:
+        np.savez(npz, attention=np.zeros(3))
+    else:
+        npz.write_bytes(content)
+    before = npz.read_bytes()
+    rc, _, err = run(["--ckpt", ckpt, "--out", tmp_path / "r", "--save-attention", npz, *QUICK], capsys)
+    assert rc == 2 and err.splitlines() == [f"analyze.py: error: refusing to overwrite {npz}: it is not an attention "
+                                            "file charlens wrote (--save-attention); choose another name"]
+    assert npz.read_bytes() == before and not (tmp_path / "r").exists()
 
 
 def bad(argv, capsys, tmp_path, needle):
@@ -219,3 +238,17 @@ def test_every_numeric_flag_has_a_range(ckpt, tmp_path, capsys, flag, value, nee
     rc, _, err = run(["--ckpt", ckpt, "--out", tmp_path / "never", *QUICK, flag, value], capsys)  # the last value counts
     assert rc == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("flag, path, problem", [
+    ("--out", "{tmp}/" + "r" * 300, "cannot write the report folder {tmp}/rrr"),  # issue #18 item 7
+    ("--out", "/proc/report", "cannot write the report folder /proc/report: "),  # item 6
+    ("--save-attention", "{tmp}/" + "a" * 300 + ".npz", "cannot write --save-attention {tmp}/aaa"),
+    ("--save-attention", "/proc/a.npz", "cannot write --save-attention /proc/a.npz: "),
+])
+def test_an_out_path_that_cannot_be_written_is_refused_before_any_work(ckpt, tmp_path, capsys, flag, path, problem):
+    path = path.format(tmp=tmp_path)
+    argv = ["--ckpt", ckpt, "--out", tmp_path / "r", *QUICK, flag, path]  # the last --out counts
+    rc, _, err = run(argv, capsys)
+    assert rc == 2 and len(err.splitlines()) == 1 and problem.format(tmp=tmp_path) in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,8 @@
 charlens report; user text in report.md is escaped; folders follow the user's umask; Ctrl-C is one line."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import signal
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from charlens import analyze
-from charlens.analysis.report.files import MARKER, check_output_dir
+from charlens.analysis.report.folder import MARKER, check_output_dir
 from analyzer_helpers import make_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +51,74 @@ def test_an_empty_folder_or_a_previous_report_is_replaced(ckpt, tmp_path):
     out.mkdir()
     assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 0
     assert (out / MARKER).is_file() and (out / "summary.json").is_file()
-    (out / "stale.png").write_bytes(b"old figure")
-    assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 0  # a report: replaced whole
-    assert not (out / "stale.png").exists() and (out / "report.html").is_file()
+    manifest = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != MARKER)
+    assert sorted(manifest["files"]) == written and "report.html" in written
+    assert all(manifest["files"][rel] == hashlib.sha256((out / rel).read_bytes()).hexdigest() for rel in written)
+
+
+def test_a_rerun_keeps_the_users_files_in_a_report_folder(ckpt, tmp_path):
+    """Issue #18 item 1: files the user added to a report (top level, in a folder of their own, in a folder the
+    report wrote) survive a rerun byte for byte, as the same file (inode); a file the old report wrote and the
+    new one does not is removed."""
+    out = tmp_path / "r"
+    assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 0
+    mine = {"my_notes.md": b"what I think head 1.0 does", "drafts/fig.svg": b"<svg/>", "drafts/empty": b""}
+    for rel, data in mine.items():
+        (out / rel).parent.mkdir(exist_ok=True)
+        (out / rel).write_bytes(data)
+    (out / "later").mkdir()  # an empty folder of the user's
+    (out / "stale.png").write_bytes(b"a figure an older report wrote")
+    manifest = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    manifest["files"]["stale.png"] = hashlib.sha256(b"a figure an older report wrote").hexdigest()
+    (out / MARKER).write_text(json.dumps(manifest), encoding="utf-8")
+    before = {rel: (out / rel).stat() for rel in mine}
+    old_report = (out / "report.html").stat().st_ino
+    assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 0
+    for rel, data in mine.items():
+        assert (out / rel).read_bytes() == data
+        assert ((out / rel).stat().st_ino, (out / rel).stat().st_mtime_ns) == (before[rel].st_ino, before[rel].st_mtime_ns)
+    assert (out / "later").is_dir() and not (out / "stale.png").exists()
+    assert (out / "report.html").stat().st_ino != old_report  # charlens's own files are replaced
+    assert not set(mine) & set(json.loads((out / MARKER).read_text(encoding="utf-8"))["files"])  # never listed as ours
+    assert debris(tmp_path) == []
+
+
+def test_a_changed_report_file_or_a_clash_is_refused_and_nothing_changes(ckpt, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 0
+    (out / "report.md").write_text("my edits of the report", encoding="utf-8")
+    before = snapshot(out)
+    capsys.readouterr()
+    assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"analyze.py: error: {out / 'report.md'} was changed after charlens wrote it: nothing was changed; "
+                   "move it out of the report folder to keep it, or choose another --out"]
+    assert snapshot(out) == before
+    # a file of the user's at a name the new report writes (an older report did not): refused before the swap
+    (out / "report.md").unlink()
+    manifest = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    del manifest["files"]["heads.csv"]
+    (out / MARKER).write_text(json.dumps(manifest), encoding="utf-8")
+    (out / "heads.csv").write_text("my table", encoding="utf-8")
+    before = snapshot(out)
+    assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"analyze.py: error: {out / 'heads.csv'} was not written by charlens, and the new report writes a file of that "
+        "name: nothing was changed; move it out of the report folder, or choose another --out")
+    assert snapshot(out) == before and debris(tmp_path) == []
+
+
+def test_a_report_from_before_manifests_keeps_every_file_it_does_not_rewrite(ckpt, tmp_path):
+    out = tmp_path / "r"
+    assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 0
+    (out / MARKER).write_text(json.dumps({"tool": "charlens", "written_by": "analyze.py"}), encoding="utf-8")
+    (out / "my_notes.md").write_text("notes", encoding="utf-8")
+    (out / "summary.json").write_text("{}", encoding="utf-8")
+    assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 0
+    assert (out / "my_notes.md").read_text(encoding="utf-8") == "notes"
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8")) != {}  # the report's own name: replaced
+    assert "my_notes.md" not in json.loads((out / MARKER).read_text(encoding="utf-8"))["files"]
 
 
 def test_user_text_in_report_md_is_escaped(ckpt, tmp_path):

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,8 +83,62 @@ def test_ctrl_c_leaves_every_seed_resumable(text_file, tmp_path):
         assert 1 <= torch.load(seed_path(base, seed), weights_only=True)["iter"] < 100000
 
 
+def start_seeds(text_file: Path, base: Path, n: int, procs: int) -> subprocess.Popen:
+    """train.py --seeds n --seed-procs procs in a process group of its own, as a terminal starts it."""
+    cmd = [sys.executable, "train.py", *args(text_file, base, "--seeds", str(n), "--seed-procs", str(procs),
+                                             "--max-iters", "100000", "--no-compile")]
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def test_more_seeds_than_processes_stop_on_a_signal_without_hanging(text_file, tmp_path):
+    """Issue #18 item 4: --seeds 3 in 2 processes, SIGTERM to the process group while seeds 0 and 1 train: the
+    parent (which used to spin forever here) exits with 143 once both saved, naming seed 2 as not started.
+    (Ctrl-C takes the same path: test_ctrl_c_leaves_every_seed_resumable.)"""
+    signum, status, how = signal.SIGTERM, 143, "terminated (SIGTERM)"
+    base = tmp_path / "m.pt"
+    proc = start_seeds(text_file, base, 3, 2)
+    started = [proc.stdout.readline(), proc.stdout.readline()]
+    assert all("parameters" in line for line in started), started
+    os.killpg(proc.pid, signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == status, stderr
+    assert "Traceback" not in stderr and stderr.count(f"{how} after step") == 2
+    assert stderr.splitlines()[-1] == f"{how}: seeds 0, 1 saved; seed 2 not started; rerun the same command to continue"
+    assert seed_path(base, 0).is_file() and seed_path(base, 1).is_file() and not seed_path(base, 2).exists()
+
+
+def spawned_children(pid: int) -> int:
+    """How many seed processes (multiprocessing's spawn_main) `pid` has started (Linux /proc)."""
+    found = 0
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            found += b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the seed processes through Linux's /proc")
+def test_ctrl_c_while_the_seeds_start_is_one_line_per_process(text_file, tmp_path):
+    """Ctrl-C while the seed processes import torch (seconds): no traceback from any of them, exit 130, no seed
+    has a checkpoint, each is named as not started."""
+    base = tmp_path / "m.pt"
+    proc = start_seeds(text_file, base, 3, 2)
+    while proc.poll() is None and spawned_children(proc.pid) < 2:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == train.INTERRUPTED and "Traceback" not in stderr, stderr
+    assert stderr.splitlines()[-1] == "interrupted: seeds 0, 1, 2 not started; rerun the same command to continue"
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("extra, message", [
-    (["--seeds", "0"], "needs N >= 1"),
+    (["--seeds", "0"], "--seeds N trains N seeds (0..N-1): N must be in 1..1,000, got 0"),
+    (["--seeds", "1000000000000"], "N must be in 1..1,000, got 1000000000000"),  # issue #18 item 8
+    (["--seeds", "1", "-1"], "--seeds: every seed must be an integer in [0, 9,223,372,036,854,775,806], got -1"),
+    (["--seeds", *map(str, range(1001))], "--seeds lists 1,001 seeds; at most 1,000"),
     (["--seeds", "1", "1"], "lists a seed twice"),
     (["--seeds", "2", "--seed", "3"], "give one of them"),
     (["--seeds", "2", "--seed-procs", "0"], "--seed-procs must be in 1..256"),

@@ -1,6 +1,7 @@
 """The one exception base of charlens. Every error a user can cause (a bad flag, an unusable file, a
 damaged checkpoint, an output that cannot be written) is a `CharlensError` subclass with a one-line
-message; the CLIs catch the base, print the line and exit with status 2."""
+message; the CLIs catch the base, print the line and exit with status 2. SIGTERM is raised as
+`Terminated`, a KeyboardInterrupt, so that it takes Ctrl-C's path (one line, exit status 143)."""
 from __future__ import annotations
 
 
@@ -14,3 +15,21 @@ class UsageError(CharlensError):
 
 class CorpusError(CharlensError):
     """A corpus or text file that cannot be read or used."""
+
+
+class OutputError(CharlensError):
+    """An output path that cannot or may not be written (refused before any work where it can be)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that both take one path (exit status 143, not 130)."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: `signal.signal(signal.SIGTERM, raise_terminated)`."""
+    raise Terminated()
+
+
+def interrupt_status(e: KeyboardInterrupt) -> int:
+    """The exit status a shell reports for the signal behind `e`: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 143 if isinstance(e, Terminated) else 130

@@ -1,4 +1,5 @@
-"""Atomic file writes, and removal of the temporary files that killed writers leave behind.
+"""Atomic file writes, removal of the temporary files that killed writers leave behind, and a check,
+before any work, that a path can be written at all.
 
 A file is written to `.NAME.pid<PID>.<random>.tmp` beside NAME, then renamed over NAME, so a crash
 mid-write never leaves a truncated NAME. A writer killed with SIGKILL (or a power cut) leaves its
@@ -8,6 +9,7 @@ by several machines a live writer elsewhere could lose its temporary file (its r
 """
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -17,9 +19,12 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from charlens.data.errors import OutputError
+
 # Temporary files written before the pid was part of the name (`.NAME.<8 random>.tmp`) cannot be
 # tied to a process; they are removed once older than this, as no write takes that long.
 LEGACY_TEMP_AGE_S = 3600
+NAME_MAX = 255  # bytes in one file name on common file systems (ext4, xfs, btrfs, APFS, NTFS)
 
 
 def temp_prefix(path: Path) -> str:
@@ -89,3 +94,49 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_can_write(path: str | os.PathLike, what: str, folder: bool = False) -> None:
+    """Fail now, not after the work, if `path` (a file, or with folder=True a folder) cannot be written:
+    create and remove a real temporary file (folder) named as the writes will name theirs, in its folder.
+    Missing parent folders are created for the test and removed again. OutputError names the problem:
+    a folder where a file goes, a name too long, no permission, a file system that takes no files."""
+    path = Path(path)
+    created: list[Path] = []
+    try:
+        if not folder and path.is_dir():
+            raise OutputError(f"cannot write {what} {path}: it is a folder; give a file name inside it")
+        if folder and path.exists() and not path.is_dir():
+            raise OutputError(f"cannot write {what} {path}: a file of that name exists")
+        for missing in reversed([p for p in (path.parent, *path.parent.parents) if not p.exists()]):
+            missing.mkdir()
+            created.append(missing)
+        if folder:
+            os.rmdir(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as e:
+        raise OutputError(f"cannot write {what} {path}: {_why(e, path)}") from None
+    finally:
+        for made in reversed(created):
+            try:
+                made.rmdir()
+            except OSError:
+                pass
+
+
+def _why(e: OSError, path: Path) -> str:
+    """What an OSError from writing beside `path` means for the user."""
+    if e.errno == errno.ENAMETOOLONG:
+        extra = len(temp_prefix(path)) - len(path.name) + len("12345678.tmp")  # the temporary file's additions
+        longest = max(len(part.encode()) for part in path.parts)
+        if longest + extra > NAME_MAX:
+            return (f"a name in it is too long ({longest} bytes; this file system takes {NAME_MAX}, and charlens "
+                    f"adds {extra} for its temporary files)")
+        return f"the path is too long ({len(str(path).encode())} bytes)"
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+        return f"{blocker} is a file, not a folder"
+    return f"{e.strerror or e} (a file could not be created in {path.parent})"

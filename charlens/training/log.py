@@ -1,7 +1,9 @@
-"""The training log (<name>.log.jsonl) and loss plot (<name>.loss.png) beside a checkpoint."""
+"""The training log (<name>.log.jsonl) and loss plot (<name>.loss.png) beside a checkpoint, and how to
+recognise them (a run replaces only the log and plot charlens wrote)."""
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 from charlens.model.atomic import atomic_write
@@ -30,4 +32,42 @@ def write_log_and_plot(history: list[dict], path: Path) -> None:
     ax.set(xlabel="iteration", ylabel="loss (nats/char)", title=path.stem)
     ax.grid(alpha=0.3)
     ax.legend()
-    atomic_write(plot_path, lambda f: fig.savefig(f, format="png", dpi=110))
+    atomic_write(plot_path, lambda f: fig.savefig(f, format="png", dpi=110, metadata={"Software": PLOT_SOFTWARE}))
+
+
+PLOT_SOFTWARE = "charlens"  # the PNG's Software text: what marks a loss plot as written by charlens
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_training_log(path: Path) -> bool:
+    """Whether `path` is a charlens training log: one or more JSON lines, each a record with a "kind"."""
+    lines = 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lines, line in enumerate(f, 1):
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+                    return False
+    except (OSError, ValueError):
+        return False
+    return lines > 0
+
+
+def is_loss_plot(path: Path) -> bool:
+    """Whether `path` is a loss plot charlens wrote: a PNG whose Software text is charlens's (or, from before
+    that mark, Matplotlib's)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != PNG_SIGNATURE:
+                return False
+            while True:
+                length, kind = struct.unpack(">I4s", f.read(8))
+                if kind in (b"IDAT", b"IEND"):  # the text chunks come first
+                    return False
+                data = f.read(length)
+                f.seek(4, 1)  # the chunk's CRC
+                if kind == b"tEXt" and data.startswith(b"Software\x00"):
+                    software = data[len(b"Software\x00"):]
+                    return software == PLOT_SOFTWARE.encode() or software.startswith(b"Matplotlib version")
+    except (OSError, struct.error):
+        return False

@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from charlens.data.corpora import Corpus
-from charlens.data.errors import UsageError
+from charlens.data.errors import Terminated, UsageError, interrupt_status
 from charlens.data.tokenizer import Tokenizer, tokenizer_from_dict
 from charlens.model.checkpoint import load_checkpoint
+from charlens.training import seed_child
 from charlens.training.batches import CorpusSource
-from charlens.training.config import TrainSettings, settings_from_flags
+from charlens.training.config import SETTING_RANGES, TrainSettings, settings_from_flags
 from charlens.training.engine import INTERRUPTED, train
+
+MAX_SEEDS = 1000  # seeds one --seeds may train (each a model, a process and a checkpoint)
+TERMINATED = 143  # exit status after SIGTERM
 
 
 @dataclass
@@ -35,12 +41,19 @@ class SeedRun:
 
 
 def seed_list(values: list[int]) -> list[int]:
-    """`--seeds N` is seeds 0..N-1; two or more values are the seeds themselves."""
+    """`--seeds N` is seeds 0..N-1; two or more values are the seeds themselves (at most MAX_SEEDS, each a
+    seed --seed would take)."""
     if len(values) == 1:
-        if values[0] < 1:
-            raise UsageError(f"--seeds N trains N seeds (0..N-1) and needs N >= 1, got {values[0]}; "
+        if not 1 <= values[0] <= MAX_SEEDS:
+            raise UsageError(f"--seeds N trains N seeds (0..N-1): N must be in 1..{MAX_SEEDS:,}, got {values[0]}; "
                              "a list such as --seeds 0 1 2 names them")
         return list(range(values[0]))
+    if len(values) > MAX_SEEDS:
+        raise UsageError(f"--seeds lists {len(values):,} seeds; at most {MAX_SEEDS:,}")
+    for value in values:
+        problem = SETTING_RANGES["seed"].problem(value)
+        if problem:
+            raise UsageError(f"--seeds: every seed {problem}")
     if len(set(values)) < len(values):
         raise UsageError(f"--seeds lists a seed twice: {' '.join(map(str, values))}")
     return values
@@ -90,52 +103,88 @@ def run_one(run: SeedRun, corpus: Corpus, tokenizer: Tokenizer, position: int = 
     return train(run.settings, source, tokenizer, checkpoint, label=f"seed {run.seed}", position=position)
 
 
-def _child(run: SeedRun, corpus: Corpus, tokenizer_dict: dict, threads: int, position: int) -> None:
-    """Entry point of a seed's process (spawned: a fresh interpreter, no forked OpenMP state)."""
-    try:
-        if run.settings.threads is None:
-            torch.set_num_threads(threads)
-        sys.exit(run_one(run, corpus, tokenizer_from_dict(tokenizer_dict), position))
-    except KeyboardInterrupt:  # Ctrl-C before the training loop took over the signal
-        sys.exit(INTERRUPTED)
+def run_child(run: SeedRun, corpus: Corpus, tokenizer_dict: dict, threads: int, position: int) -> int:
+    """A seed in its own process (training/seed_child.py): `threads` threads unless the run sets its own."""
+    if run.settings.threads is None:
+        torch.set_num_threads(threads)
+    return run_one(run, corpus, tokenizer_from_dict(tokenizer_dict), position)
+
+
+@dataclass
+class SeedStatus:
+    """What became of each seed of a run_seeds call."""
+
+    runs: list[SeedRun]
+    exits: dict[int, int] = field(default_factory=dict)  # seed -> exit status of the seeds that ran
+    signal: Optional[KeyboardInterrupt] = None  # the Ctrl-C or SIGTERM this process received
+
+    def status(self) -> int:
+        """0; 130 or 143 after Ctrl-C or SIGTERM; else the first failed seed's status (1 or 2)."""
+        if self.signal is not None:
+            return interrupt_status(self.signal)
+        failed = [code for code in self.exits.values() if code != 0]
+        return next((c for c in failed if c not in (INTERRUPTED, TERMINATED)), failed[0]) if failed else 0
+
+    def summary(self) -> Optional[str]:
+        """One line naming the seeds stopped with a checkpoint and those not started, after an interruption."""
+        if self.status() not in (INTERRUPTED, TERMINATED):
+            return None
+        stopped = [r.seed for r in self.runs if self.exits.get(r.seed) in (INTERRUPTED, TERMINATED)
+                   and Path(str(r.settings.out)).exists()]
+        waiting = [r.seed for r in self.runs if r.seed not in stopped + self.finished()]
+        how = "terminated (SIGTERM)" if self.status() == TERMINATED else "interrupted"
+        parts = [f"seed{'s' * (len(stopped) > 1)} {', '.join(map(str, stopped))} saved"] if stopped else []
+        parts += [f"seed{'s' * (len(waiting) > 1)} {', '.join(map(str, waiting))} not started"] if waiting else []
+        return f"{how}: {'; '.join(parts) or 'every seed finished'}; rerun the same command to continue"
+
+    def finished(self) -> list[int]:
+        return [seed for seed, code in self.exits.items() if code == 0]
 
 
 def run_seeds(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, procs: int) -> int:
-    """Train every run, `procs` at a time; returns 0, INTERRUPTED after Ctrl-C (every seed then has a
-    resumable checkpoint or none yet), or 1 if a seed failed."""
-    if procs <= 1:
-        for run in runs:
-            status = run_one(run, corpus, tokenizer)
-            if status:
-                return status
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cores // procs)
-    ctx = mp.get_context("spawn")
-    running: dict[int, mp.process.BaseProcess] = {}
-    waiting, statuses, stopping = list(runs), [], False
+    """Train every run, `procs` at a time, each in its own process (one after another in this one when procs
+    is 1). Returns 0; 130 or 143 after Ctrl-C or SIGTERM, once every started seed has saved its checkpoint
+    (a line names them and the seeds not started); or a failed seed's status."""
+    done = SeedStatus(runs)
     try:
-        while waiting or running:
-            try:
-                while waiting and len(running) < procs and not stopping:
-                    slot = min(set(range(procs)) - set(running))
-                    child = ctx.Process(target=_child, args=(waiting.pop(0), corpus, tokenizer.to_dict(), threads, slot))
-                    child.start()
-                    running[slot] = child
-                for slot, p in list(running.items()):
-                    p.join(timeout=0.2)
-                    if p.exitcode is not None:
-                        statuses.append(p.exitcode)
-                        del running[slot]
-                        stopping |= p.exitcode != 0
-            except KeyboardInterrupt:  # pass it on (a terminal sends it to the children too), then wait for them
-                stopping = True
-                for p in running.values():
-                    if p.exitcode is None:
-                        os.kill(p.pid, signal.SIGINT)  # type: ignore[arg-type]  # started, so it has a pid
-    finally:
-        for p in running.values():
-            p.join()
-    if INTERRUPTED in statuses or (stopping and waiting and 1 not in statuses):
-        return INTERRUPTED
-    return 1 if any(statuses) else 0
+        if procs <= 1:
+            for run in runs:
+                done.exits[run.seed] = run_one(run, corpus, tokenizer)
+                if done.exits[run.seed]:
+                    break
+        else:
+            _run_parallel(runs, corpus, tokenizer, procs, done)
+    except KeyboardInterrupt as e:
+        done.signal = e
+    line = done.summary()
+    if line:
+        print(line, file=sys.stderr)
+    return done.status()
+
+
+def _run_parallel(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, procs: int, done: SeedStatus) -> None:
+    """The processes of run_seeds: no new seed after a failure or a signal; a signal is passed on to the seeds
+    running (a terminal's Ctrl-C reaches them too), and this returns when every one of them has exited."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads, ctx = max(1, cores // procs), mp.get_context("spawn")
+    running: dict[int, tuple[SeedRun, mp.process.BaseProcess]] = {}
+    waiting = list(runs)
+    while running or (waiting and done.signal is None and not any(done.exits.values())):
+        try:
+            while waiting and len(running) < procs and done.signal is None and not any(done.exits.values()):
+                slot = min(set(range(procs)) - set(running))
+                run = waiting.pop(0)
+                job = pickle.dumps((run, corpus, tokenizer.to_dict(), threads, slot))
+                child = ctx.Process(target=seed_child.main, args=(job,))
+                child.start()
+                running[slot] = (run, child)
+            for slot, (run, p) in list(running.items()):
+                p.join(timeout=0.2)
+                if p.exitcode is not None:
+                    done.exits[run.seed] = p.exitcode if p.exitcode >= 0 else 128 - p.exitcode
+                    del running[slot]
+        except KeyboardInterrupt as e:
+            done.signal = done.signal or e
+            for _, p in running.values():
+                if p.exitcode is None and p.pid is not None:
+                    os.kill(p.pid, signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)

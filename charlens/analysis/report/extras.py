@@ -12,7 +12,7 @@ import numpy as np
 
 from charlens.analysis.report.figures import extras as xf
 from charlens.analysis.report.figures.base import FigureWriter, style
-from charlens.analysis.report.mdtext import md_code
+from charlens.analysis.report.mdtext import md_code, md_link
 from charlens.analysis.runs.results import (AblationResult, Extras, QKMapResult, RolloutResult, ValueWeightedResult)
 from charlens.analysis.measures.counterfactual import Counterfactual
 from charlens.data.charclasses import CLASS_NAMES
@@ -28,7 +28,7 @@ class Section:
     markdown: list[str] = field(default_factory=list)
 
     def as_markdown(self) -> list[str]:
-        return [f"### {self.title}", "", *self.markdown, *[f"![{f['caption']}]({f['file']})" for f in self.figures], ""]
+        return [f"### {self.title}", "", *self.markdown, *[md_link(f["caption"], f["file"], image=True) for f in self.figures], ""]
 
     def as_html_section(self) -> dict:
         return {"title": self.title, "html": self.html,

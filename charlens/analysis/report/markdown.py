@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from charlens.analysis.report.extras import Section
-from charlens.analysis.report.mdtext import md_code, md_escape
+from charlens.analysis.report.mdtext import md_code, md_escape, md_link
 from charlens.analysis.runs.groups import GroupComparison
 from charlens.analysis.runs.matching import RECUR_DISTANCE
 from charlens.data.charclasses import table_markdown
@@ -190,5 +190,5 @@ def group_markdown(cmp: GroupComparison, links: Sequence[dict] = ()) -> str:
                       *[f"| {h.head} | {h.behaviour} | {'yes' if h.recurs else 'no'} | "
                         + ", ".join(f"{md_escape(m)}: {hd} ({d:.2f})" for m, hd, d in h.matches) + " |" for h in agreement.heads], ""]
     if links:
-        lines += ["## Models", "", *[f"- [{md_escape(link['text'])}](<{link['href']}>)" for link in links], ""]
+        lines += ["## Models", "", *[f"- {md_link(link['text'], link['href'])}" for link in links], ""]
     return "\n".join(lines)

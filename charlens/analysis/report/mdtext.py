@@ -1,23 +1,40 @@
-"""Text from users (checkpoint names, file names, sentences, counterfactual texts) inside report.md:
-escaped so that a markdown viewer shows it as written and never renders it as HTML or markup."""
+"""Text from users (checkpoint names, file names, sentences, counterfactual texts) inside report.md and on the
+console: escaped so that a markdown viewer shows it as written and never renders it as HTML or markup, in
+every markdown context (prose, table cells, code spans, link text and link targets), and with the control
+characters that could make it read as something else (line breaks, terminal escapes, bidi overrides and
+isolates such as U+202E) shown as <U+XXXX> instead of acting."""
 from __future__ import annotations
 
 import html
 import re
+from urllib.parse import quote
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*\[\]|])")  # markup that can start a link, emphasis, code or a table cell
+# C0 and C1 controls but the tab, and the bidirectional formatting characters (Unicode's Bidi_Control).
+CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """`text` with every control character shown as <U+XXXX> (one line on a console, no reordering)."""
+    return CONTROLS.sub(lambda m: f"<U+{ord(m.group()):04X}>", str(text))
 
 
 def md_escape(text: str) -> str:
     """Prose: HTML entities for <, > and & (no raw HTML; quotes outside a tag are plain text and stay as written),
     and a backslash before the markup characters that could turn text into a link, emphasis, code or a table cell
-    (intraword _ and . stay readable)."""
-    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
+    (intraword _ and . stay readable); line breaks become spaces, other controls <U+XXXX>."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(visible(str(text).replace("\n", " ")), quote=False))
 
 
 def md_code(text: str) -> str:
     """A code span holding `text` verbatim (code spans render no HTML); its fence is longer than any
-    run of backticks inside, and table pipes are escaped."""
-    text = str(text).replace("\n", " ").replace("|", "\\|")
+    run of backticks inside, table pipes are escaped, and controls are shown as <U+XXXX>."""
+    text = visible(str(text).replace("\n", " ")).replace("|", "\\|")
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     return f"{fence} {text} {fence}" if text.startswith("`") or text.endswith("`") else f"{fence}{text}{fence}"
+
+
+def md_link(text: str, target: str, image: bool = False) -> str:
+    """A link (or image) whose text is escaped prose and whose target is percent-encoded (no character of it
+    can end the link or start HTML)."""
+    return f"{'!' if image else ''}[{md_escape(text)}]({quote(str(target), safe='/')})"
