@@ -26,7 +26,6 @@ from typing import Optional
 from charlens.analysis.report.folder import check_output_dir, staged_output_dir
 from charlens.analysis.report.live_model import MAX_LIVE_BYTES, live_model
 from charlens.analysis.report.markdown import few_windows, format_head_table
-from charlens.analysis.report.mdtext import visible
 from charlens.analysis.report.render import write_analysis_report, write_group_report
 from charlens.analysis.runs.groups import compare_groups
 from charlens.analysis.runs.extras import ExtrasRequest, check_request, run_extras
@@ -35,7 +34,7 @@ from charlens.analysis.runs.results import Extras, Summary
 from charlens.analysis.runs.single import run_analysis
 from charlens.analysis.runs.snapshots import snapshot_attention
 from charlens.analysis.runs.store import check_attention_target, place_file
-from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated
+from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated, visible
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 PROJECTION_PACKAGES = {"tsne": "sklearn", "umap": "umap"}

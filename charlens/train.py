@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from charlens.data.corpora import LANGS, Corpus, bible_corpus, corpus_from_identity, file_corpus
-from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated
+from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated, visible
 from charlens.data.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_dict
 from charlens.model.atomic import sweep_stale_temps
 from charlens.model.checkpoint import load_checkpoint
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace, prog: str, stop_at: Optional[int]) -> int:
         if args.seeds is not None:
             runs = seeds.plan(seeds.seed_list(args.seeds), s, given_flags(args), args.preset, corpus)
     except CharlensError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {visible(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # while reading the corpus or checkpoint
         print("interrupted before training; nothing was written", file=sys.stderr)

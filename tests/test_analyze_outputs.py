@@ -200,3 +200,70 @@ def test_md_escape_keeps_quotes_and_neutralizes_markup():
     assert md_escape("the language's \"own\" classes") == "the language's \"own\" classes"
     assert md_escape("<img src=x onerror=alert(1)> [a](b) *c* `d` e|f") == \
         "&lt;img src=x onerror=alert(1)&gt; \\[a\\](b) \\*c\\* \\`d\\` e\\|f"
+
+
+def test_names_are_inert_in_every_markdown_context_and_on_the_console(ckpt, tmp_path, capsys):
+    """Issue #18 item 12: a checkpoint named like HTML, and one whose name holds a bidi override (U+202E shows
+    'b<U+202E>gnp.pt' as 'bpt.png'): report.md (links, their targets, code spans, prose) and the console show
+    them as text, never as a tag, and never with a raw bidi control."""
+    html_name, bidi_name = tmp_path / "<img src=x onerror=alert(1)>.pt", tmp_path / "b\u202egnp.pt"
+    for path in (html_name, bidi_name):
+        path.write_bytes(ckpt.read_bytes())
+    out = tmp_path / "r"
+    assert analyze.main(["--compare", str(html_name), str(bidi_name), "--out", str(out), *QUICK[:-1]]) == 0
+    console = capsys.readouterr()
+    for md in [out / "report.md", *out.glob("*/report.md")]:
+        text = md.read_text(encoding="utf-8")
+        outside_code = "".join(text.split("`")[::2])
+        assert "<img" not in outside_code and "\u202e" not in text, md
+    links = [line for line in (out / "report.md").read_text(encoding="utf-8").splitlines() if "full report" in line]
+    assert links == ["- [&lt;img src=x onerror=alert(1)&gt;: full report](%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E/report.html)",
+                     "- [b&lt;U+202E&gt;gnp: full report](b%E2%80%AEgnp/report.html)"], links
+    assert "\u202e" not in console.out + console.err and "analysing b<U+202E>gnp" in console.err
+
+
+def test_an_error_naming_an_odd_path_is_one_line(tmp_path, capsys):
+    odd = tmp_path / "two\nlines\u202e.pt"
+    assert analyze.main(["--ckpt", str(odd), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"analyze.py: error: checkpoint not found: {tmp_path}/two<U+000A>lines<U+202E>.pt\n"
+
+
+# Ctrl-C as analyze.py starts importing torch (raised by the import hook: a real SIGINT lands wherever the
+# interpreter next checks for signals, which may be inside torch's own start-up code).
+DURING_IMPORT = """
+import builtins, runpy, sys
+real_import = builtins.__import__
+def interrupting_import(name, *args, **kwargs):
+    if name == "torch":
+        builtins.__import__ = real_import
+        raise KeyboardInterrupt
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = interrupting_import
+sys.argv = ["analyze.py", "--ckpt", sys.argv[1], "--out", sys.argv[2]]
+runpy.run_path("analyze.py", run_name="__main__")
+"""
+
+
+def test_ctrl_c_while_analyze_starts_is_one_line(ckpt, tmp_path):
+    """Issue #18 item 5 (start-up): one line and exit 130, not a traceback."""
+    done = subprocess.run([sys.executable, "-c", DURING_IMPORT, str(ckpt), str(tmp_path / "r")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (130, "interrupted before analysis; nothing was written\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_analysis_is_one_line_and_leaves_no_temporary_folder(ckpt, tmp_path):
+    """Issue #18 item 5 (SIGTERM): the analyzer used to die silently (-15) and leave its staging folder."""
+    out = tmp_path / "r"
+    cmd = [sys.executable, str(ROOT / "analyze.py"), "--ckpt", str(ckpt), "--out", str(out), *QUICK[:-1], "--n-boot", "5000"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and not debris(tmp_path):  # the staging folder: the analysis has begun
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.splitlines()[-1] == ("analyze.py: terminated (SIGTERM); no report was written (a previous report "
+                                       "at --out is unchanged)") and "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []

@@ -198,12 +198,15 @@ def test_a_bad_field_is_refused_with_one_line_naming_it(tmp_path, trained, name,
     assert one_line(e) == f"{path} holds no usable {message.format(**values)}"
 
 
-def test_a_legacy_checkpoint_without_hash_loads_and_a_wrong_hash_is_damage(tmp_path, trained):
+def test_a_legacy_checkpoint_without_hash_loads_and_a_wrong_hash_is_damage(tmp_path, trained, capsys):
     state = plain(trained)
     assert isinstance(state[HASH_KEY], str) and len(state[HASH_KEY]) == 64
     legacy = {k: v for k, v in state.items() if k != HASH_KEY}
     torch.save(legacy, tmp_path / "legacy.pt")
     assert_same(load_checkpoint(tmp_path / "legacy.pt"), legacy)
+    assert capsys.readouterr().err.splitlines() == [  # the documented legacy path: one warning
+        f"warning: {tmp_path / 'legacy.pt'} has no {HASH_KEY} (written before charlens stored one): damage to it cannot "
+        "be detected; --resume and train.py save it with one"]
     state["iter"] = 3  # edited after saving: the stored hash no longer matches
     torch.save(state, tmp_path / "edited.pt")
     with pytest.raises(CheckpointError, match=r"edited\.pt is damaged: its content does not match"):
@@ -262,3 +265,49 @@ def test_analyze_refuses_nan_weights_with_one_line(tmp_path, trained, capsys):
     assert capsys.readouterr().err.splitlines() == [
         f"analyze.py: error: {path} holds no usable model[transformer.h.0.attn.c_attn.weight]: holds NaN or infinite values"]
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("value", [5, None, b"\x00" * 32, "0" * 63, ["a"]], ids=["int", "none", "bytes", "short", "list"])
+def test_a_hash_of_the_wrong_type_is_refused_by_every_reader(tmp_path, trained, capsys, value):
+    """Issue #18 item 11: a content_sha256 that is not 64 hex digits (with a weight matrix scaled by 1.5, which
+    such a file used to hide) is refused by load_checkpoint, train.py --resume and analyze.py."""
+    state = plain(trained)
+    state["model"]["transformer.h.0.mlp.c_fc.weight"] *= 1.5
+    state[HASH_KEY] = value
+    path = tmp_path / "bad.pt"
+    torch.save(state, path)
+    message = f"{path} holds no usable {HASH_KEY}: must be 64 hexadecimal digits, got {value!r:.80}"  # (shown up to 80)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert one_line(e) == message
+    assert train.main(["--resume", str(path)]) == 2
+    shutil.copy(trained.with_name("corpus.txt"), tmp_path / "corpus.txt")
+    assert analyze.main(["--ckpt", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"train.py: error: {message}", f"analyze.py: error: {message}"]
+
+
+def test_a_checkpoint_nested_20000_deep_is_refused_in_one_line(tmp_path, trained, capsys):
+    """Issue #18 item 9: a history of lists nested 20,000 deep (the content hash used to raise RecursionError).
+    Pickling such a list recurses too, so the file is made by writing its opcodes in place of a marker string:
+    20,000 EMPTY_LISTs, then 19,999 APPENDs."""
+    state = plain(trained)
+    state["history"] = "@@DEEP@@"
+    path = tmp_path / "deep.pt"
+    torch.save(state, path)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(buffer, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                marker = b"X\x08\x00\x00\x00@@DEEP@@"
+                assert data.count(marker) == 1
+                data = data.replace(marker, b"]" * 20_000 + b"a" * 19_999)
+            dst.writestr(info.filename, data)
+    path.write_bytes(buffer.getvalue())
+    message = f"{path} is not a charlens checkpoint (it nests containers more than 64 deep)"
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert one_line(e) == message
+    assert train.main(["--resume", str(path)]) == 2
+    assert analyze.main(["--ckpt", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"train.py: error: {message}", f"analyze.py: error: {message}"]

@@ -4,6 +4,11 @@ message; the CLIs catch the base, print the line and exit with status 2. SIGTERM
 `Terminated`, a KeyboardInterrupt, so that it takes Ctrl-C's path (one line, exit status 143)."""
 from __future__ import annotations
 
+import re
+
+# C0 and C1 controls but the tab, and the bidirectional formatting characters (Unicode's Bidi_Control).
+CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
 
 class CharlensError(Exception):
     """A problem with the user's input or environment, explained in one line (no traceback)."""
@@ -33,3 +38,9 @@ def raise_terminated(signum: int, frame: object) -> None:
 def interrupt_status(e: KeyboardInterrupt) -> int:
     """The exit status a shell reports for the signal behind `e`: 143 for SIGTERM, 130 for Ctrl-C."""
     return 143 if isinstance(e, Terminated) else 130
+
+
+def visible(text: str) -> str:
+    """`text` with every control character shown as <U+XXXX>: one line on a console, and nothing (a line break,
+    a terminal escape, a bidi override such as U+202E) that makes a name read as another."""
+    return CONTROLS.sub(lambda m: f"<U+{ord(m.group()):04X}>", str(text))

@@ -14,22 +14,27 @@ A checkpoint is a plain dict:
     rng             RNG states (optional)
     history         the training log's records (optional), timeline records of kind "probe" included
     probe           the timeline's probe set (optional; training/timeline.py)
-    content_sha256  sha256 of all the above (checkpoint_schema.content_hash; absent before it was added)
+    content_sha256  sha256 of all the above (checkpoint_schema.content_hash), 64 hexadecimal digits; a checkpoint
+                    without one (written before it was added) loads with a warning, one with anything else
+                    is refused
 """
 from __future__ import annotations
 
 import os
 import pickle
 import re
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from charlens.data.corpora import SHA256_HEX
 from charlens.data.errors import CharlensError
 from charlens.model.atomic import atomic_write
-from charlens.model.checkpoint_schema import HASH_KEY, OPTIONAL_KEYS, REQUIRED_KEYS, FieldError, check_state, content_hash
+from charlens.model.checkpoint_schema import (HASH_KEY, MAX_DEPTH, OPTIONAL_KEYS, REQUIRED_KEYS, FieldError, check_state,
+                                             content_hash, too_deep)
 from charlens.model.limits import available_memory, gib
 from charlens.model.transformer import ModelConfig, TransformerLM
 
@@ -68,6 +73,18 @@ def _unpickle(path: Path, map_location: str | torch.device) -> Any:
         raise CheckpointError(unreadable) from None
 
 
+_warned: set[Path] = set()
+
+
+def warn_unhashed(path: Path) -> None:
+    """The legacy path: a checkpoint written before charlens stored a content hash loads, with one warning
+    (once per file and process) that damage to its bytes cannot be detected."""
+    if path not in _warned:
+        _warned.add(path)
+        print(f"warning: {path} has no {HASH_KEY} (written before charlens stored one): damage to it cannot be "
+              "detected; --resume and train.py save it with one", file=sys.stderr)
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely and check every field (type, range, shape, finite values, content hash)
     before returning it; CheckpointError with one line naming the file and the field otherwise."""
@@ -75,11 +92,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     state = _unpickle(path, map_location)
-    if isinstance(state, dict) and isinstance(state.get(HASH_KEY), str) and state[HASH_KEY] != content_hash(state):
-        raise CheckpointError(f"{path} is damaged: its content does not match the checksum stored when it was saved")
+    if too_deep(state):
+        raise CheckpointError(f"{path} is not a charlens checkpoint (it nests containers more than {MAX_DEPTH} deep)")
     missing = [k for k in REQUIRED_KEYS if k not in state] if isinstance(state, dict) else list(REQUIRED_KEYS)
     if missing:
         raise CheckpointError(f"{path} is not a charlens checkpoint (missing {', '.join(missing)})")
+    if HASH_KEY not in state:
+        warn_unhashed(path)
+    elif not (isinstance(state[HASH_KEY], str) and SHA256_HEX.fullmatch(state[HASH_KEY])):
+        raise CheckpointError(f"{path} holds no usable {HASH_KEY}: must be 64 hexadecimal digits, got {state[HASH_KEY]!r:.80}")
+    elif state[HASH_KEY] != content_hash(state):
+        raise CheckpointError(f"{path} is damaged: its content does not match the checksum stored when it was saved")
     unknown = [k for k in state if k not in REQUIRED_KEYS + OPTIONAL_KEYS]
     if unknown:
         raise CheckpointError(f"{path} is not a charlens checkpoint this version can read (unknown field {unknown[0]!r})")

@@ -20,7 +20,7 @@ from charlens.model.limits import ARCH_RANGES, Range, available_memory, gib, mod
 from charlens.model.transformer import ModelConfig
 
 REQUIRED_KEYS = ("model_config", "model", "tokenizer", "corpus", "iter")
-HASH_KEY = "content_sha256"  # absent in checkpoints written before it was added: they load unchecked
+HASH_KEY = "content_sha256"  # absent in checkpoints written before it was added: they load with a warning
 OPTIONAL_KEYS = ("train_args", "optimizer", "rng", "history", "probe", HASH_KEY)
 SCALARS = (bool, int, float, str, type(None))
 # Records of the training history by kind, with the numbers each must hold (training/log.py plots them).
@@ -47,6 +47,23 @@ class FieldError(Exception):
 def require(ok: bool, field: str, problem: str) -> None:
     if not ok:
         raise FieldError(field, problem)
+
+
+MAX_DEPTH = 64  # containers in containers: a checkpoint charlens writes nests about 7 deep
+
+
+def too_deep(obj: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether containers (dicts, lists, tuples; keys included) nest more than `limit` deep in `obj`, found
+    without recursion, so that the recursive walks after it (hash, checks) never meet Python's stack limit."""
+    stack = [(obj, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if depth >= limit:
+                return True
+            inner = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((v, depth + 1) for v in inner)
+    return False
 
 
 def _feed(h: Any, obj: Any) -> None:

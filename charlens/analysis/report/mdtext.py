@@ -9,14 +9,9 @@ import html
 import re
 from urllib.parse import quote
 
+from charlens.data.errors import visible
+
 MARKDOWN_SPECIALS = re.compile(r"([\\`*\[\]|])")  # markup that can start a link, emphasis, code or a table cell
-# C0 and C1 controls but the tab, and the bidirectional formatting characters (Unicode's Bidi_Control).
-CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def visible(text: str) -> str:
-    """`text` with every control character shown as <U+XXXX> (one line on a console, no reordering)."""
-    return CONTROLS.sub(lambda m: f"<U+{ord(m.group()):04X}>", str(text))
 
 
 def md_escape(text: str) -> str:
