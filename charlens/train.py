@@ -32,7 +32,7 @@ from charlens.model.transformer import PRESETS
 from charlens.training import ddp, seeds, snapshots
 from charlens.training.batches import CorpusSource
 from charlens.training.config import (COMMON, DTYPES, SETTING_RANGES, TRAIN_PRESETS, TrainSettings, check_memory,
-                                      resolve_device, settings_from_flags)
+                                      check_vocabulary, resolve_device, settings_from_flags)
 from charlens.training.engine import INTERRUPTED, train
 from charlens.training.outputs import check_output
 from charlens.training.log import log_paths
@@ -144,7 +144,9 @@ def prepare(args: argparse.Namespace) -> tuple[TrainSettings, Corpus, Tokenizer,
         tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
     else:
         corpus = bible_corpus(args.lang, args.keep_niqqud) if args.lang else file_corpus(args.text, s.block_size)
-        tokenizer = CharTokenizer(sorted(corpus.chars()))
+        chars = sorted(corpus.chars())
+        check_vocabulary(len(chars) + 1)  # (+ the unknown token) before anything is sized by it
+        tokenizer = CharTokenizer(chars)
     if s.out is None:
         s = replace(s, out=f"checkpoints/{corpus.name}.pt")
     out = Path(str(s.out))
@@ -157,7 +159,7 @@ def prepare(args: argparse.Namespace) -> tuple[TrainSettings, Corpus, Tokenizer,
         resume = path if args.seeds is not None else (Path(args.resume) if args.resume else None)
         check_output(path, sources, resume, args.overwrite, tuple(snapshots.snapshot_path(path, k) for k in steps))
     if device.type == "cpu":
-        check_memory(s, tokenizer.vocab_size, len(corpus.train) + len(corpus.val))
+        check_memory(s, tokenizer.vocab_size, corpus.size("train") + corpus.size("val"))
     snapshots.check_room(s, tokenizer.vocab_size, corpus.lang, outs)
     for path in outs:
         for written in (path, *log_paths(path)):

@@ -13,8 +13,9 @@ import importlib.util
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Iterator, Optional, Protocol
 
 import numpy as np
 
@@ -41,25 +42,115 @@ NIQQUD = re.compile("[\u05b0-\u05bc\u05bf\u05c1\u05c2\u05c7]")
 MIN_BLOCKS = 4  # a user file must hold at least this many context windows
 
 
-@dataclass
+SPLITS = ("train", "val", "heldout")
+PIECE = 1 << 20  # characters read, encoded or scanned at a time
+
+
+class InMemoryTexts:
+    """The splits of a corpus held as strings (the Bibles: a few MB, from the cache)."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.texts = texts
+
+    def size(self, split: str) -> int:
+        return len(self.texts[split])
+
+    def read(self, split: str, start: int, stop: int) -> str:
+        return self.texts[split][start:stop]
+
+
+class FileTexts:
+    """The splits of a --text file, read from disk when asked for (never held whole): the first 90% trains,
+    the last 10% validates and is also the held-out text."""
+
+    def __init__(self, file: TextFile, cut: int) -> None:
+        self.file, self.cut, self.n = file, cut, file.stats().n_chars
+
+    def _range(self, split: str) -> tuple[int, int]:
+        return (0, self.cut) if split == "train" else (self.cut, self.n)
+
+    def size(self, split: str) -> int:
+        lo, hi = self._range(split)
+        return hi - lo
+
+    def read(self, split: str, start: int, stop: int) -> str:
+        lo, hi = self._range(split)
+        return self.file.read(lo + max(0, start), min(hi, lo + stop))
+
+
+class Text(Protocol):
+    """What reading windows of a text needs: its length and slices (a str is one; so is SplitText)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, s: slice) -> str: ...
+
+
+class SplitText:
+    """One split of a corpus as a Text: slicing reads only the characters asked for."""
+
+    def __init__(self, corpus: "Corpus", split: str) -> None:
+        self.corpus, self.split = corpus, split
+
+    def __len__(self) -> int:
+        return self.corpus.size(self.split)
+
+    def __getitem__(self, s: slice) -> str:
+        start, stop, step = s.indices(len(self))
+        assert step == 1, "a SplitText is read in ranges"
+        return self.corpus.read(self.split, start, stop)
+
+
 class Corpus:
-    name: str
-    lang: str  # "en" or "he": selects the character classes
-    train: str
-    val: str
-    heldout: str  # never trained on; what the analyzer validates on
-    identity: dict  # how to find and verify the source again (stored in checkpoints)
-    heldout_units: list[tuple[str, str]] = field(default_factory=list)  # ("Ruth 1:1", verse) for alignment
+    """A corpus: its name, language (the character classes), identity (how to find and verify the source again;
+    stored in checkpoints), and three texts: train, val and heldout (never trained on; what the analyzer
+    validates on). A text is read whole (`corpus.train`), by range (`read`) or piece by piece (`pieces`), so
+    that a trainer can encode a large file without ever holding it as a string."""
+
+    def __init__(self, name: str, lang: str, texts: InMemoryTexts | FileTexts, identity: dict,
+                 heldout_units: Optional[list[tuple[str, str]]] = None, chars: Optional[frozenset[str]] = None) -> None:
+        self.name, self.lang, self.identity = name, lang, identity
+        self.heldout_units = heldout_units or []  # ("Ruth 1:1", verse) for alignment
+        self._texts, self._chars = texts, chars
+
+    def size(self, split: str) -> int:
+        return self._texts.size(split)
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "heldout": len(self.heldout)}
+        return {split: self.size(split) for split in SPLITS}
+
+    def read(self, split: str, start: int = 0, stop: Optional[int] = None) -> str:
+        """Characters [start, stop) of a split."""
+        return self._texts.read(split, start, self.size(split) if stop is None else stop)
+
+    def pieces(self, split: str, n: int = PIECE) -> Iterator[str]:
+        """A split in consecutive pieces of `n` characters."""
+        for start in range(0, self.size(split), n):
+            yield self.read(split, start, start + n)
+
+    @cached_property
+    def train(self) -> str:
+        return self.read("train")
+
+    @cached_property
+    def val(self) -> str:
+        return self.read("val")
+
+    @cached_property
+    def heldout(self) -> str:
+        return self.read("heldout")
+
+    def text(self, split: str) -> "SplitText":
+        """A split as a Text (its length and slices), read only where sliced."""
+        return SplitText(self, split)
 
     def chars(self) -> set[str]:
-        """The distinct characters of the three texts (a tokenizer's vocabulary), found without joining them."""
+        """The distinct characters of the three texts (a tokenizer's vocabulary), found piece by piece."""
+        if self._chars is not None:
+            return set(self._chars)
         found: set[str] = set()
-        for text in (self.train, self.val, self.heldout):
-            for i in range(0, len(text), 1 << 20):  # in pieces: char_counts copies its text at 4 bytes a character
-                found.update(map(chr, np.flatnonzero(char_counts(text[i:i + (1 << 20)]))))
+        for split in SPLITS:
+            for piece in self.pieces(split):  # char_counts copies its text at 4 bytes a character
+                found.update(map(chr, np.flatnonzero(char_counts(piece))))
         return found
 
 
@@ -201,7 +292,8 @@ def bible_corpus(lang: str, keep_niqqud: bool = False) -> Corpus:
         return {"train": train, "val": val, "heldout": heldout, "units": units}
 
     d = _cached({"name": name, **identity}, build)
-    return Corpus(name, lang, d["train"], d["val"], d["heldout"], identity, [tuple(u) for u in d["units"]])
+    texts = InMemoryTexts({split: d[split] for split in SPLITS})
+    return Corpus(name, lang, texts, identity, [tuple(u) for u in d["units"]])
 
 
 def detect_language(text: str) -> str:
@@ -217,18 +309,16 @@ def read_text_file(path: str | Path) -> str:
 
 
 def file_corpus(path: str | Path, block_size: int = 128) -> Corpus:
-    """Any UTF-8 file: the first 90% trains, the last 10% validates and is the held-out text.
-    Read from disk in pieces (with a progress bar on a terminal), so the text is held once."""
+    """Any UTF-8 file: the first 90% trains, the last 10% validates and is the held-out text. Scanned once
+    (with progress), then read from disk when asked for: the corpus never holds the text."""
     path = Path(path)
     text = TextFile(path, progress=True)
     stats = text.stats()
     need = MIN_BLOCKS * (block_size + 1) * 10  # the 10% validation split must hold a few blocks too
     if stats.n_chars < need:
         raise CorpusError(f"{path} holds {stats.n_chars:,} characters; at least {need:,} are needed for block size {block_size}")
-    cut = int(stats.n_chars * 0.9)
-    val = text.read(cut, stats.n_chars)
     identity = {"kind": "file", "path": str(path.resolve()), "sha256": stats.sha256}
-    return Corpus(path.stem, stats.lang, text.read(0, cut), val, val, identity)
+    return Corpus(path.stem, stats.lang, FileTexts(text, int(stats.n_chars * 0.9)), identity, chars=stats.chars)
 
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")

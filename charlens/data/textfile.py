@@ -26,6 +26,7 @@ from typing import BinaryIO, Iterator, Literal
 import numpy as np
 
 from charlens.data.errors import CorpusError
+from charlens.data.progress import progress
 from charlens.data.tokenizer import normalize
 
 BLOCK = 1 << 16  # bytes read at a time; segments are about this long
@@ -124,16 +125,14 @@ class TextFile:
         return self._stats
 
     def _scan(self, f: BinaryIO) -> TextStats:
-        from tqdm import tqdm
-
         st = os.fstat(f.fileno())
         self._signature = (st.st_size, st.st_mtime_ns)
         start = 3 if f.read(3) == BOM else 0
         f.seek(start)
         chars: set[str] = set()
         digest, n, hebrew, latin, blank = hashlib.sha256(), 0, 0, 0, True
-        with tqdm(total=st.st_size, unit="B", unit_scale=True, desc=f"reading {self.path.name}", leave=False,
-                  disable=None if self.progress else True) as bar:
+        with progress(total=st.st_size, unit="B", unit_scale=True, desc=f"reading {self.path.name}", leave=False,
+                      enabled=self.progress) as bar:
             try:
                 for offset, raw in _segments(f, start):
                     text = self._decode(raw, offset)

@@ -15,6 +15,14 @@ UNKNOWN_ID = 0  # its id in every CharTokenizer
 UnknownPolicy = Literal["error", "replace"]
 
 
+def ids_dtype(vocab_size: int) -> np.dtype:
+    """The smallest unsigned integer type that holds every id of a vocabulary: uint8 up to 256 tokens, else
+    uint16 (up to 65,536, the largest vocabulary charlens builds: model.limits.ARCH_RANGES)."""
+    if vocab_size > 65_536:
+        raise ValueError(f"a vocabulary of {vocab_size:,} tokens does not fit uint16 ids (at most 65,536)")
+    return np.dtype(np.uint8 if vocab_size <= 256 else np.uint16)
+
+
 class UnknownCharactersError(ValueError):
     """Text holds characters the vocabulary lacks."""
 

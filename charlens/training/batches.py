@@ -10,8 +10,11 @@ A batch source gives
     whole(split)                    the whole split as consecutive windows (the final validation loss)
     describe()                      what the run trains on, for its start-up line
     identity                        stored in the checkpoint as "corpus": how to find the data again
-    lang, heldout, prompt           the timeline's language and probe text; the sample's first characters
-CorpusSource is the one for a text (a Bible or a --text file).
+    lang, heldout, prompt           the timeline's language and probe text (a Text: its windows are read when
+                                    sliced); the sample's first characters
+CorpusSource is the one for a text (a Bible or a --text file). It holds the text only as token ids, encoded
+piece by piece into arrays of the smallest type the vocabulary needs (1 byte a character up to 256 distinct
+characters, else 2), so its memory grows with the text by the ids alone.
 """
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from charlens.data.corpora import Corpus
-from charlens.data.tokenizer import Tokenizer
+from charlens.data.corpora import Corpus, Text
+from charlens.data.progress import progress
+from charlens.data.tokenizer import Tokenizer, ids_dtype
 
 Split = Literal["train", "val"]
 SPLITS: tuple[Split, ...] = ("train", "val")
@@ -39,7 +43,7 @@ class Windows(Protocol):
 class BatchSource(Protocol):
     identity: dict
     lang: str
-    heldout: str
+    heldout: Text
     prompt: str
 
     def batch(self, split: Split, generator: torch.Generator, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]: ...
@@ -83,10 +87,12 @@ def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[t
 class CorpusSource:
     """Random windows of a corpus's training or validation text, as token ids."""
 
-    def __init__(self, corpus: Corpus, tokenizer: Tokenizer, block_size: int, batch_size: int) -> None:
-        self.ids = {split: tokenizer.encode(text, unknown="replace") for split, text in (("train", corpus.train), ("val", corpus.val))}
+    def __init__(self, corpus: Corpus, tokenizer: Tokenizer, block_size: int, batch_size: int, show: bool = True) -> None:
+        self.ids = {split: encode_split(corpus, split, tokenizer, show) for split in SPLITS}
         self.block_size, self.batch_size = block_size, batch_size
-        self.identity, self.lang, self.heldout, self.prompt = corpus.identity, corpus.lang, corpus.heldout, corpus.val[:1]
+        self.identity, self.lang = corpus.identity, corpus.lang
+        self.heldout: Text = corpus.text("heldout")
+        self.prompt = corpus.read("val", 0, 1)
         self._described = f"{corpus.name}: {', '.join(f'{k} {v:,}' for k, v in corpus.sizes().items())} characters"
 
     def batch(self, split: Split, generator: torch.Generator, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,3 +103,19 @@ class CorpusSource:
 
     def describe(self) -> str:
         return self._described
+
+
+def encode_split(corpus: Corpus, split: str, tokenizer: Tokenizer, show: bool = True) -> np.ndarray:
+    """A split's token ids (characters outside the vocabulary as the unknown token), encoded piece by piece into
+    one array of ids_dtype(vocabulary): no copy of the text is ever held whole."""
+    ids = np.empty(corpus.size(split), dtype=ids_dtype(tokenizer.vocab_size))
+    at = 0
+    with progress(total=len(ids), desc=f"encoding the {split} text", unit="char", unit_scale=True, leave=False,
+                  enabled=show) as bar:
+        for piece in corpus.pieces(split):
+            part = tokenizer.encode(piece, unknown="replace")
+            assert len(part) == len(piece), "a corpus's text is NFC-normalized: encoding never changes its length"
+            ids[at:at + len(part)] = part
+            at += len(part)
+            bar.update(len(part))
+    return ids

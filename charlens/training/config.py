@@ -9,6 +9,7 @@ from typing import Any, Optional
 import torch
 
 from charlens.data.errors import UsageError
+from charlens.data.tokenizer import ids_dtype
 from charlens.model.checkpoint import CheckpointError
 from charlens.model.limits import ARCH_RANGES, Range, available_memory, gib, training_bytes
 from charlens.model.transformer import PRESETS, ModelConfig
@@ -36,6 +37,7 @@ SETTING_RANGES: dict[str, Range] = {
 }
 OPTIONAL_SETTINGS = ("threads",)  # None = torch's choice
 DTYPES = ("auto", "float32", "bfloat16")
+ENCODING_BYTES = 32 << 20  # encoding one piece of text (a million characters) into ids, at its peak
 # Settings that may differ when resuming (they do not change what the model learns per step,
 # except max_iters, which extends the run and its cosine schedule).
 RESUMABLE_OVERRIDES = ("max_iters", "eval_interval", "eval_iters", "device", "compile", "dtype", "threads", "out",
@@ -169,10 +171,18 @@ def check_settings(s: dict) -> None:
         raise UsageError(f"{flag(found[0])} {found[1]}")
 
 
+def check_vocabulary(vocab_size: int) -> None:
+    """A text with more distinct characters than a model's vocabulary may hold is refused before anything is built."""
+    problem = ARCH_RANGES["vocab_size"].problem(vocab_size)
+    if problem:
+        raise UsageError(f"the text has {vocab_size - 1:,} distinct characters: a character model's vocabulary {problem}")
+
+
 def check_memory(s: TrainSettings, vocab_size: int, n_chars: int) -> None:
-    """Refuse a run whose model, optimizer state, one step's activations and token ids (10 bytes a
-    character while encoding) would not fit in the memory available (on CPU, where they all live)."""
-    need, free = training_bytes(s.model_config(vocab_size), s.batch_size) + 10 * n_chars, available_memory()
+    """Refuse a run whose model, optimizer state, one step's activations and token ids (1 or 2 bytes a
+    character, training.batches) would not fit in the memory available (on CPU, where they all live)."""
+    ids = ids_dtype(vocab_size).itemsize * n_chars + ENCODING_BYTES
+    need, free = training_bytes(s.model_config(vocab_size), s.batch_size) + ids, available_memory()
     if free is not None and need > free:
         raise UsageError(f"this run needs about {gib(need)} of memory (model, AdamW state, activations of --batch-size "
                          f"{s.batch_size} x --block-size {s.block_size}, corpus as token ids), more than the "

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import torch
 
+from charlens.data.progress import progress
 from charlens.data.tokenizer import UNKNOWN_ID, Tokenizer
 from charlens.model.checkpoint import save_checkpoint
 from charlens.model.transformer import TransformerLM
@@ -243,15 +244,13 @@ def run_loop(t: Trainer, stop_at: Optional[int], label: str, position: int) -> i
     say(prefix + t.describe(), flush=True)
     if t.recorder and t.start and not any(r["kind"] == "probe" for r in t.history):
         say(f"{prefix}the checkpoint has no timeline; recording starts at step {t.start}", flush=True)
-    from tqdm import tqdm
-    bar = tqdm(range(t.start, s.max_iters), initial=t.start, total=s.max_iters, unit="it", dynamic_ncols=True,
-               desc=label or None, position=position, disable=not d.main)
+    bar = progress(total=s.max_iters, initial=t.start, unit="it", desc=label or None, position=position, enabled=d.main)
     log, final = LossLog(t), None
     warn = lambda message: bar.write(message) if d.main and not interrupted else None
     try:
         if t.start == 0 and 0 in t.to_record:
             log.record(0)
-        for it in bar:
+        for it in range(t.start, s.max_iters):
             step = it + 1
             log.add(step, *t.step(it, warn))
             if step in t.to_record:
@@ -279,6 +278,7 @@ def run_loop(t: Trainer, stop_at: Optional[int], label: str, position: int) -> i
                 how = "terminated (SIGTERM)" if interrupted[:1] == [signal.SIGTERM] else "interrupted"
                 say(f"{prefix}{how} after step {step}; checkpoint saved to {out}; continue with --resume {out}", file=sys.stderr)
                 return 128 + interrupted[0] if interrupted else INTERRUPTED
+            bar.update(1)
         bar.close()
         final = t.final_loss()
         t.save(s.max_iters)

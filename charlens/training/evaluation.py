@@ -13,6 +13,7 @@ from charlens.training import ddp
 from charlens.training.batches import SPLITS, BatchSource, Windows, to_device
 
 EVAL_CHARS_PER_BATCH = 8192  # characters per batch of the whole-split evaluation
+EVAL_LOGITS_BYTES = 64 << 20  # at most this much float32 logits per batch (a large vocabulary gets fewer windows)
 
 
 class NonFiniteLoss(Exception):
@@ -52,9 +53,11 @@ def full_loss(model: TransformerLM, windows: Windows, device: torch.device, auto
     """Mean loss per character over every window of a split, in batches of about `chars_per_batch`
     characters (no gradients, no attention weights kept; under DDP each process takes every world-th
     batch). 8k by default rather than more: on a CPU larger batches' activations leave the cache
-    (`python bench/train_speed.py --eval-batches`)."""
+    (`python bench/train_speed.py --eval-batches`); fewer when the logits of 8k characters would pass
+    EVAL_LOGITS_BYTES (a vocabulary above about 2,000 characters)."""
     model.eval()
-    n, rows = len(windows), max(1, chars_per_batch // windows.width)
+    n, logits_per_row = len(windows), windows.width * model.config.vocab_size * 4
+    rows = max(1, min(chars_per_batch // windows.width, EVAL_LOGITS_BYTES // logits_per_row))
     total = torch.zeros((), dtype=torch.float64, device=device)
     for k, i in enumerate(range(0, n, rows)):
         if k % d.world == d.rank:

@@ -54,6 +54,7 @@ from charlens.analysis.measures.positional import ClassFrequencies, StratumCount
 from charlens.analysis.measures.scoring import WindowScores, score_windows
 from charlens.analysis.measures.stats import selectivity
 from charlens.data.charclasses import CLASS_INDEX, class_map, classify, features
+from charlens.data.corpora import Text
 from charlens.data.errors import UsageError
 from charlens.data.textfile import window_starts
 from charlens.data.tokenizer import Tokenizer
@@ -100,7 +101,7 @@ def check_resumable(probe: dict) -> None:
                          "resume with --no-timeline")
 
 
-def make_probe(text: str, lang: str, tokenizer: Tokenizer, block_size: int, seed: int) -> dict:
+def make_probe(text: Text, lang: str, tokenizer: Tokenizer, block_size: int, seed: int) -> dict:
     """The probe set of a run on the held-out `text` (format: module docstring), drawn with generators of its
     own seeded with `seed`."""
     starts = window_starts(len(text), block_size, PROBE_WINDOWS, np.random.default_rng(seed))
@@ -220,7 +221,7 @@ class Recorder:
                 "loss_second_copy": _rounded(loss[:, half:].mean())}
 
 
-def recorder_for(probe: Optional[dict], heldout: str, lang: str, tokenizer: Tokenizer, config: ModelConfig, seed: int,
+def recorder_for(probe: Optional[dict], heldout: Text, lang: str, tokenizer: Tokenizer, config: ModelConfig, seed: int,
                  device: torch.device) -> tuple[dict, Recorder]:
     """The run's probe (the checkpoint's, else a new one on the `heldout` text, seeded with the run's `seed`)
     and its recorder for a model of `config`."""

@@ -16,8 +16,8 @@ from typing import AbstractSet, ContextManager, Iterable, Iterator, Literal, Seq
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
+from charlens.data.progress import progress as progress_bar
 from charlens.model.hooks import HookFn, hook_point_name, hooks, run_with_cache
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch
 from charlens.model.transformer import TransformerLM
@@ -110,7 +110,7 @@ def ablation_study(
     heads = list(behaviours)
     sums = {h: np.zeros(4) for h in heads}  # delta sum, count, targeted delta sum, targeted count
     n_windows = sum(b.size(0) for b in _batches(windows, batch_size))
-    bar = tqdm(total=len(heads) * n_windows, desc=f"{mode}-ablation", unit="win", disable=not progress, leave=False)
+    bar = progress_bar(total=len(heads) * n_windows, desc=f"{mode}-ablation", unit="win", enabled=progress, leave=False)
     for batch, batch_classes in zip(_batches(windows, batch_size), _batches(classes, batch_size)):
         inputs = batch[:, :-1]
         cache = run_with_cache(model, inputs)

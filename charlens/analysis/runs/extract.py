@@ -12,12 +12,12 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from charlens.model.hooks import run_with_cache
 from charlens.analysis.measures.detectors import CharBatch
 from charlens.analysis.measures.value_weighted import row_normalize, value_weighted_attention
 from charlens.data.charclasses import classify, features
+from charlens.data.progress import progress as progress_bar
 from charlens.data.tokenizer import Tokenizer, UnknownPolicy
 from charlens.model.transformer import TransformerLM
 
@@ -76,7 +76,7 @@ def iter_attention(
     each batch's attention with its text and character classes."""
     model.eval()
     device = next(model.parameters()).device
-    bar = tqdm(total=len(windows), desc=desc, unit="win", disable=not progress, leave=False)
+    bar = progress_bar(total=len(windows), desc=desc, unit="win", enabled=progress, leave=False)
     try:
         for texts in _batches(windows, batch_size):
             chars = char_batch(tokenizer, texts, lang, unknown)

@@ -11,7 +11,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from charlens.analysis.measures.ablation import ablation_study, repeated_random_windows
 from charlens.analysis.measures.counterfactual import align_positions, run_counterfactual
@@ -27,6 +26,7 @@ from charlens.analysis.runs.results import (AblationResult, AnalysisResult, Extr
                                    ValueWeightedResult)
 from charlens.data.charclasses import classify
 from charlens.data.errors import CharlensError
+from charlens.data.progress import progress as progress_bar
 from charlens.data.tokenizer import Tokenizer, UnknownCharactersError
 from charlens.model.hooks import run_with_cache
 from charlens.model.transformer import TransformerLM
@@ -122,7 +122,7 @@ def _stream(request: ExtrasRequest, inputs: AnalysisInputs, groups, analysis: An
     entropy = EntropyAccumulator(L, H, longest)
     qk_parts: list[tuple[np.ndarray, ...]] = []
     first = None
-    bar = tqdm(total=sum(len(t) for t, _, _ in groups), desc="extras", unit="win", disable=not progress, leave=False)
+    bar = progress_bar(total=sum(len(t) for t, _, _ in groups), desc="extras", unit="win", enabled=progress, leave=False)
     for texts, ids, cls in groups:
         for start in range(0, len(texts), request.batch_size):
             sl = slice(start, start + request.batch_size)
