@@ -34,6 +34,7 @@ from charlens.analysis.runs.results import Extras, Summary
 from charlens.analysis.runs.single import run_analysis
 from charlens.analysis.runs.snapshots import snapshot_attention
 from charlens.analysis.runs.store import check_attention_target, place_file
+from charlens.cli import OneLineParser
 from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated, visible
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
@@ -45,7 +46,7 @@ INT_RANGES = {"windows": (1, 100_000), "batch_size": (1, 4096), "n_boot": (1, 10
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="analyze.py",
         description="Score every attention head against a suite of behaviour detectors on discovery text and "
         "validate each finding on held-out text the discovery never saw.",

@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+from charlens.cli import OneLineParser
 from charlens.data.corpora import LANGS, Corpus, bible_corpus, corpus_from_identity, file_corpus
 from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated, visible
 from charlens.data.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_dict
@@ -55,7 +56,7 @@ NUMERIC_FLAGS = [
 def build_parser() -> argparse.ArgumentParser:
     presets = "\n".join(f"  {name:6s} {', '.join(f'{k}={v}' for k, v in {**PRESETS[name], **TRAIN_PRESETS[name]}.items())}"
                         for name in PRESETS)
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="train.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a character-level transformer (see README, section trainer). Before any work, every number "
                     "is checked against the range its help gives ('(' and ')' exclude the bound), and on CPU the run's "

@@ -220,10 +220,12 @@ def test_unwritable_output_path_fails_before_training(text_file, tmp_path, capsy
 
 
 @pytest.mark.parametrize("argv", [["--lang", "fr"], ["--lang", "en", "--text", "x.txt"], ["--lang", "en", "--n-layer", "two"]])
-def test_argparse_errors_exit_2(argv):
+def test_argparse_errors_exit_2_with_one_line(argv, capsys):
     with pytest.raises(SystemExit) as e:
         train.main(argv)
     assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("train.py: error: ") and err[0].endswith(" (see --help)"), err
 
 
 def test_keep_niqqud_trains_on_pointed_hebrew_under_its_own_name(tmp_path, monkeypatch):
