@@ -131,6 +131,10 @@ def train_case(rng: random.Random, folder: Path, corpus: Path, checkpoint: Path)
     for extra in rng.sample([".log.jsonl", ".loss.png", ".step1.pt", "_s0.pt"], rng.choice([0, 0, 1, 2])):
         if base.parent.is_dir() and base.parent != Path("/proc"):
             case.user_file(base.with_name(base.name + extra), rng.randbytes(50))
+    if rng.random() < 0.15:  # an input the user got wrong: binary bytes, a name too long, nothing there
+        corpus = rng.choice([case.user_file(folder / odd_name(rng, ".txt"), rng.randbytes(300) + b"\x00"),
+                             folder / ("t" * 300 + ".txt"), folder / "missing.txt"])
+        case.notes.append("bad --text")
     case.argv = ["--text", str(corpus), "--preset", "tiny", "--max-iters", "2", "--sample-chars", "0", "--no-compile",
                  "--out", str(out), *flags(rng, TRAIN_FLAGS, 0.3), *(["--overwrite"] if rng.random() < 0.3 else [])]
     case.expect = out

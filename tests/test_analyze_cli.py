@@ -110,6 +110,10 @@ def test_missing_checkpoint(tmp_path, capsys):
     bad(["--ckpt", tmp_path / "nope.pt"], capsys, tmp_path, "checkpoint not found")
 
 
+def test_a_checkpoint_name_too_long_for_the_file_system(tmp_path, capsys):
+    bad(["--ckpt", tmp_path / ("x" * 300 + ".pt")], capsys, tmp_path, ": File name too long")  # found by tests/battery.py
+
+
 def test_corrupt_checkpoint(tmp_path, capsys):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint at all")

@@ -107,13 +107,13 @@ class TextFile:
         self._signature: tuple[int, int] = (0, 0)
 
     def _open(self) -> BinaryIO:
-        if not self.path.exists():
-            raise CorpusError(f"text file not found: {self.path}")
-        if not self.path.is_file():
-            raise CorpusError(f"not a file: {self.path}")
         try:
+            if not self.path.exists():
+                raise CorpusError(f"text file not found: {self.path}")
+            if not self.path.is_file():
+                raise CorpusError(f"not a file: {self.path}")
             return open(self.path, "rb")
-        except OSError as e:
+        except OSError as e:  # unreadable, or a name too long for the file system
             raise CorpusError(f"cannot read {self.path}: {e.strerror}") from None
 
     def stats(self) -> TextStats:

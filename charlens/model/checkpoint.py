@@ -89,7 +89,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Read a checkpoint safely and check every field (type, range, shape, finite values, content hash)
     before returning it; CheckpointError with one line naming the file and the field otherwise."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as e:  # e.g. a name too long for the file system
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    if not found:
         raise CheckpointError(f"checkpoint not found: {path}")
     state = _unpickle(path, map_location)
     if too_deep(state):
