@@ -1,4 +1,4 @@
-"""The rule's calibration numbers (README, analyzer section): false positives on untrained models, the
+"""The rule's calibration numbers (docs/analysis.md): false positives on untrained models, the
 planted heads' labels and margins, and label stability across window seeds.
 
     python tests/calibrate_rule.py [--seeds 20] [--preset small]

@@ -225,7 +225,7 @@ def write_group_page(cmp: GroupComparison, figures: Sequence[dict], out_path: Pa
     data = {"title": f"charlens: {A} vs {B} ({len(cmp.members[0])} vs {len(cmp.members[1])} seeds)",
             "findings": list(cmp.replicated) or [f"No difference between {A} and {B} replicated across seeds."],
             "findings_note": " ".join(cmp.notes) + " Replicated: the same sign in every seed pair, exact permutation "
-                             f"p <= {cmp.alpha} over seed labels, and at least the minimum effect (README). Everything "
+                             f"p <= {cmp.alpha} over seed labels, and at least the minimum effect (docs/comparison.md). Everything "
                              "else is in the table below with its per-seed values.",
             "links": list(links),
             "tables": [{"title": "Every quantity, per seed", "rows": rows},
