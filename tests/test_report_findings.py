@@ -19,7 +19,6 @@ from charlens.analysis.report.html import write_group_page, write_html_report
 from charlens.analysis.report.markdown import group_markdown, report_markdown
 from charlens.analysis.report.figures.sets import analysis_figures
 from charlens.analysis.runs.groups import compare_groups
-from chromium import CHROMEDRIVER, CHROMIUM, MISSING, chromium
 from summary_fixture import make_examples, make_summary
 
 LONG = "0.31 word_start + 0.23 self + 0.21 consonant + " * 6  # would wrap a table row onto several lines
@@ -85,14 +84,6 @@ def test_report_md_opens_with_the_findings_and_the_head_map_and_ends_with_collap
     assert order == sorted(order)
     assert md.rstrip().endswith("</details>")
     assert md.count("checkpoints/en.pt") == 1  # provenance once, inside the collapsed block
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip(MISSING)
-    with chromium() as driver:
-        yield driver
 
 
 def test_report_html_opens_with_findings_beside_the_head_map_with_one_line_rows(tmp_path, browser):

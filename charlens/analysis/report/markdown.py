@@ -3,7 +3,7 @@ validated heads per detector, the induction test, salient patterns, the characte
 the optional analyses, and settings and provenance collapsed at the end; built once from the summary."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from charlens.analysis.report.extras import Section
 from charlens.analysis.report.findings import model_findings
@@ -13,21 +13,35 @@ from charlens.analysis.runs.matching import RECUR_DISTANCE
 from charlens.data.charclasses import table_markdown
 
 
+def _behaviour_cell(h: dict) -> str:
+    if h["validated"]:
+        name = h["behaviour"] if h["behaviour"] == h["candidate"] else f"{h['behaviour']} ({h['candidate']})"
+    else:
+        name = f"none ({'borderline' if h['borderline'] else 'best'}: {h['candidate']})"
+    others = [b for b in h["behaviours"] if b != h["candidate"]]
+    return name + (f" (+{', '.join(others)})" if others else "")
+
+
+# The head table's columns, in order: (header, markdown alignment, the cell of one summary["heads"] entry).
+# A new column is one line here (heads.csv and report.html's table take every key of a head by themselves).
+HEAD_COLUMNS: list[tuple[str, str, Callable[[dict], str]]] = [
+    ("layer", "---:", lambda h: str(h["layer"])),
+    ("head", "---:", lambda h: str(h["head"])),
+    ("behaviour", "---", _behaviour_cell),
+    ("selectivity", "---:", lambda h: _num(h["selectivity"])),
+    ("held-out", "---:", lambda h: _num(h["heldout_selectivity"])),
+    ("margin (SE)", "---:", lambda h: f"{_num(h['margin'], '+.3f')} ({_num(h['margin_se'], '+.1f')})"),
+    ("score", "---:", lambda h: _num(h["score"])),
+    ("control", "---:", lambda h: _num(h["baseline"])),
+    ("attention explained as", "---", lambda h: str(h["components"])),
+    ("unexplained", "---:", lambda h: _num(h["unexplained"], ".2f")),
+]
+
+
 def format_head_table(summary: dict) -> str:
-    """The concise head table printed by the CLI (and used in report.md)."""
-    rows = ["| layer | head | behaviour | selectivity | held-out | margin (SE) | score | control | attention explained as | "
-            "unexplained |", "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|"]
-    for h in summary["heads"]:
-        if h["validated"]:
-            name = h["behaviour"] if h["behaviour"] == h["candidate"] else f"{h['behaviour']} ({h['candidate']})"
-        else:
-            name = f"none ({'borderline' if h['borderline'] else 'best'}: {h['candidate']})"
-        others = [b for b in h["behaviours"] if b != h["candidate"]]
-        if others:
-            name += f" (+{', '.join(others)})"
-        rows.append(f"| {h['layer']} | {h['head']} | {name} | {_num(h['selectivity'])} | {_num(h['heldout_selectivity'])} | "
-                    f"{_num(h['margin'], '+.3f')} ({_num(h['margin_se'], '+.1f')}) | {_num(h['score'])} | {_num(h['baseline'])} | "
-                    f"{h['components']} | {_num(h['unexplained'], '.2f')} |")
+    """The concise head table printed by the CLI (and used in report.md): one row per head, HEAD_COLUMNS."""
+    rows = ["| " + " | ".join(c[0] for c in HEAD_COLUMNS) + " |", "|" + "|".join(c[1] for c in HEAD_COLUMNS) + "|"]
+    rows += ["| " + " | ".join(cell(h) for _, _, cell in HEAD_COLUMNS) + " |" for h in summary["heads"]]
     return "\n".join(rows)
 
 
