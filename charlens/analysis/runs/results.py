@@ -20,7 +20,7 @@ SCHEMA_VERSION = 4  # 2: head_similarity, class_attention.most_selective; extras
 #    the repeated-sequence test in validation, the decomposition, dropped or replaced characters
 # 4: timeline (the recorded training path: formation steps and phase changes), or a note that there is none
 
-Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (see README, analyzer section)
+Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (docs/analysis.md)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class Summary:
         return self.analysis.examples
 
     def to_dict(self) -> dict[str, Any]:
-        """summary.json: the analysis data contract (README, analyzer section)."""
+        """summary.json: the analysis data contract (docs/analysis.md)."""
         a, x = self.analysis, self.extras
         settings = dict(a.settings)
         heads = [h.to_dict() for h in a.heads]
