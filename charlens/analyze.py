@@ -34,8 +34,8 @@ from charlens.analysis.runs.results import Extras, Summary
 from charlens.analysis.runs.single import run_analysis
 from charlens.analysis.runs.snapshots import snapshot_attention
 from charlens.analysis.runs.store import check_attention_target, place_file
-from charlens.cli import OneLineParser
-from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated, visible
+from charlens.data.errors import (CharlensError, OneLineParser, UsageError, interrupt_status, raise_terminated,
+                                  visible)
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 PROJECTION_PACKAGES = {"tsne": "sklearn", "umap": "umap"}

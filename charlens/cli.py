@@ -6,21 +6,12 @@ give one line and the shell's exit status (130, 143), not a traceback, so the mo
 under a guard before its main() runs."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import signal
 import sys
-from typing import Callable, NoReturn, Optional
+from typing import Callable, Optional
 
-from charlens.data.errors import interrupt_status, raise_terminated, visible
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """The CLIs' argument parser: a bad flag is one line and exit status 2, like every other refusal (argparse
-    would print the whole usage first; --help shows it)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {visible(message)} (see --help)\n")
+from charlens.data.errors import interrupt_status, raise_terminated
 
 
 def launch(module: str, task: str, argv: Optional[list[str]] = None) -> int:

@@ -23,9 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from charlens.cli import OneLineParser
 from charlens.data.corpora import LANGS, Corpus, bible_corpus, corpus_from_identity, file_corpus
-from charlens.data.errors import CharlensError, UsageError, interrupt_status, raise_terminated, visible
+from charlens.data.errors import CharlensError, OneLineParser, UsageError, interrupt_status, raise_terminated, visible
 from charlens.data.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_dict
 from charlens.model.atomic import sweep_stale_temps
 from charlens.model.checkpoint import load_checkpoint

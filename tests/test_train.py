@@ -225,7 +225,7 @@ def test_argparse_errors_exit_2_with_one_line(argv, capsys):
         train.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("train.py: error: ") and err[0].endswith(" (see --help)"), err
+    assert len(err) == 1 and err[0].startswith("train.py: error: "), err
 
 
 def test_keep_niqqud_trains_on_pointed_hebrew_under_its_own_name(tmp_path, monkeypatch):

@@ -1,10 +1,13 @@
-"""The one exception base of charlens. Every error a user can cause (a bad flag, an unusable file, a
-damaged checkpoint, an output that cannot be written) is a `CharlensError` subclass with a one-line
-message; the CLIs catch the base, print the line and exit with status 2. SIGTERM is raised as
-`Terminated`, a KeyboardInterrupt, so that it takes Ctrl-C's path (one line, exit status 143)."""
+"""The one exception base of charlens, and how the CLIs say what went wrong. Every error a user can cause (a bad
+flag, an unusable file, a damaged checkpoint, an output that cannot be written) is a `CharlensError` subclass with a
+one-line message; the CLIs catch the base, print the line (`visible`: control characters in a name can neither
+break it nor reorder it) and exit with status 2, as their argument parser (`OneLineParser`) does for a bad flag.
+SIGTERM is raised as `Terminated`, a KeyboardInterrupt, so that it takes Ctrl-C's path (one line, status 143)."""
 from __future__ import annotations
 
+import argparse
 import re
+from typing import NoReturn
 
 # C0 and C1 controls but the tab, and the bidirectional formatting characters (Unicode's Bidi_Control).
 CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -44,3 +47,11 @@ def visible(text: str) -> str:
     """`text` with every control character shown as <U+XXXX>: one line on a console, and nothing (a line break,
     a terminal escape, a bidi override such as U+202E) that makes a name read as another."""
     return CONTROLS.sub(lambda m: f"<U+{ord(m.group()):04X}>", str(text))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """The CLIs' argument parser: a bad flag is one line and exit status 2, like every other refusal (argparse
+    would print the whole usage first; --help shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {visible(message)}\n")
