@@ -77,9 +77,12 @@ def test_text_file_is_split_in_halves_and_save_attention_keeps_every_window(ckpt
     rows = saved["attention"].astype(np.float32).sum(-1)
     assert np.allclose(rows, 1.0, atol=2e-2)
     assert not list(tmp_path.glob("**/*.raw"))
-    # a rerun replaces the file charlens wrote there...
-    rc, _, err = run(["--ckpt", ckpt, "--out", tmp_path / "r", "--text", text, "--save-attention", npz, *QUICK], capsys)
-    assert rc == 0, err
+    # a rerun replaces the file charlens wrote there; a path in folders that do not exist yet makes them
+    deeper = tmp_path / "new" / "deeper" / "all.npz"
+    for target in (npz, deeper):
+        rc, _, err = run(["--ckpt", ckpt, "--out", tmp_path / "r", "--text", text, "--save-attention", target, *QUICK], capsys)
+        assert rc == 0, err
+    assert np.load(deeper)["attention"].shape == saved["attention"].shape  # (found by tests/battery.py)
 
 
 @pytest.mark.parametrize("content", [b"my results", np.savez])

@@ -46,7 +46,9 @@ def check_attention_target(path: Path) -> None:
 
 
 def place_file(src: Path, dst: Path) -> None:
-    """Move a finished file to `dst` through a temporary file beside it (never half-written there)."""
+    """Move a finished file to `dst` through a temporary file beside it (never half-written there); missing
+    folders on the way are made, as for every output."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(dst)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dst), suffix=".tmp", dir=dst.parent)
     os.close(fd)
