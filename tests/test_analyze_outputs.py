@@ -18,6 +18,7 @@ import pytest
 from charlens import analyze
 from charlens.analysis.report.folder import MARKER, check_output_dir
 from analyzer_helpers import make_checkpoint
+from startup_helpers import ctrl_c_while_torch_loads
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--windows", "16", "--n-boot", "50", "--induction-windows", "4", "--quiet"]
@@ -229,26 +230,9 @@ def test_an_error_naming_an_odd_path_is_one_line(tmp_path, capsys):
     assert err == f"analyze.py: error: checkpoint not found: {tmp_path}/two<U+000A>lines<U+202E>.pt\n"
 
 
-# Ctrl-C as analyze.py starts importing torch (raised by the import hook: a real SIGINT lands wherever the
-# interpreter next checks for signals, which may be inside torch's own start-up code).
-DURING_IMPORT = """
-import builtins, runpy, sys
-real_import = builtins.__import__
-def interrupting_import(name, *args, **kwargs):
-    if name == "torch":
-        builtins.__import__ = real_import
-        raise KeyboardInterrupt
-    return real_import(name, *args, **kwargs)
-builtins.__import__ = interrupting_import
-sys.argv = ["analyze.py", "--ckpt", sys.argv[1], "--out", sys.argv[2]]
-runpy.run_path("analyze.py", run_name="__main__")
-"""
-
-
 def test_ctrl_c_while_analyze_starts_is_one_line(ckpt, tmp_path):
     """Issue #18 item 5 (start-up): one line and exit 130, not a traceback."""
-    done = subprocess.run([sys.executable, "-c", DURING_IMPORT, str(ckpt), str(tmp_path / "r")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = ctrl_c_while_torch_loads("analyze.py", "--ckpt", str(ckpt), "--out", str(tmp_path / "r"))
     assert (done.returncode, done.stderr) == (130, "interrupted before analysis; nothing was written\n")
     assert list(tmp_path.iterdir()) == []
 

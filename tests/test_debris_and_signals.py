@@ -15,6 +15,7 @@ import torch
 from charlens import train
 from charlens.model.atomic import LEGACY_TEMP_AGE_S, atomic_write, sweep_stale_temps
 from charlens.model.transformer import TransformerLM
+from startup_helpers import ctrl_c_while_torch_loads
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -97,27 +98,9 @@ def test_sigterm_saves_like_ctrl_c(text_file, tmp_path):
     assert "Traceback" not in stderr
 
 
-# Runs train.py as a script in which Ctrl-C arrives as train.py starts importing torch. (The KeyboardInterrupt is
-# raised by the import hook itself: a real SIGINT is handled wherever the interpreter next checks for signals,
-# which may be inside torch's own start-up code.)
-DURING_IMPORT = """
-import builtins, runpy, sys
-real_import = builtins.__import__
-def interrupting_import(name, *args, **kwargs):
-    if name == "torch":
-        builtins.__import__ = real_import
-        raise KeyboardInterrupt
-    return real_import(name, *args, **kwargs)
-builtins.__import__ = interrupting_import
-sys.argv = ["train.py", "--lang", "en", "--out", sys.argv[1]]
-runpy.run_path("train.py", run_name="__main__")
-"""
-
-
 def test_ctrl_c_while_torch_loads_gives_one_line(tmp_path):
     out = tmp_path / "m.pt"
-    done = subprocess.run([sys.executable, "-c", DURING_IMPORT, str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = ctrl_c_while_torch_loads("train.py", "--lang", "en", "--out", str(out))
     assert (done.returncode, done.stderr) == (130, "interrupted before training; nothing was written\n")
     assert not out.exists()
 
