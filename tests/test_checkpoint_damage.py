@@ -272,7 +272,7 @@ def test_a_hash_of_the_wrong_type_is_refused_by_every_reader(tmp_path, trained, 
     """Issue #18 item 11: a content_sha256 that is not 64 hex digits (with a weight matrix scaled by 1.5, which
     such a file used to hide) is refused by load_checkpoint, train.py --resume and analyze.py."""
     state = plain(trained)
-    state["model"]["transformer.h.0.mlp.c_fc.weight"] *= 1.5
+    state["model"]["blocks.0.mlp.c_fc.weight"] *= 1.5
     state[HASH_KEY] = value
     path = tmp_path / "bad.pt"
     torch.save(state, path)
