@@ -34,3 +34,17 @@ def second_order_checkpoint(tmp_path_factory) -> Path:
     assert train.main(["--text", str(text), "--preset", "tiny", "--max-iters", "150", "--lr", "1e-2", "--batch-size", "32",
                        "--eval-interval", "150", "--eval-iters", "2", "--out", str(out), "--seed", "0", "--sample-chars", "0"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def english_host(tmp_path_factory) -> Path:
+    """A 4 x 8 model (block 64) trained briefly on the English Bible (120 steps, no timeline): a trained host
+    for heads planted through their hook points (tests/test_labels.py)."""
+    from charlens import train
+
+    out = tmp_path_factory.mktemp("host") / "host_en.pt"
+    assert train.main(["--lang", "en", "--preset", "tiny", "--n-layer", "4", "--n-head", "8", "--n-embd", "32",
+                       "--block-size", "64", "--max-iters", "120", "--lr", "1e-2", "--batch-size", "16",
+                       "--eval-interval", "120", "--eval-iters", "2", "--no-timeline", "--out", str(out), "--seed", "0",
+                       "--sample-chars", "0"]) == 0
+    return out

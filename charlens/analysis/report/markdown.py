@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from charlens.analysis.report.extras import Section
+from charlens.analysis.report.files import key_chars_text
 from charlens.analysis.report.mdtext import md_code, md_escape
 from charlens.analysis.runs.groups import GroupComparison
 from charlens.analysis.runs.matching import RECUR_DISTANCE
@@ -14,7 +15,7 @@ from charlens.data.charclasses import table_markdown
 def format_head_table(summary: dict) -> str:
     """The concise head table printed by the CLI (and used in report.md)."""
     rows = ["| layer | head | behaviour | selectivity | held-out | margin (SE) | score | control | attention explained as | "
-            "unexplained |", "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|"]
+            "unexplained | key characters (mass vs control) |", "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for h in summary["heads"]:
         if h["validated"]:
             name = h["behaviour"] if h["behaviour"] == h["candidate"] else f"{h['behaviour']} ({h['candidate']})"
@@ -25,7 +26,7 @@ def format_head_table(summary: dict) -> str:
             name += f" (+{', '.join(others)})"
         rows.append(f"| {h['layer']} | {h['head']} | {name} | {_num(h['selectivity'])} | {_num(h['heldout_selectivity'])} | "
                     f"{_num(h['margin'], '+.3f')} ({_num(h['margin_se'], '+.1f')}) | {_num(h['score'])} | {_num(h['baseline'])} | "
-                    f"{h['components']} | {_num(h['unexplained'], '.2f')} |")
+                    f"{h['components']} | {_num(h['unexplained'], '.2f')} | {md_escape(key_chars_text(h['key_chars']))} |")
     return "\n".join(rows)
 
 

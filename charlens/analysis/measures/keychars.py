@@ -1,0 +1,99 @@
+"""Key characters: which characters' keys receive more of a head's mass than its positional control predicts.
+
+A head that attends to the latest 'e' is 0.95 "selective" for vowels, yet it knows one letter, not a class. For
+every head and every character x of the vocabulary this module measures, over all query rows i >= 1 of a split,
+
+    mass_x    = mean over rows of the head's attention on keys whose character is x
+    control_x = mean over rows of sum_j A[i, j] * f_x(c_i, s(i, j))
+
+where f_x(c, s) is the share of (query, key) pairs in stratum s (offset bucket x the key's role in its word and line,
+as for the positional control of class detectors, analysis.measures.positional) whose key is x, for queries of class
+c: what a character-blind head with this head's own positional profile would put on x. Both sum to 1 over the
+characters, so excess_x = mass_x - control_x sums to 0: it says where the head's mass goes beyond its positions.
+control_x needs only the head's total mass per (query class, stratum), W, because f does not change from window to
+window: control = W . f at the end, and each batch adds to W and to the mass per key character.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from charlens.analysis.measures.detectors import CharBatch
+from charlens.analysis.measures.positional import (N_BUCKETS, R, add_by_stratum, far_sums, key_roles, near_keys,
+                                                   stratum_masses)
+from charlens.data.charclasses import CLASS_NAMES
+
+C = len(CLASS_NAMES)
+
+
+class KeyCharCounts:
+    """f_x(query class, stratum) for the V characters of a vocabulary, from a split's characters alone."""
+
+    def __init__(self, vocab_size: int) -> None:
+        self.pairs = torch.zeros(vocab_size, C, N_BUCKETS, R, dtype=torch.float64)
+
+    def add(self, b: CharBatch) -> None:
+        V = self.pairs.shape[0]
+        key, exists = near_keys(b.shape[1], b.ids.device)
+        onehot = torch.nn.functional.one_hot(b.ids, V).double()  # (B, T, V)
+        rows = (torch.arange(b.shape[1]) >= 1).double()[None, None, :, None]  # row 0 is never scored
+        near = (onehot[:, key] * exists[None, :, :, None]).permute(0, 3, 1, 2) * rows  # (B, V, T, NEAR_SPAN + 1)
+        roles = torch.nn.functional.one_hot(key_roles(b), R).double()  # (B, T, R)
+        far = far_sums(onehot[:, :, :, None] * roles[:, :, None, :]).permute(0, 2, 1, 3) * rows  # (B, V, T, R)
+        add_by_stratum(self.pairs, b, near, far)
+
+    def frequencies(self) -> torch.Tensor:
+        """(V, C, N_BUCKETS, R): each stratum's pairs shared out by the key's character (0 where a stratum has none)."""
+        total = self.pairs.sum(0, keepdim=True)
+        return torch.where(total > 0, self.pairs / total.clamp_min(1e-12), torch.zeros_like(self.pairs))
+
+
+@dataclass(frozen=True)
+class KeyCharMass:
+    """Per head and character: mean mass on the character's keys and its positional control, (L, H, V) each."""
+
+    mass: np.ndarray
+    control: np.ndarray
+
+    @property
+    def excess(self) -> np.ndarray:
+        return self.mass - self.control
+
+
+class KeyCharSums:
+    """Streams a split's attention: the mass each head puts on each key character, and its mass per (query class,
+    stratum), from which the control follows with the split's KeyCharCounts."""
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self.mass = torch.zeros(())  # (N, V) once a batch is added
+        self.strata = torch.zeros(())  # (N, C, N_BUCKETS, R)
+        self.rows = 0
+        self.shape: tuple[int, int] = (0, 0)
+
+    def add(self, attention: torch.Tensor, b: CharBatch) -> None:
+        """attention (B, L, H, T, T) of the batch whose characters are `b`."""
+        B, L, H, T, _ = attention.shape
+        A = attention.reshape(B, L * H, T, T)
+        received = A[:, :, 1:].sum(2)  # (B, N, T): the mass each key receives from rows i >= 1
+        mass = torch.einsum("bnt,btv->nv", received.double(), torch.nn.functional.one_hot(b.ids, self.vocab_size).double())
+        near, far = stratum_masses(A, b)
+        near[:, :, 0] = 0
+        far[:, :, 0] = 0
+        strata = torch.zeros(L * H, C, N_BUCKETS, R, dtype=torch.float64)
+        add_by_stratum(strata, b, near, far)
+        if not self.rows:
+            self.mass, self.strata, self.shape = mass, strata, (L, H)
+        else:
+            self.mass += mass
+            self.strata += strata
+        self.rows += B * (T - 1)
+
+    def result(self, frequencies: torch.Tensor) -> KeyCharMass:
+        """Means per row, with the split's KeyCharCounts frequencies (V, C, N_BUCKETS, R)."""
+        L, H = self.shape
+        control = torch.einsum("ncsr,vcsr->nv", self.strata, frequencies.double())
+        per_row = lambda x: (x / max(self.rows, 1)).reshape(L, H, -1).numpy()
+        return KeyCharMass(per_row(self.mass), per_row(control))

@@ -1,0 +1,114 @@
+"""The structural control of word and line detectors: what the head's own offset profile would put on the targets.
+
+Any head that looks nearby puts much of its mass on "the query's own word", whether or not it knows where words
+are: offsets 1-3 are usually in the same word. Against uniform attention such a head looks word-selective. The
+control credits a head only beyond its offsets: it is what a head that picks keys by offset alone, with this head's
+own attention at every offset, would put on the targets, given where word and line boundaries fall in the text.
+For detector d, query class c (the one thing every head can see at the query) and offset o,
+
+    f_d(c, o) = share of the (query i, key i - o) pairs whose key is a target of d,
+                over the rows with targets whose query is of class c            (the text's structure, per split)
+    control   = sum over the head's rows with targets, over keys j <= i:  A[i, j] * f_d(c_i, i - j)
+
+As a matrix, E_d[i, j] = f_d(c_i, i - j) is the expected target mask of a head that knows nothing but offsets.
+Every offset is its own stratum (0 .. T - 1), so for any content-blind head (a fixed mixture of offsets, windows,
+decays) the control equals its score over the split (exactly for heads whose rows do not depend on i; tested), and
+its selectivity is 0. Unlike the positional control of class detectors (analysis.measures.positional), the
+strata do not include the key's role in its word: for word and line detectors the role is the answer.
+
+`analysis.measures.scoring.structural_control(attention, masks, classes)` is the whole computation for one batch
+of windows (frequencies from the batch itself), for any target masks, registered or not; the analysis streams
+`OffsetCounts` over a split first and scores its windows with the resulting `OffsetFrequencies`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from charlens.analysis.measures.detectors import REGISTRY, CharBatch, target_masks
+from charlens.data.charclasses import CLASS_NAMES
+
+C = len(CLASS_NAMES)
+
+
+def structural_names(names: list[str]) -> list[str]:
+    """The detectors among `names` that the structural control applies to, in order."""
+    return [n for n in names if REGISTRY[n].control == "structure"]
+
+
+def _offsets(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, T) [i, o]: the key i - o of query i at offset o (clamped at 0) and whether it exists; read as [i, j], the
+    same two are the offset i - j of a pair (clamped) and whether it is causal (j <= i)."""
+    key = torch.arange(T, device=device)[:, None] - torch.arange(T, device=device)[None, :]
+    return key.clamp(min=0), key >= 0
+
+
+def offset_counts(masks: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and pairs by detector, query class and offset, (D, C, T) each, over the rows with targets, each
+    row weighted by 1 / (the window's rows with targets): a score is a mean over windows of per-window means, and
+    with the same weights the control equals the score of a content-blind head exactly, not only on long windows.
+    masks (B, D, T, T) of any real dtype (0/1, row 0 cleared), classes (B, T) codes into CLASS_NAMES."""
+    B, D, T, _ = masks.shape
+    key, exists = _offsets(T, masks.device)
+    m = masks.to(torch.float64)
+    has = (m.amax(-1) > 0).to(torch.float64)  # (B, D, T)
+    has = has / has.sum(-1, keepdim=True).clamp_min(1)
+    by_offset = m.gather(-1, key.expand(B, D, T, T)) * exists * has[..., None]  # [b, d, i, o] = M[i, i - o] / n_b
+    onehot = torch.nn.functional.one_hot(classes.long(), C).to(torch.float64)  # (B, T, C)
+    targets = torch.einsum("bdio,bic->dco", by_offset, onehot)
+    pairs = torch.einsum("bdi,io,bic->dco", has, exists.to(torch.float64), onehot)
+    return targets, pairs
+
+
+def expected_targets(table: torch.Tensor, classes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """E (B, D, T, T) = f_d(c_i, i - j) on rows with targets (`rows` (B, D, T) bool) and keys j <= i;
+    table (D, C, T') with T' >= T: f per detector, query class and offset."""
+    T = classes.shape[1]
+    offset, causal = _offsets(T, classes.device)  # here [i, j]: the offset i - j (clamped) and j <= i
+    per_row = table[:, classes.long(), :T]  # (D, B, T, T): [d, b, i, o]
+    E = per_row.gather(-1, offset.expand(*per_row.shape[:2], T, T)) * causal
+    return (E * rows.transpose(0, 1)[..., None]).transpose(0, 1)
+
+
+class OffsetCounts:
+    """f_d(query class, offset) of the structural detectors among `names`, accumulated over a split's windows
+    before its attention (windows of several lengths are counted on the longest one's offsets)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = structural_names(names)
+        self.targets = torch.zeros(len(self.names), C, 0, dtype=torch.float64)
+        self.pairs = torch.zeros_like(self.targets)
+
+    def add(self, b: CharBatch) -> None:
+        if not self.names:
+            return
+        targets, pairs = offset_counts(target_masks(b, self.names, torch.float32), b.classes)
+        T = max(targets.shape[-1], self.targets.shape[-1])
+        grow = lambda t: torch.nn.functional.pad(t, (0, T - t.shape[-1]))
+        self.targets = grow(self.targets) + grow(targets)
+        self.pairs = grow(self.pairs) + grow(pairs)
+
+    def frequencies(self) -> "OffsetFrequencies":
+        f = torch.where(self.pairs > 0, self.targets / self.pairs.clamp_min(1), torch.zeros_like(self.pairs))
+        return OffsetFrequencies(self.names, f.float())
+
+
+@dataclass
+class OffsetFrequencies:
+    """f_d(query class, offset) for the structural detectors `names`: table (D, C, T)."""
+
+    names: list[str]
+    table: torch.Tensor
+
+    def expected(self, b: CharBatch, names: list[str], rows: torch.Tensor) -> torch.Tensor:
+        """E_d (B, len(names), T, T) of the named detectors on a batch, on the rows where each has targets (`rows`,
+        (B, len(names), T) bool): the soft masks whose attention-weighted sum is the structural control's mass."""
+        missing = [n for n in names if n not in self.names]
+        if missing:
+            raise ValueError(f"no offset frequencies for {', '.join(missing)}; count them with OffsetCounts first")
+        T = b.shape[1]
+        table = self.table[[self.names.index(n) for n in names]]
+        if table.shape[-1] < T:
+            table = torch.nn.functional.pad(table, (0, T - table.shape[-1]))
+        return expected_targets(table, b.classes, rows)
