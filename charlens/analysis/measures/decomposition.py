@@ -122,10 +122,14 @@ def _fit_head(G: np.ndarray, c: np.ndarray, total: float, applies: np.ndarray) -
                 - 2 * (c / s[:, None]).sum(0) + 2 * ((cw / s ** 2)[:, None] * applies).sum(0)) / total + 2 * (w.sum() - 1)
         return value, grad
 
-    K = G.shape[1]
+    used = applies.any(0)  # a pattern that applies to no fitted row would take an arbitrary weight: it gets none
+    G, c, applies = G[:, used][:, :, used], c[:, used], applies[:, used]
+    K = int(used.sum())
     res = minimize(loss, np.full(K, 1.0 / K), jac=True, method="L-BFGS-B", bounds=[(FLOOR, None)] * K,
                    options={"maxiter": MAX_ITER, "ftol": 1e-13, "gtol": 1e-10})
-    return res.x / res.x.sum()
+    w = np.zeros(len(used))
+    w[used] = res.x / res.x.sum()
+    return w
 
 
 def mixture(distributions: torch.Tensor, weights: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:

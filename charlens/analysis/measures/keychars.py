@@ -23,6 +23,7 @@ import torch
 from charlens.analysis.measures.detectors import CharBatch
 from charlens.analysis.measures.positional import (N_BUCKETS, R, add_by_stratum, far_sums, key_roles, near_keys,
                                                    stratum_masses)
+from charlens.analysis.measures.structural import share
 from charlens.data.charclasses import CLASS_NAMES
 
 C = len(CLASS_NAMES)
@@ -46,8 +47,7 @@ class KeyCharCounts:
 
     def frequencies(self) -> torch.Tensor:
         """(V, C, N_BUCKETS, R): each stratum's pairs shared out by the key's character (0 where a stratum has none)."""
-        total = self.pairs.sum(0, keepdim=True)
-        return torch.where(total > 0, self.pairs / total.clamp_min(1e-12), torch.zeros_like(self.pairs))
+        return share(self.pairs, self.pairs.sum(0, keepdim=True).expand_as(self.pairs))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, line_starts, target_masks, word_structure
-from charlens.analysis.measures.structural import OffsetCounts, OffsetFrequencies
+from charlens.analysis.measures.structural import OffsetCounts, OffsetFrequencies, share
 from charlens.data.charclasses import CLASS_NAMES
 
 ROLE_NAMES = ("line_start", "word_start", "word_end", "other")
@@ -145,8 +145,7 @@ class StratumCounts:
         add_by_stratum(self.pairs, b, has * exists, has * far_sums(roles)[:, None])
 
     def frequencies(self) -> "ClassFrequencies":
-        f = torch.where(self.pairs > 0, self.targets / self.pairs.clamp_min(1), torch.zeros_like(self.pairs))
-        return ClassFrequencies(self.names, f.float(), self.structure.frequencies())
+        return ClassFrequencies(self.names, share(self.targets, self.pairs).float(), self.structure.frequencies())
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, prefix_match, target_masks
 from charlens.analysis.measures.importance import attention_entropy
 from charlens.analysis.measures.positional import ClassFrequencies
-from charlens.analysis.measures.structural import expected_targets, offset_counts
+from charlens.analysis.measures.structural import expected_targets, offset_counts, share
 from charlens.data.charclasses import CLASS_NAMES
 
 
@@ -182,7 +182,7 @@ def structural_control(attention: torch.Tensor, masks: torch.Tensor, classes: to
     m = masks.to(attention.dtype).clone()
     m[:, :, 0] = 0
     targets, pairs = offset_counts(m, classes)
-    table = torch.where(pairs > 0, targets / pairs.clamp_min(1), torch.zeros_like(pairs)).to(attention)
+    table = share(targets, pairs).to(attention)
     rows = m.amax(-1) > 0
     mass = masked_mass(attention, expected_targets(table, classes, rows))
     return mass / rows.sum(-1).to(attention.dtype)[:, :, None, None]

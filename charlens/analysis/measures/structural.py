@@ -61,6 +61,11 @@ def offset_counts(masks: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Ten
     return targets, pairs
 
 
+def share(targets: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """targets / pairs where there are pairs, 0 elsewhere (pairs are weighted: they may be below 1)."""
+    return torch.where(pairs > 0, targets / torch.where(pairs > 0, pairs, torch.ones_like(pairs)), torch.zeros_like(pairs))
+
+
 def expected_targets(table: torch.Tensor, classes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """E (B, D, T, T) = f_d(c_i, i - j) on rows with targets (`rows` (B, D, T) bool) and keys j <= i;
     table (D, C, T') with T' >= T: f per detector, query class and offset."""
@@ -90,8 +95,7 @@ class OffsetCounts:
         self.pairs = grow(self.pairs) + grow(pairs)
 
     def frequencies(self) -> "OffsetFrequencies":
-        f = torch.where(self.pairs > 0, self.targets / self.pairs.clamp_min(1), torch.zeros_like(self.pairs))
-        return OffsetFrequencies(self.names, f.float())
+        return OffsetFrequencies(self.names, share(self.targets, self.pairs).float())
 
 
 @dataclass
