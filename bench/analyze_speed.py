@@ -4,8 +4,8 @@
 
 1. Throughput on the same model and windows: windows/s of the plain forward pass that produces the
    attention (model(ids, return_attention=True)) vs that forward pass plus the full detector suite
-   (the positional control's frequency pass over the text, every detector with its control baseline,
-   class-to-class sums, head metrics, the decomposition's fit on its first windows). Target: ratio >= 0.5.
+   (the controls' frequency pass over the text, every detector with its control baseline, key characters,
+   class-to-class sums, head metrics, the decomposition's sums on its first windows). Target: ratio >= 0.5.
 2. Peak memory (ru_maxrss of a fresh subprocess per size) of the whole analysis (run_analysis: streaming,
    bootstrap, repeated-sequence test, decomposition) over 500 and 5,000 windows (half discovery, half held-out).
    Target: growth from 500 to 5,000 windows <= 10%.
@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings, TextSplit, load_inputs, sample_windows  # noqa: E402
-from charlens.analysis.runs.single import Decomposition, SplitRun, class_frequencies, run_analysis  # noqa: E402
+from charlens.analysis.runs.single import Decomposition, SplitRun, run_analysis, split_frequencies  # noqa: E402
 from charlens.analysis.runs.extract import iter_attention  # noqa: E402
 from charlens.data.corpora import bible_corpus  # noqa: E402
 from charlens.data.tokenizer import CharTokenizer  # noqa: E402
@@ -68,7 +68,7 @@ def throughput(ckpt: str | None, n: int, batch_size: int, rounds: int = 3) -> tu
     def full() -> None:
         settings = Settings()
         names = settings.detectors_for("en")
-        run = SplitRun(names, class_frequencies(inputs.tokenizer, inputs.discovery, "en", names, batch_size))
+        run = SplitRun(names, split_frequencies(inputs.tokenizer, inputs.discovery, "en", names, batch_size))
         decomposition = Decomposition(names, settings.decompose_windows)
         for batch in iter_attention(inputs.model, inputs.tokenizer, windows, "en", batch_size):
             run.add(batch)

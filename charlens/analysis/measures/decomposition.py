@@ -74,11 +74,12 @@ class MixtureFit:
         """attention (B, L, H, T, T), P (B, K, T, T) the batch's target_distributions of the basis."""
         B, L, H, T, _ = attention.shape
         K = P.shape[1]
-        rows = P.transpose(1, 2).double()  # (B, T, K, T)
-        A = attention.reshape(B, L * H, T, T).double()
-        gram = rows @ rows.transpose(-1, -2)  # (B, T, K, K)
-        cross = torch.einsum("btkj,bntj->btkn", rows, A)  # (B, T, K, L*H)
-        square = (A * A).sum(-1).transpose(1, 2)  # (B, T, L*H)
+        # per row (B * T of them): each row's sums are short, so float32, accumulated in float64
+        rows = P.float().transpose(1, 2).contiguous().view(B * T, K, T)
+        A = attention.float().reshape(B, L * H, T, T).transpose(1, 2).contiguous().view(B * T, L * H, T)
+        gram = torch.bmm(rows, rows.transpose(1, 2)).double().view(B, T, K, K)
+        cross = torch.bmm(rows, A.transpose(1, 2)).double().view(B, T, K, L * H)
+        square = (A * A).sum(-1).double().view(B, T, L * H)
         sig = _signatures(P)[:, 1:].flatten()  # row 0 is never fitted
         found, at = sig.unique(return_inverse=True)
         parts = [torch.zeros(len(found), *x.shape[2:], dtype=torch.float64).index_add_(0, at, x[:, 1:].flatten(0, 1))
@@ -127,7 +128,7 @@ def _fit_head(G: np.ndarray, c: np.ndarray, total: float, applies: np.ndarray) -
     K = int(used.sum())
     res = minimize(loss, np.full(K, 1.0 / K), jac=True, method="L-BFGS-B", bounds=[(FLOOR, None)] * K,
                    options={"maxiter": MAX_ITER, "ftol": 1e-13, "gtol": 1e-10})
-    w = np.zeros(len(used))
+    w = np.zeros(used.shape[0])
     w[used] = res.x / res.x.sum()
     return w
 

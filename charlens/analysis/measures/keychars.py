@@ -16,13 +16,14 @@ window: control = W . f at the end, and each batch adds to W and to the mass per
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 
 from charlens.analysis.measures.detectors import CharBatch
-from charlens.analysis.measures.positional import (N_BUCKETS, R, add_by_stratum, far_sums, key_roles, near_keys,
-                                                   stratum_masses)
+from charlens.analysis.measures.positional import (FAR, N_BUCKETS, NEAR_BUCKET, NEAR_SPAN, R, add_by_stratum, key_roles,
+                                                   near_keys, stratum_masses)
 from charlens.analysis.measures.structural import share
 from charlens.data.charclasses import CLASS_NAMES
 
@@ -36,14 +37,21 @@ class KeyCharCounts:
         self.pairs = torch.zeros(vocab_size, C, N_BUCKETS, R, dtype=torch.float64)
 
     def add(self, b: CharBatch) -> None:
-        V = self.pairs.shape[0]
-        key, exists = near_keys(b.shape[1], b.ids.device)
-        onehot = torch.nn.functional.one_hot(b.ids, V).double()  # (B, T, V)
-        rows = (torch.arange(b.shape[1]) >= 1).double()[None, None, :, None]  # row 0 is never scored
-        near = (onehot[:, key] * exists[None, :, :, None]).permute(0, 3, 1, 2) * rows  # (B, V, T, NEAR_SPAN + 1)
-        roles = torch.nn.functional.one_hot(key_roles(b), R).double()  # (B, T, R)
-        far = far_sums(onehot[:, :, :, None] * roles[:, :, None, :]).permute(0, 2, 1, 3) * rows  # (B, V, T, R)
-        add_by_stratum(self.pairs, b, near, far)
+        """Count every pair (query i >= 1, key j <= i) by key character, query class and stratum: the near offsets
+        0..16 one by one, the far ones per key j from the number of rows of each class at i >= j + 17."""
+        (B, T), V = b.shape, self.pairs.shape[0]
+        key, exists = near_keys(T, b.ids.device)
+        roles = key_roles(b)
+        at = lambda x, c, bucket, role: ((x * C + c) * N_BUCKETS + bucket) * R + role
+        near = at(b.ids[:, key], b.classes[:, :, None], NEAR_BUCKET.to(b.ids.device), roles[:, key])  # (B, T, NEAR_SPAN + 1)
+        use = (exists & (torch.arange(T, device=b.ids.device) >= 1)[:, None]).expand(B, -1, -1)
+        rows = torch.nn.functional.one_hot(b.classes.long(), C).flip(1).cumsum(1).flip(1)  # (B, T, C): rows >= t by class
+        far_rows = torch.zeros_like(rows)
+        far_rows[:, : max(T - NEAR_SPAN - 1, 0)] = rows[:, NEAR_SPAN + 1:]
+        far = at(b.ids[:, :, None], torch.arange(C, device=b.ids.device), FAR, roles[:, :, None])  # (B, T, C)
+        index = torch.cat([near[use], far.flatten()])
+        weights = torch.cat([torch.ones(int(use.sum()), dtype=torch.float64), far_rows.flatten().double()])
+        self.pairs += torch.bincount(index, weights, minlength=self.pairs.numel()).view(self.pairs.shape)
 
     def frequencies(self) -> torch.Tensor:
         """(V, C, N_BUCKETS, R): each stratum's pairs shared out by the key's character (0 where a stratum has none)."""
@@ -73,22 +81,21 @@ class KeyCharSums:
         self.rows = 0
         self.shape: tuple[int, int] = (0, 0)
 
-    def add(self, attention: torch.Tensor, b: CharBatch) -> None:
-        """attention (B, L, H, T, T) of the batch whose characters are `b`."""
+    def add(self, attention: torch.Tensor, b: CharBatch, strata: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> None:
+        """attention (B, L, H, T, T) of the batch whose characters are `b`; `strata`: its stratum_masses, if computed."""
         B, L, H, T, _ = attention.shape
         A = attention.reshape(B, L * H, T, T)
         received = A[:, :, 1:].sum(2)  # (B, N, T): the mass each key receives from rows i >= 1
         mass = torch.einsum("bnt,btv->nv", received.double(), torch.nn.functional.one_hot(b.ids, self.vocab_size).double())
-        near, far = stratum_masses(A, b)
-        near[:, :, 0] = 0
-        far[:, :, 0] = 0
-        strata = torch.zeros(L * H, C, N_BUCKETS, R, dtype=torch.float64)
-        add_by_stratum(strata, b, near, far)
+        near, far = strata if strata is not None else stratum_masses(A, b)
+        scored = (torch.arange(T, device=A.device) >= 1).to(A.dtype)[None, None, :, None]  # row 0 is never scored
+        strata_sums = torch.zeros(L * H, C, N_BUCKETS, R, dtype=torch.float64)
+        add_by_stratum(strata_sums, b, near * scored, far * scored)
         if not self.rows:
-            self.mass, self.strata, self.shape = mass, strata, (L, H)
+            self.mass, self.strata, self.shape = mass, strata_sums, (L, H)
         else:
             self.mass += mass
-            self.strata += strata
+            self.strata += strata_sums
         self.rows += B * (T - 1)
 
     def result(self, frequencies: torch.Tensor) -> KeyCharMass:

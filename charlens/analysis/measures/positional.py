@@ -21,6 +21,7 @@ matmul with the roles' one-hot, minus its near part), so nothing of size T x T x
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -92,15 +93,14 @@ def _near_roles(b: CharBatch) -> torch.Tensor:
 
 def add_by_stratum(table: torch.Tensor, b: CharBatch, near: torch.Tensor, far: torch.Tensor) -> None:
     """Add near (B, N, T, NEAR_SPAN + 1) and far (B, N, T, R) sums (`stratum_masses`' layout) into table
-    (N, C, N_BUCKETS, R) by query class c_i and stratum."""
-    N, C = table.shape[:2]
-    d = torch.arange(N, device=near.device)[None, :, None, None] * (C * N_BUCKETS * R)
-    c = b.classes[:, None, :, None] * (N_BUCKETS * R)
-    at_near = d + c + (NEAR_BUCKET.to(near.device) * R)[None, None, None, :] + _near_roles(b)[:, None]
-    at_far = d + c + FAR * R + torch.arange(R, device=near.device)[None, None, None, :]
-    index = torch.cat([at_near.expand_as(near).flatten(), at_far.expand_as(far).flatten()])
-    sums = torch.bincount(index, weights=torch.cat([near.flatten(), far.flatten()]).double(), minlength=table.numel())
-    table += sums.view(table.shape).to(table.dtype)
+    (N, C, N_BUCKETS, R) by query class c_i and stratum (the index of each entry is the same for all N)."""
+    N = table.shape[0]
+    c = b.classes[:, :, None] * (N_BUCKETS * R)  # (B, T, 1)
+    at_near = c + (NEAR_BUCKET.to(near.device) * R)[None, None, :] + _near_roles(b)  # (B, T, NEAR_SPAN + 1)
+    at_far = c + FAR * R + torch.arange(R, device=near.device)[None, None, :]  # (B, T, R)
+    index = torch.cat([at_near.flatten(), at_far.flatten()])
+    values = torch.cat([near.transpose(0, 1).reshape(N, -1), far.transpose(0, 1).reshape(N, -1)], 1)
+    table.view(N, -1).index_add_(1, index, values.to(table.dtype))
 
 
 class StratumCounts:
@@ -157,14 +157,16 @@ class ClassFrequencies:
     table: torch.Tensor
     structure: OffsetFrequencies
 
-    def control_mass(self, attention: torch.Tensor, b: CharBatch, names: list[str], rows: torch.Tensor) -> torch.Tensor:
+    def control_mass(self, attention: torch.Tensor, b: CharBatch, names: list[str], rows: torch.Tensor,
+                     strata: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         """sum over i, j of A[i, j] E_d[i, j], E_d[i, j] = f_d(c_i, s(i, j)) on the rows where detector d has
-        targets (`rows`, (B, len(names), T) bool): the positional control's mass, (B, len(names), L, H)."""
+        targets (`rows`, (B, len(names), T) bool): the positional control's mass, (B, len(names), L, H).
+        `strata`: the attention's stratum_masses when the caller has them already."""
         missing = [n for n in names if n not in self.names]
         if missing:
             raise ValueError(f"no stratum frequencies for {', '.join(missing)}; count them with StratumCounts first")
         B, L, H, T, _ = attention.shape
-        near, far = stratum_masses(attention.reshape(B, L * H, T, T), b)
+        near, far = strata if strata is not None else stratum_masses(attention.reshape(B, L * H, T, T), b)
         table = self.table[[self.names.index(n) for n in names]].to(attention)  # (D, C, N_BUCKETS, R)
         per_row = table[:, b.classes] * rows.transpose(0, 1)[..., None, None].to(attention)  # (D, B, T, N_BUCKETS, R)
         f_near = per_row[:, :, :, NEAR_BUCKET.to(attention.device)].gather(  # (D, B, T, NEAR_SPAN + 1)

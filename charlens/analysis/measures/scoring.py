@@ -21,7 +21,7 @@ import torch
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, prefix_match, target_masks
 from charlens.analysis.measures.importance import attention_entropy
 from charlens.analysis.measures.positional import ClassFrequencies
-from charlens.analysis.measures.structural import expected_targets, offset_counts, share
+from charlens.analysis.measures.structural import by_offset, expected_targets, offset_counts, share
 from charlens.data.charclasses import CLASS_NAMES
 
 
@@ -120,10 +120,11 @@ def score_key_sets(attention: torch.Tensor, flags: torch.Tensor) -> WindowScores
     return _scores(mass.view(B, -1, L, H), counts > 0, counts, L, H)
 
 
-def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str],
-                  frequencies: Optional[ClassFrequencies] = None) -> WindowScores:
+def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str], frequencies: Optional[ClassFrequencies] = None,
+                  strata: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> WindowScores:
     """Score the named detectors on a batch, each with its control baseline (positional and structural detectors
-    need the split's `frequencies`, see analysis.measures.positional.StratumCounts). Detectors with one target
+    need the split's `frequencies`, see analysis.measures.positional.StratumCounts; `strata`: the attention's
+    positional.stratum_masses, when the caller shares them with other measures). Detectors with one target
     per row are gathered (score_keys), offset detectors summed along diagonals (score_offsets), key-set
     detectors summed from the attention each key receives (score_key_sets), the others masked (score_masks);
     the numbers are the same either way."""
@@ -164,7 +165,7 @@ def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str],
             raise ValueError(f"{kind} controls need the split's frequencies (analysis.measures.positional.StratumCounts)")
         chosen = [ordered[k] for k in at]
         if kind == "position":
-            mass = frequencies.control_mass(attention, b, chosen, has[:, at])
+            mass = frequencies.control_mass(attention, b, chosen, has[:, at], strata)
         else:
             mass = masked_mass(attention, frequencies.structure.expected(b, chosen, has[:, at]))
         ws.control[:, at] = mass / has[:, at].sum(-1).to(attention.dtype)[:, :, None, None]
@@ -181,7 +182,7 @@ def structural_control(attention: torch.Tensor, masks: torch.Tensor, classes: to
     keys by offset alone. For hypotheses outside the detector registry, e.g. a set of keys defined by morphology."""
     m = masks.to(attention.dtype).clone()
     m[:, :, 0] = 0
-    targets, pairs = offset_counts(m, classes)
+    targets, pairs = offset_counts(by_offset(m), classes)
     table = share(targets, pairs).to(attention)
     rows = m.amax(-1) > 0
     mass = masked_mass(attention, expected_targets(table, classes, rows))

@@ -44,21 +44,28 @@ def _offsets(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return key.clamp(min=0), key >= 0
 
 
-def offset_counts(masks: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def by_offset(masks: torch.Tensor) -> torch.Tensor:
+    """(B, D, T, T) [b, d, i, o] = M[b, d, i, i - o] (0 where o > i), from masks (B, D, T, T)."""
+    B, D, T, _ = masks.shape
+    key, exists = _offsets(T, masks.device)
+    return masks.gather(-1, key.expand(B, D, T, T)) * exists
+
+
+def offset_counts(targets: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets and pairs by detector, query class and offset, (D, C, T) each, over the rows with targets, each
     row weighted by 1 / (the window's rows with targets): a score is a mean over windows of per-window means, and
     with the same weights the control equals the score of a content-blind head exactly, not only on long windows.
-    masks (B, D, T, T) of any real dtype (0/1, row 0 cleared), classes (B, T) codes into CLASS_NAMES."""
-    B, D, T, _ = masks.shape
-    key, exists = _offsets(T, masks.device)
-    m = masks.to(torch.float64)
-    has = (m.amax(-1) > 0).to(torch.float64)  # (B, D, T)
+    targets (B, D, T, T) by offset (`by_offset` of the 0/1 masks, row 0 cleared), classes (B, T) codes into CLASS_NAMES."""
+    B, D, T, _ = targets.shape
+    _, exists = _offsets(T, targets.device)
+    m = targets.to(torch.float32)
+    has = (m.amax(-1) > 0).to(torch.float32)  # (B, D, T)
     has = has / has.sum(-1, keepdim=True).clamp_min(1)
-    by_offset = m.gather(-1, key.expand(B, D, T, T)) * exists * has[..., None]  # [b, d, i, o] = M[i, i - o] / n_b
-    onehot = torch.nn.functional.one_hot(classes.long(), C).to(torch.float64)  # (B, T, C)
-    targets = torch.einsum("bdio,bic->dco", by_offset, onehot)
-    pairs = torch.einsum("bdi,io,bic->dco", has, exists.to(torch.float64), onehot)
-    return targets, pairs
+    onehot = torch.nn.functional.one_hot(classes.long(), C).to(torch.float32)  # (B, T, C)
+    weighted = has[..., None] * onehot[:, None]  # (B, D, T, C): each row's weight, by its query class
+    hits = torch.einsum("bdio,bdic->dco", m, weighted)
+    pairs = torch.einsum("bdic,io->dco", weighted, exists.to(torch.float32))
+    return hits.double(), pairs.double()
 
 
 def share(targets: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -66,14 +73,40 @@ def share(targets: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     return torch.where(pairs > 0, targets / torch.where(pairs > 0, pairs, torch.ones_like(pairs)), torch.zeros_like(pairs))
 
 
+def toeplitz(table: torch.Tensor, T: int) -> torch.Tensor:
+    """(D, C, T, T) [d, c, i, j] = f_d(c, i - j) for j <= i, 0 above the diagonal; table (D, C, T') with T' >= T."""
+    offset, causal = _offsets(T, table.device)  # here [i, j]: the offset i - j (clamped) and j <= i
+    return table[:, :, offset] * causal
+
+
 def expected_targets(table: torch.Tensor, classes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """E (B, D, T, T) = f_d(c_i, i - j) on rows with targets (`rows` (B, D, T) bool) and keys j <= i;
     table (D, C, T') with T' >= T: f per detector, query class and offset."""
     T = classes.shape[1]
-    offset, causal = _offsets(T, classes.device)  # here [i, j]: the offset i - j (clamped) and j <= i
-    per_row = table[:, classes.long(), :T]  # (D, B, T, T): [d, b, i, o]
-    E = per_row.gather(-1, offset.expand(*per_row.shape[:2], T, T)) * causal
-    return (E * rows.transpose(0, 1)[..., None]).transpose(0, 1)
+    rows_of = toeplitz(table, T).permute(1, 2, 0, 3)  # (C, T, D, T): the row of query class c at position i
+    E = rows_of[classes.long(), torch.arange(T, device=classes.device)]  # (B, T, D, T)
+    return E.permute(0, 2, 1, 3) * rows[..., None]
+
+
+def target_offsets(b: CharBatch, names: list[str]) -> torch.Tensor:
+    """(B, D, T, T) [b, d, i, o]: key i - o is a target of query i (row 0 cleared). Detectors with one key per row
+    and key-set detectors are laid out from their keys and flags; the others from their masks (`by_offset`)."""
+    B, T = b.shape
+    key, exists = _offsets(T, b.ids.device)
+    out = torch.zeros(B, len(names), T, T)
+    dense = [d for d, n in enumerate(names) if REGISTRY[n].key is None and REGISTRY[n].key_set is None]
+    if dense:
+        out[:, dense] = by_offset(target_masks(b, [names[d] for d in dense], torch.float32))
+    for d, n in enumerate(names):
+        det = REGISTRY[n]
+        if det.key is not None:
+            k = det.key(b)
+            at = (k >= 0).nonzero(as_tuple=True)
+            out[at[0], d, at[1], at[1] - k[at]] = 1.0
+        elif det.key_set is not None:
+            out[:, d] = det.key_set(b).float()[:, key] * exists
+    out[:, :, 0] = 0
+    return out
 
 
 class OffsetCounts:
@@ -88,7 +121,7 @@ class OffsetCounts:
     def add(self, b: CharBatch) -> None:
         if not self.names:
             return
-        targets, pairs = offset_counts(target_masks(b, self.names, torch.float32), b.classes)
+        targets, pairs = offset_counts(target_offsets(b, self.names), b.classes)
         T = max(targets.shape[-1], self.targets.shape[-1])
         grow = lambda t: torch.nn.functional.pad(t, (0, T - t.shape[-1]))
         self.targets = grow(self.targets) + grow(targets)
