@@ -5,6 +5,7 @@ import torch
 from charlens.analysis.measures import scoring
 from charlens.analysis.measures.detectors import REGISTRY, prefix_match, target_masks
 from charlens.analysis.measures.positional import StratumCounts
+from charlens.analysis.measures.structural import NEAR
 from detector_helpers import batch, one_hot_attention
 
 
@@ -101,8 +102,8 @@ STRUCTURAL = ["same_word", "previous_word", "word_start", "line_start", "recent_
 def test_structural_control_by_hand():
     """The structural control recomputed pair by pair in plain Python: f(c, o) = the share of (query, key = query - o)
     pairs with a target among rows with targets of query class c, each row weighing 1 / its window's rows with
-    targets; control = mean over a window's rows with targets of sum_j A[i, j] f(c_i, i - j)."""
-    b = batch(TEXTS)
+    targets, offsets beyond NEAR pooled; control = mean over a window's rows with targets of sum_j A[i, j] f(c_i, i - j)."""
+    b = batch([t * 3 for t in TEXTS])  # 108 characters: offsets beyond NEAR = 32 too
     B, T = b.shape
     torch.manual_seed(1)
     A = torch.softmax(torch.randn(B, 1, 1, T, T).masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), -1e9), -1)
@@ -117,11 +118,11 @@ def test_structural_control_by_hand():
         for w in range(B):
             for i in rows[w]:
                 for o in range(i + 1):
-                    key = (cls[w][i], o)
+                    key = (cls[w][i], min(o, NEAR + 1))
                     hits[key] = hits.get(key, 0.0) + M[w][d][i][i - o] / len(rows[w])
                     pairs[key] = pairs.get(key, 0.0) + 1 / len(rows[w])
         for w in range(B):
-            want = sum(A[w, 0, 0, i, j].item() * hits[(cls[w][i], i - j)] / pairs[(cls[w][i], i - j)]
+            want = sum(A[w, 0, 0, i, j].item() * hits[(cls[w][i], min(i - j, NEAR + 1))] / pairs[(cls[w][i], min(i - j, NEAR + 1))]
                        for i in rows[w] for j in range(i + 1)) / len(rows[w])
             assert got[w, d].item() == pytest.approx(want, abs=1e-5), (name, w)
 

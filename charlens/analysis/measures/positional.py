@@ -26,13 +26,13 @@ from typing import Optional
 import torch
 
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, line_starts, target_masks, word_structure
-from charlens.analysis.measures.structural import OffsetCounts, OffsetFrequencies, share
+from charlens.analysis.measures.structural import NEAR, OffsetCounts, OffsetFrequencies, share
 from charlens.data.charclasses import CLASS_NAMES
 
 ROLE_NAMES = ("line_start", "word_start", "word_end", "other")
 R = len(ROLE_NAMES)
 NEAR_OFFSETS = 8  # offsets 0..8 are strata of their own,
-NEAR_SPAN = 16  # then offsets 9..16 one stratum per role,
+NEAR_SPAN = NEAR  # then offsets 9..16 one stratum per role (the near band of the structural control too),
 N_BUCKETS = NEAR_OFFSETS + 3  # and 17+ one more
 FAR = N_BUCKETS - 1
 NEAR_BUCKET = torch.tensor([min(o, NEAR_OFFSETS + 1) for o in range(NEAR_SPAN + 1)])  # offset 0..16 -> its bucket

@@ -20,8 +20,8 @@ import torch
 
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, prefix_match, target_masks
 from charlens.analysis.measures.importance import attention_entropy
-from charlens.analysis.measures.positional import ClassFrequencies
-from charlens.analysis.measures.structural import by_offset, expected_targets, offset_counts, share
+from charlens.analysis.measures.positional import ClassFrequencies, stratum_masses
+from charlens.analysis.measures.structural import bucketed, by_offset, control_mass, offset_counts, offset_masses
 from charlens.data.charclasses import CLASS_NAMES
 
 
@@ -163,11 +163,15 @@ def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str], frequ
             continue
         if frequencies is None:
             raise ValueError(f"{kind} controls need the split's frequencies (analysis.measures.positional.StratumCounts)")
+        B, L, H, T, _ = attention.shape
+        if strata is None:
+            strata = stratum_masses(attention.reshape(B, L * H, T, T), b)
         chosen = [ordered[k] for k in at]
         if kind == "position":
             mass = frequencies.control_mass(attention, b, chosen, has[:, at], strata)
         else:
-            mass = masked_mass(attention, frequencies.structure.expected(b, chosen, has[:, at]))
+            near, far = strata
+            mass = frequencies.structure.control_mass(near, far.sum(-1), b, chosen, has[:, at]).view(B, -1, L, H)
         ws.control[:, at] = mass / has[:, at].sum(-1).to(attention.dtype)[:, :, None, None]
     order = [ordered.index(n) for n in names]
     return WindowScores(ws.score[:, order], ws.baseline[:, order], ws.control[:, order])
@@ -183,10 +187,11 @@ def structural_control(attention: torch.Tensor, masks: torch.Tensor, classes: to
     m = masks.to(attention.dtype).clone()
     m[:, :, 0] = 0
     targets, pairs = offset_counts(by_offset(m), classes)
-    table = share(targets, pairs).to(attention)
     rows = m.amax(-1) > 0
-    mass = masked_mass(attention, expected_targets(table, classes, rows))
-    return mass / rows.sum(-1).to(attention.dtype)[:, :, None, None]
+    B, L, H, T, _ = attention.shape
+    near, far = offset_masses(attention.reshape(B, L * H, T, T))
+    mass = control_mass(bucketed(targets, pairs).to(attention), near, far, classes, rows)
+    return mass.view(B, -1, L, H) / rows.sum(-1).to(attention.dtype)[:, :, None, None]
 
 
 def class_attention_sums(attention: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

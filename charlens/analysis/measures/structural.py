@@ -11,10 +11,14 @@ For detector d, query class c (the one thing every head can see at the query) an
     control   = sum over the head's rows with targets, over keys j <= i:  A[i, j] * f_d(c_i, i - j)
 
 As a matrix, E_d[i, j] = f_d(c_i, i - j) is the expected target mask of a head that knows nothing but offsets.
-Every offset is its own stratum (0 .. T - 1), so for any content-blind head (a fixed mixture of offsets, windows,
-decays) the control equals its score over the split (exactly for heads whose rows do not depend on i; tested), and
-its selectivity is 0. Unlike the positional control of class detectors (analysis.measures.positional), the
-strata do not include the key's role in its word: for word and line detectors the role is the answer.
+Offsets 0..NEAR are strata of their own and the farther ones one more (words and verses are shorter than that, and
+beyond it the share of targets hardly changes with the offset), so for any content-blind head (a fixed mixture of
+offsets, windows, decays) the control equals its score over the split (exactly for heads whose rows do not depend
+on i and that stay within NEAR; tested) and its selectivity is 0. Each row counts 1 / its window's rows with
+targets in f, as it does in the scores (means over windows of per-window means). Unlike the positional control
+of class detectors (analysis.measures.positional), the strata do not include the key's role in its word: for
+word and line detectors the role is the answer. The mass is a sum over the near offsets (NEAR + 1 diagonals,
+gathered) and the far mass of each row (its total minus the near part): nothing of size T x T is built.
 
 `analysis.measures.scoring.structural_control(attention, masks, classes)` is the whole computation for one batch
 of windows (frequencies from the batch itself), for any target masks, registered or not; the analysis streams
@@ -30,6 +34,7 @@ from charlens.analysis.measures.detectors import REGISTRY, CharBatch, target_mas
 from charlens.data.charclasses import CLASS_NAMES
 
 C = len(CLASS_NAMES)
+NEAR = 16  # offsets 0..NEAR are strata of their own, the farther ones one stratum (the positional control's near band)
 
 
 def structural_names(names: list[str]) -> list[str]:
@@ -73,19 +78,34 @@ def share(targets: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     return torch.where(pairs > 0, targets / torch.where(pairs > 0, pairs, torch.ones_like(pairs)), torch.zeros_like(pairs))
 
 
-def toeplitz(table: torch.Tensor, T: int) -> torch.Tensor:
-    """(D, C, T, T) [d, c, i, j] = f_d(c, i - j) for j <= i, 0 above the diagonal; table (D, C, T') with T' >= T."""
-    offset, causal = _offsets(T, table.device)  # here [i, j]: the offset i - j (clamped) and j <= i
-    return table[:, :, offset] * causal
+def offset_masses(attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """attention (B, N, T, T) -> near (B, N, T, NEAR + 1), the entries at offsets 0..NEAR (0 where there is no key),
+    and far (B, N, T), each row's mass farther back. (positional.stratum_masses gives the same near entries and the
+    far mass split by key role: the analysis computes them once for both controls.)"""
+    B, N, T, _ = attention.shape
+    key, exists = _offsets(T, attention.device)
+    span = min(NEAR + 1, T)
+    near = attention.gather(-1, key[:, :span].expand(B, N, T, span)) * exists[:, :span]
+    near = torch.nn.functional.pad(near, (0, NEAR + 1 - span))
+    return near, attention.sum(-1) - near.sum(-1)
 
 
-def expected_targets(table: torch.Tensor, classes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """E (B, D, T, T) = f_d(c_i, i - j) on rows with targets (`rows` (B, D, T) bool) and keys j <= i;
-    table (D, C, T') with T' >= T: f per detector, query class and offset."""
-    T = classes.shape[1]
-    rows_of = toeplitz(table, T).permute(1, 2, 0, 3)  # (C, T, D, T): the row of query class c at position i
-    E = rows_of[classes.long(), torch.arange(T, device=classes.device)]  # (B, T, D, T)
-    return E.permute(0, 2, 1, 3) * rows[..., None]
+def control_mass(table: torch.Tensor, near: torch.Tensor, far: torch.Tensor, classes: torch.Tensor,
+                 rows: torch.Tensor) -> torch.Tensor:
+    """sum over the rows i with targets (`rows` (B, D, T) bool), over keys j <= i, of A[i, j] f_d(c_i, i - j):
+    table (D, C, NEAR + 2) (`bucketed`), near (B, N, T, NEAR + 1) and far (B, N, T) (`offset_masses`), classes (B, T)
+    -> (B, D, N)."""
+    per_row = table[:, classes.long()] * rows.transpose(0, 1)[..., None].to(table)  # (D, B, T, NEAR + 2)
+    return (torch.einsum("bnio,dbio->bdn", near, per_row[..., :NEAR + 1])
+            + torch.einsum("bni,dbi->bdn", far, per_row[..., NEAR + 1]))
+
+
+def bucketed(targets: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """f (D, C, NEAR + 2) from counts by exact offset (D, C, T): offsets 0..NEAR one by one, the farther ones together."""
+    pad = lambda t: torch.nn.functional.pad(t, (0, max(0, NEAR + 1 - t.shape[-1])))
+    targets, pairs = pad(targets), pad(pairs)
+    far = share(targets[..., NEAR + 1:].sum(-1, keepdim=True), pairs[..., NEAR + 1:].sum(-1, keepdim=True))
+    return torch.cat([share(targets[..., :NEAR + 1], pairs[..., :NEAR + 1]), far], -1)
 
 
 def target_offsets(b: CharBatch, names: list[str]) -> torch.Tensor:
@@ -128,24 +148,21 @@ class OffsetCounts:
         self.pairs = grow(self.pairs) + grow(pairs)
 
     def frequencies(self) -> "OffsetFrequencies":
-        return OffsetFrequencies(self.names, share(self.targets, self.pairs).float())
+        return OffsetFrequencies(self.names, bucketed(self.targets, self.pairs).float())
 
 
 @dataclass
 class OffsetFrequencies:
-    """f_d(query class, offset) for the structural detectors `names`: table (D, C, T)."""
+    """f_d(query class, offset) for the structural detectors `names`: table (D, C, NEAR + 2), the last column the far offsets."""
 
     names: list[str]
     table: torch.Tensor
 
-    def expected(self, b: CharBatch, names: list[str], rows: torch.Tensor) -> torch.Tensor:
-        """E_d (B, len(names), T, T) of the named detectors on a batch, on the rows where each has targets (`rows`,
-        (B, len(names), T) bool): the soft masks whose attention-weighted sum is the structural control's mass."""
+    def control_mass(self, near: torch.Tensor, far: torch.Tensor, b: CharBatch, names: list[str],
+                     rows: torch.Tensor) -> torch.Tensor:
+        """The structural control's mass (B, len(names), N) of the named detectors on a batch, summed over the rows
+        where each has targets (`rows`, (B, len(names), T) bool); near, far: the attention's `offset_masses`."""
         missing = [n for n in names if n not in self.names]
         if missing:
             raise ValueError(f"no offset frequencies for {', '.join(missing)}; count them with OffsetCounts first")
-        T = b.shape[1]
-        table = self.table[[self.names.index(n) for n in names]]
-        if table.shape[-1] < T:
-            table = torch.nn.functional.pad(table, (0, T - table.shape[-1]))
-        return expected_targets(table, b.classes, rows)
+        return control_mass(self.table[[self.names.index(n) for n in names]].to(near), near, far, b.classes, rows)
