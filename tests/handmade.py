@@ -110,3 +110,30 @@ def latest_same_class() -> Component:
         A[has.nonzero(as_tuple=True) + (last[has],)] = 1.0
         return A, has
     return component
+
+
+def english_heads() -> dict:
+    """(layer, head) -> (what it is, tokenizer -> planted head); layer 0 windows, 1 decays, 2 offsets, 3 the rest."""
+    spaces = lambda tok: latest_of(ids_of(tok, " \n"))
+    heads: dict = {}
+    for k in range(1, 9):
+        heads[(0, k - 1)] = (f"window 0..{k}", lambda tok, k=k: window(k))
+        heads[(1, k - 1)] = (f"decay {k}", lambda tok, k=k: decay(k))
+        heads[(2, k - 1)] = (f"offset {k}", lambda tok, k=k: as_head(offset(k)))
+    heads[(3, 0)] = ("0.5 offset 2 + 0.5 latest space", lambda tok: mixture((0.5, offset(2)), (0.5, spaces(tok))))
+    heads[(3, 1)] = ("0.7 offset 1 + 0.3 latest space", lambda tok: mixture((0.7, offset(1)), (0.3, spaces(tok))))
+    heads[(3, 2)] = ("thirds: offsets 1, 4 + latest space",
+                     lambda tok: mixture((1 / 3, offset(1)), (1 / 3, offset(4)), (1 / 3, spaces(tok))))
+    heads[(3, 3)] = ("0.4 self + 0.3 offset 3 + 0.3 latest space",
+                     lambda tok: mixture((0.4, offset(0)), (0.3, offset(3)), (0.3, spaces(tok))))
+    heads[(3, 4)] = ("latest e", lambda tok: as_head(latest_of(ids_of(tok, "e"))))
+    heads[(3, 5)] = ("latest h", lambda tok: as_head(latest_of(ids_of(tok, "h"))))
+    heads[(3, 6)] = ("latest vowel", lambda tok: as_head(latest_of(ids_of(tok, "aeiou"))))
+    return heads
+
+
+MIXTURES = {(3, 0): {"offset_2": 0.5, "recent_space": 0.5}, (3, 1): {"previous_char": 0.7, "recent_space": 0.3},
+            (3, 2): {"previous_char": 1 / 3, "offset_4": 1 / 3, "recent_space": 1 / 3},
+            (3, 3): {"self": 0.4, "offset_3": 0.3, "recent_space": 0.3}}
+
+

@@ -17,7 +17,7 @@ from charlens.analysis.runs.inputs import Settings, load_inputs
 from charlens.analysis.runs.results import Summary
 from charlens.analysis.runs.single import run_analysis
 from charlens.data.charclasses import TABLES
-from handmade import as_head, decay, ids_of, latest_of, latest_same_class, mixture, offset, window
+from handmade import MIXTURES, as_head, decay, english_heads, ids_of, latest_of, latest_same_class, offset, window
 from planted import plant
 
 SETTINGS = Settings(n_windows=96, n_boot=300, induction_windows=16, decompose_windows=32)
@@ -40,31 +40,6 @@ def shares(head: dict) -> dict[str, float]:
 
 def parts_of(label: str) -> set[str]:
     return set(label.split(" + "))
-
-
-def english_heads() -> dict:
-    """(layer, head) -> (what it is, tokenizer -> planted head); layer 0 windows, 1 decays, 2 offsets, 3 the rest."""
-    spaces = lambda tok: latest_of(ids_of(tok, " \n"))
-    heads: dict = {}
-    for k in range(1, 9):
-        heads[(0, k - 1)] = (f"window 0..{k}", lambda tok, k=k: window(k))
-        heads[(1, k - 1)] = (f"decay {k}", lambda tok, k=k: decay(k))
-        heads[(2, k - 1)] = (f"offset {k}", lambda tok, k=k: as_head(offset(k)))
-    heads[(3, 0)] = ("0.5 offset 2 + 0.5 latest space", lambda tok: mixture((0.5, offset(2)), (0.5, spaces(tok))))
-    heads[(3, 1)] = ("0.7 offset 1 + 0.3 latest space", lambda tok: mixture((0.7, offset(1)), (0.3, spaces(tok))))
-    heads[(3, 2)] = ("thirds: offsets 1, 4 + latest space",
-                     lambda tok: mixture((1 / 3, offset(1)), (1 / 3, offset(4)), (1 / 3, spaces(tok))))
-    heads[(3, 3)] = ("0.4 self + 0.3 offset 3 + 0.3 latest space",
-                     lambda tok: mixture((0.4, offset(0)), (0.3, offset(3)), (0.3, spaces(tok))))
-    heads[(3, 4)] = ("latest e", lambda tok: as_head(latest_of(ids_of(tok, "e"))))
-    heads[(3, 5)] = ("latest h", lambda tok: as_head(latest_of(ids_of(tok, "h"))))
-    heads[(3, 6)] = ("latest vowel", lambda tok: as_head(latest_of(ids_of(tok, "aeiou"))))
-    return heads
-
-
-MIXTURES = {(3, 0): {"offset_2": 0.5, "recent_space": 0.5}, (3, 1): {"previous_char": 0.7, "recent_space": 0.3},
-            (3, 2): {"previous_char": 1 / 3, "offset_4": 1 / 3, "recent_space": 1 / 3},
-            (3, 3): {"self": 0.4, "offset_3": 0.3, "recent_space": 0.3}}
 
 
 def test_english_heads_on_a_trained_host(english_host):
