@@ -106,12 +106,15 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
         f"A head gets a behaviour when the lower end of its selectivity interval is above {s['min_selectivity']} on "
         f"discovery text and again on held-out text. Selectivity = (score - control) / (1 - control): the share of the "
         f"possible gain over the detector's control that the head achieves (control: uniform causal attention for "
-        f"where-the-key-is detectors, a class-blind head with the head's own positional profile for what-the-key-is "
-        f"detectors, a one-character prefix matcher for prefix matches). Interval: selectivity -+ z x bootstrap SE "
+        f"offset detectors; for word, line and separator detectors a head with the head's own attention at every offset "
+        f"(structure); a class-blind head with the head's own positional profile for what-the-key-is detectors "
+        f"(position); a one-character prefix matcher for prefix matches). Interval: selectivity -+ z x bootstrap SE "
         f"({s['n_boot']} resamples of windows; alpha {s['alpha']} over {s['n_tests']} tests, {s['alpha_per_test']:.2g} "
         f"each). `induction` also needs the repeated-sequence test. Margin: the lower end minus the cut (the smaller of "
         f"the two texts), and in standard errors; borderline: the interval contains the cut. Confidence and windows "
-        f"(summary.json) are measured on held-out text.",
+        f"(summary.json) are measured on held-out text. A head is labelled by a mixture (`a + b`) when two or three "
+        f"components of its decomposition explain it together and each holds on its own, and by its key characters "
+        f"(`key 'e'`) when a class detector's excess mass sits on one to three members of the class.",
         "",
         *unknown_lines(t),
         "## Heads",
@@ -157,10 +160,11 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
                      f"{p['weight']:.3f} | {md_code(ctx)} |")
     dec = summary["decomposition"]
     lines += ["", "## Attention explained", "",
-              f"Each head's attention rows fitted as a non-negative mixture of the detectors' target patterns and uniform "
-              f"attention ({dec['n_windows']['discovery']} discovery windows); `unexplained` is what the mixture leaves out on "
-              f"{dec['n_windows']['heldout']} held-out windows (half the L1 distance between each row and its fit). The "
-              "head table names the largest terms.",
+              f"Each head's attention rows fitted as a mixture of the detectors' target patterns and uniform attention, "
+              f"weights >= 0 summing to 1; on a row where some patterns have no target, the others share it in proportion "
+              f"({dec['n_windows']['discovery']} discovery windows); `unexplained` is the share of the attention mass the "
+              f"mixture leaves out on {dec['n_windows']['heldout']} held-out windows (half the L1 distance between each row "
+              "and its fit). The head table names the largest terms.",
               "", *timeline_lines(summary.get("timeline")), "## Character classes", "", table_markdown(), ""]
     if extras:
         lines += ["## Beyond attention weights", ""] + [line for s in extras for line in s.as_markdown()] + [""]
