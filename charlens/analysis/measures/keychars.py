@@ -39,7 +39,7 @@ class KeyCharCounts:
     def add(self, b: CharBatch) -> None:
         """Count every pair (query i >= 1, key j <= i) by key character, query class and stratum: the near offsets
         0..16 one by one, the far ones per key j from the number of rows of each class at i >= j + 17."""
-        (B, T), V = b.shape, self.pairs.shape[0]
+        B, T = b.shape
         key, exists = near_keys(T, b.ids.device)
         roles = key_roles(b)
         at = lambda x, c, bucket, role: ((x * C + c) * N_BUCKETS + bucket) * R + role
