@@ -61,16 +61,23 @@ def offset_counts(targets: torch.Tensor, classes: torch.Tensor) -> tuple[torch.T
     row weighted by 1 / (the window's rows with targets): a score is a mean over windows of per-window means, and
     with the same weights the control equals the score of a content-blind head exactly, not only on long windows.
     targets (B, D, T, T) by offset (`by_offset` of the 0/1 masks, row 0 cleared), classes (B, T) codes into CLASS_NAMES."""
-    B, D, T, _ = targets.shape
-    _, exists = _offsets(T, targets.device)
     m = targets.to(torch.float32)
-    has = (m.amax(-1) > 0).to(torch.float32)  # (B, D, T)
-    has = has / has.sum(-1, keepdim=True).clamp_min(1)
-    onehot = torch.nn.functional.one_hot(classes.long(), C).to(torch.float32)  # (B, T, C)
-    weighted = has[..., None] * onehot[:, None]  # (B, D, T, C): each row's weight, by its query class
-    hits = torch.einsum("bdio,bdic->dco", m, weighted)
-    pairs = torch.einsum("bdic,io->dco", weighted, exists.to(torch.float32))
-    return hits.double(), pairs.double()
+    weighted = _row_weights(m.amax(-1) > 0, classes)
+    return torch.einsum("bdio,bdic->dco", m, weighted).double(), _pairs(weighted)
+
+
+def _row_weights(has: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """(B, D, T, C): each row with targets (`has` (B, D, T) bool) weighs 1 / its window's rows with targets, under its
+    query's class."""
+    w = has.to(torch.float32)
+    w = w / w.sum(-1, keepdim=True).clamp_min(1)
+    return w[..., None] * torch.nn.functional.one_hot(classes.long(), C).to(torch.float32)[:, None]
+
+
+def _pairs(weighted: torch.Tensor) -> torch.Tensor:
+    """(D, C, T): the weighted rows that reach back to each offset o (query i >= o), from `_row_weights`."""
+    by_row = weighted.sum(0)  # (D, T, C)
+    return by_row.flip(1).cumsum(1).flip(1).transpose(1, 2).double()
 
 
 def share(targets: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -108,25 +115,32 @@ def bucketed(targets: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     return torch.cat([share(targets[..., :NEAR + 1], pairs[..., :NEAR + 1]), far], -1)
 
 
-def target_offsets(b: CharBatch, names: list[str]) -> torch.Tensor:
-    """(B, D, T, T) [b, d, i, o]: key i - o is a target of query i (row 0 cleared). Detectors with one key per row
-    and key-set detectors are laid out from their keys and flags; the others from their masks (`by_offset`)."""
+def detector_offset_counts(b: CharBatch, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`offset_counts` of registered detectors, without their T x T masks where a detector has one key per row (its
+    offset, counted) or is a key set (its flags, read back along each row); the others from their masks."""
     B, T = b.shape
     key, exists = _offsets(T, b.ids.device)
-    out = torch.zeros(B, len(names), T, T)
-    dense = [d for d, n in enumerate(names) if REGISTRY[n].key is None and REGISTRY[n].key_set is None]
-    if dense:
-        out[:, dense] = by_offset(target_masks(b, [names[d] for d in dense], torch.float32))
-    for d, n in enumerate(names):
+    i = torch.arange(T, device=b.ids.device)
+    along, rows = {}, []  # per detector: its keys (B, T), or its targets by offset (B, T, T) [b, i, o]
+    for n in names:
         det = REGISTRY[n]
         if det.key is not None:
-            k = det.key(b)
-            at = (k >= 0).nonzero(as_tuple=True)
-            out[at[0], d, at[1], at[1] - k[at]] = 1.0
-        elif det.key_set is not None:
-            out[:, d] = det.key_set(b).float()[:, key] * exists
-    out[:, :, 0] = 0
-    return out
+            along[n] = det.key(b)
+            rows.append((along[n] >= 0) & (i >= 1))
+        else:
+            along[n] = (det.key_set(b).float()[:, key] * exists if det.key_set is not None
+                        else by_offset(target_masks(b, [n], torch.float32))[:, 0])
+            rows.append((along[n].amax(-1) > 0) & (i >= 1))
+    weighted = _row_weights(torch.stack(rows, 1), b.classes)  # (B, D, T, C)
+    hits = torch.zeros(len(names), C, T)
+    for d, n in enumerate(names):
+        if REGISTRY[n].key is not None:
+            w = weighted[:, d].sum(-1)
+            at = w > 0
+            hits[d].index_put_((b.classes[at].long(), (i - along[n])[at]), w[at], accumulate=True)
+        else:
+            hits[d] = torch.einsum("bio,bic->co", along[n], weighted[:, d])
+    return hits.double(), _pairs(weighted)
 
 
 class OffsetCounts:
@@ -141,7 +155,7 @@ class OffsetCounts:
     def add(self, b: CharBatch) -> None:
         if not self.names:
             return
-        targets, pairs = offset_counts(target_offsets(b, self.names), b.classes)
+        targets, pairs = detector_offset_counts(b, self.names)
         T = max(targets.shape[-1], self.targets.shape[-1])
         grow = lambda t: torch.nn.functional.pad(t, (0, T - t.shape[-1]))
         self.targets = grow(self.targets) + grow(targets)
