@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from charlens.analysis.measures.keychars import KeyCharCounts, KeyCharSums
+from charlens.analysis.measures.positional import BatchSums
 from detector_helpers import batch, one_hot_attention
 
 TEXTS = ["The cat sat. A dog ran\nBy the way, I", "so it goes on and on; Et tu?\nNow the"]
@@ -13,7 +14,7 @@ def key_chars(A: torch.Tensor, b):
     V = int(b.ids.max()) + 1
     counts, sums = KeyCharCounts(V), KeyCharSums(V)
     counts.add(b)
-    sums.add(A, b)
+    sums.add(BatchSums(A, b))
     return sums.result(counts.frequencies())
 
 

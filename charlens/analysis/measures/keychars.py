@@ -16,14 +16,13 @@ window: control = W . f at the end, and each batch adds to W and to the mass per
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
 
 from charlens.analysis.measures.detectors import CharBatch
-from charlens.analysis.measures.positional import (FAR, N_BUCKETS, NEAR_BUCKET, NEAR_SPAN, R, add_by_stratum, key_roles,
-                                                   near_keys, stratum_masses)
+from charlens.analysis.measures.positional import (FAR, N_BUCKETS, NEAR_BUCKET, NEAR_SPAN, R, BatchSums, add_by_stratum,
+                                                   key_roles, near_keys)
 from charlens.analysis.measures.structural import share
 from charlens.data.charclasses import CLASS_NAMES
 
@@ -81,18 +80,20 @@ class KeyCharSums:
         self.rows = 0
         self.shape: tuple[int, int] = (0, 0)
 
-    def add(self, attention: torch.Tensor, b: CharBatch, strata: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> None:
-        """attention (B, L, H, T, T) of the batch whose characters are `b`; `strata`: its stratum_masses, if computed."""
-        B, L, H, T, _ = attention.shape
-        A = attention.reshape(B, L * H, T, T)
-        received = A[:, :, 1:].sum(2)  # (B, N, T): the mass each key receives from rows i >= 1
-        mass = torch.einsum("bnt,btv->nv", received.double(), torch.nn.functional.one_hot(b.ids, self.vocab_size).double())
-        near, far = strata if strata is not None else stratum_masses(A, b)
-        scored = (torch.arange(T, device=A.device) >= 1).to(A.dtype)[None, None, :, None]  # row 0 is never scored
-        strata_sums = torch.zeros(L * H, C, N_BUCKETS, R, dtype=torch.float64)
+    def add(self, sums: BatchSums) -> None:
+        """One batch, from its attention sums (BatchSums: shared with the controls)."""
+        B, N, T, _ = sums.attention.shape
+        b = sums.chars
+        received = sums.received() - sums.attention[:, :, 0]  # (B, N, T): the mass each key receives from rows i >= 1
+        onehot = torch.nn.functional.one_hot(b.ids, self.vocab_size).to(received).reshape(B * T, -1)
+        mass = (received.transpose(0, 1).reshape(N, B * T) @ onehot).double()  # (N, V)
+        near, far = sums.strata()
+        scored = (torch.arange(T, device=b.ids.device) >= 1).to(near)[None, None, :, None]  # row 0 is never scored
+        strata_sums = torch.zeros(N, C, N_BUCKETS, R)
         add_by_stratum(strata_sums, b, near * scored, far * scored)
+        L, H = sums.shape
         if not self.rows:
-            self.mass, self.strata, self.shape = mass, strata_sums, (L, H)
+            self.mass, self.strata, self.shape = mass, strata_sums.double(), (L, H)
         else:
             self.mass += mass
             self.strata += strata_sums

@@ -76,6 +76,30 @@ def stratum_masses(x: torch.Tensor, b: CharBatch) -> tuple[torch.Tensor, torch.T
     return near, total - torch.einsum("bnio,bior->bnir", near, near_roles)
 
 
+class BatchSums:
+    """Sums of one batch's attention (B, L, H, T, T) that several measures need (the controls, the key characters),
+    each computed on first use and then shared: `strata()` (stratum_masses) and `received()` (column sums)."""
+
+    def __init__(self, attention: torch.Tensor, b: CharBatch) -> None:
+        B, L, H, T, _ = attention.shape
+        self.shape = (L, H)
+        self.attention = attention.reshape(B, L * H, T, T)
+        self.chars = b
+        self._strata: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._received: Optional[torch.Tensor] = None
+
+    def strata(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._strata is None:
+            self._strata = stratum_masses(self.attention, self.chars)
+        return self._strata
+
+    def received(self) -> torch.Tensor:
+        """(B, L*H, T): the attention each key receives, summed over every row (row 0 included)."""
+        if self._received is None:
+            self._received = self.attention.sum(-2)
+        return self._received
+
+
 def far_sums(weights: torch.Tensor) -> torch.Tensor:
     """(B, T, ...): for each row i, the sum of weights (B, T, ...) over the keys j <= i - NEAR_SPAN - 1 (the far offsets)."""
     total = weights.cumsum(1)
@@ -157,19 +181,16 @@ class ClassFrequencies:
     table: torch.Tensor
     structure: OffsetFrequencies
 
-    def control_mass(self, attention: torch.Tensor, b: CharBatch, names: list[str], rows: torch.Tensor,
-                     strata: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+    def control_mass(self, sums: BatchSums, names: list[str], rows: torch.Tensor) -> torch.Tensor:
         """sum over i, j of A[i, j] E_d[i, j], E_d[i, j] = f_d(c_i, s(i, j)) on the rows where detector d has
-        targets (`rows`, (B, len(names), T) bool): the positional control's mass, (B, len(names), L, H).
-        `strata`: the attention's stratum_masses when the caller has them already."""
+        targets (`rows`, (B, len(names), T) bool): the positional control's mass, (B, len(names), L*H)."""
         missing = [n for n in names if n not in self.names]
         if missing:
             raise ValueError(f"no stratum frequencies for {', '.join(missing)}; count them with StratumCounts first")
-        B, L, H, T, _ = attention.shape
-        near, far = strata if strata is not None else stratum_masses(attention.reshape(B, L * H, T, T), b)
+        attention, b = sums.attention, sums.chars
+        near, far = sums.strata()
         table = self.table[[self.names.index(n) for n in names]].to(attention)  # (D, C, N_BUCKETS, R)
         per_row = table[:, b.classes] * rows.transpose(0, 1)[..., None, None].to(attention)  # (D, B, T, N_BUCKETS, R)
         f_near = per_row[:, :, :, NEAR_BUCKET.to(attention.device)].gather(  # (D, B, T, NEAR_SPAN + 1)
             -1, _near_roles(b)[None, :, :, :, None].expand(len(names), -1, -1, -1, 1)).squeeze(-1)
-        mass = torch.einsum("bnio,dbio->bdn", near, f_near) + torch.einsum("bnir,dbir->bdn", far, per_row[:, :, :, FAR])
-        return mass.view(B, -1, L, H)
+        return torch.einsum("bnio,dbio->bdn", near, f_near) + torch.einsum("bnir,dbir->bdn", far, per_row[:, :, :, FAR])

@@ -20,7 +20,7 @@ import torch
 
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, prefix_match, target_masks
 from charlens.analysis.measures.importance import attention_entropy
-from charlens.analysis.measures.positional import ClassFrequencies, stratum_masses
+from charlens.analysis.measures.positional import BatchSums, ClassFrequencies
 from charlens.analysis.measures.structural import bucketed, by_offset, control_mass, offset_counts, offset_masses
 from charlens.data.charclasses import CLASS_NAMES
 
@@ -108,12 +108,14 @@ def score_offsets(attention: torch.Tensor, offsets: Sequence[tuple[int, ...]]) -
     return _scores(mass, (counts > 0).expand(B, -1, -1), counts.expand(B, -1, -1), L, H)
 
 
-def score_key_sets(attention: torch.Tensor, flags: torch.Tensor) -> WindowScores:
+def score_key_sets(attention: torch.Tensor, flags: torch.Tensor, received: Optional[torch.Tensor] = None) -> WindowScores:
     """Score detectors whose targets are every key j <= i with a flag, flags (B, D, T) bool: the same numbers
-    as score_masks on their masks, from the attention each key receives (row 0, never scored, gives key 0 its 1)."""
+    as score_masks on their masks, from the attention each key receives (`received`, (B, L*H, T) column sums when
+    the caller has them; row 0, never scored, gives key 0 its 1)."""
     B, L, H, T, _ = attention.shape
     f = flags.to(attention.dtype)
-    received = attention.sum(-2).reshape(B, L * H, T)  # (B, L*H, T): column sums
+    if received is None:
+        received = attention.sum(-2).reshape(B, L * H, T)
     mass = torch.bmm(f, received.transpose(1, 2)) - f[:, :, :1] * attention[:, :, :, 0, 0].reshape(B, 1, L * H)
     counts = f.cumsum(-1)  # (B, D, T): targets of row i = flagged keys up to i
     counts[:, :, 0] = 0
@@ -121,13 +123,15 @@ def score_key_sets(attention: torch.Tensor, flags: torch.Tensor) -> WindowScores
 
 
 def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str], frequencies: Optional[ClassFrequencies] = None,
-                  strata: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> WindowScores:
+                  sums: Optional[BatchSums] = None) -> WindowScores:
     """Score the named detectors on a batch, each with its control baseline (positional and structural detectors
-    need the split's `frequencies`, see analysis.measures.positional.StratumCounts; `strata`: the attention's
-    positional.stratum_masses, when the caller shares them with other measures). Detectors with one target
+    need the split's `frequencies`, see analysis.measures.positional.StratumCounts; `sums`: the batch's attention
+    sums, when the caller shares them with other measures). Detectors with one target
     per row are gathered (score_keys), offset detectors summed along diagonals (score_offsets), key-set
     detectors summed from the attention each key receives (score_key_sets), the others masked (score_masks);
     the numbers are the same either way."""
+    B, L, H, T, _ = attention.shape
+    sums = sums if sums is not None else BatchSums(attention, b)
     groups: dict[str, list[str]] = {"offsets": [], "key": [], "key_set": [], "mask": []}
     for n in names:
         d = REGISTRY[n]
@@ -144,7 +148,7 @@ def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str], frequ
         rows.append((keys >= 0) & (torch.arange(b.shape[1]) >= 1))
     if groups["key_set"]:
         flags = torch.stack([REGISTRY[n].key_set(b) for n in groups["key_set"]], 1)  # type: ignore[misc]
-        parts.append(score_key_sets(attention, flags))
+        parts.append(score_key_sets(attention, flags, sums.received()))
         counts = flags.long().cumsum(-1)
         counts[:, :, 0] = 0
         rows.append(counts > 0)
@@ -163,16 +167,13 @@ def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str], frequ
             continue
         if frequencies is None:
             raise ValueError(f"{kind} controls need the split's frequencies (analysis.measures.positional.StratumCounts)")
-        B, L, H, T, _ = attention.shape
-        if strata is None:
-            strata = stratum_masses(attention.reshape(B, L * H, T, T), b)
         chosen = [ordered[k] for k in at]
         if kind == "position":
-            mass = frequencies.control_mass(attention, b, chosen, has[:, at], strata)
+            mass = frequencies.control_mass(sums, chosen, has[:, at])
         else:
-            near, far = strata
-            mass = frequencies.structure.control_mass(near, far.sum(-1), b, chosen, has[:, at]).view(B, -1, L, H)
-        ws.control[:, at] = mass / has[:, at].sum(-1).to(attention.dtype)[:, :, None, None]
+            near, far = sums.strata()
+            mass = frequencies.structure.control_mass(near, far.sum(-1), b, chosen, has[:, at])
+        ws.control[:, at] = mass.view(*mass.shape[:2], L, H) / has[:, at].sum(-1).to(attention.dtype)[:, :, None, None]
     order = [ordered.index(n) for n in names]
     return WindowScores(ws.score[:, order], ws.baseline[:, order], ws.control[:, order])
 

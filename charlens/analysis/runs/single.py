@@ -15,7 +15,7 @@ import torch
 from charlens.analysis.measures import detectors as det
 from charlens.analysis.measures.decomposition import MixtureFit, basis_names, target_distributions, unexplained
 from charlens.analysis.measures.keychars import KeyCharCounts, KeyCharSums
-from charlens.analysis.measures.positional import ClassFrequencies, StratumCounts, stratum_masses
+from charlens.analysis.measures.positional import BatchSums, ClassFrequencies, StratumCounts
 from charlens.analysis.measures.rule import CLASS_LABELS, PART_CUT, gate_induction
 from charlens.analysis.measures.scoring import class_attention_sums, head_metric_sums, score_windows
 from charlens.analysis.measures.similarity import js_distance_matrix
@@ -67,11 +67,10 @@ class SplitRun:
         self.n = 0
 
     def add(self, batch: AttentionBatch) -> None:
-        B, L, H, T, _ = batch.attention.shape
-        strata = stratum_masses(batch.attention.reshape(B, L * H, T, T), batch.chars)  # shared by two measures
-        ws = score_windows(batch.attention, batch.chars, self.names, self.frequencies, strata)
+        sums = BatchSums(batch.attention, batch.chars)  # shared by the controls and the key characters
+        ws = score_windows(batch.attention, batch.chars, self.names, self.frequencies, sums)
         self.scores.add(ws.score.numpy(), ws.control.numpy(), ws.baseline.numpy())
-        self.key_chars.add(batch.attention, batch.chars, strata)
+        self.key_chars.add(sums)
         heads, base, _ = class_attention_sums(batch.attention, batch.classes)
         metrics = head_metric_sums(batch.attention)
         if not self.n:  # the first batch's sums; later ones are added in place: no new long-lived tensor per batch
