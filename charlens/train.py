@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                         for name in PRESETS)
     p = argparse.ArgumentParser(
         prog="train.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a character-level transformer (see README, section trainer). Before any work, every number "
+        description="Train a character-level transformer (see docs/training.md). Before any work, every number "
                     "is checked against the range its help gives ('(' and ')' exclude the bound), and on CPU the run's "
                     "estimated memory against the memory available.",
         epilog=f"presets (and, unless a preset says otherwise, {', '.join(f'{k}={v}' for k, v in COMMON.items())}):\n{presets}")
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", action=argparse.BooleanOptionalAction,
                    help="record every head's detector scores on a fixed probe set of held-out windows at log-spaced "
                         "steps and every evaluation, into the checkpoint's history and the log (default: on; "
-                        "README, section trainer)")
+                        "docs/timeline.md)")
     p.add_argument("--snapshots", type=int, metavar="N",
                    help=f"also keep full checkpoints at N log-spaced steps as <name>.step<k>.pt, in "
                         f"{SETTING_RANGES['snapshots']} and at most --max-iters (default 0)")

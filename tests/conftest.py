@@ -48,3 +48,15 @@ def english_host(tmp_path_factory) -> Path:
                        "--eval-interval", "120", "--eval-iters", "2", "--no-timeline", "--out", str(out), "--seed", "0",
                        "--sample-chars", "0"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium for the page tests (tests/chromium.py); skipped, with the reason, where it is
+    not installed. A module may define its own (test_live_report.py records the performance log)."""
+    from chromium import CHROMEDRIVER, CHROMIUM, MISSING, chromium
+
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(MISSING)
+    with chromium() as driver:
+        yield driver

@@ -73,7 +73,7 @@ def train_step(model: TransformerLM, forward: Callable, optimizer: torch.optim.O
     for group in optimizer.param_groups:
         group["lr"] = lr
     with autocast:
-        _, loss, _ = forward(x, y)
+        _, loss = forward(x, y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:

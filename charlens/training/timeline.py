@@ -58,6 +58,7 @@ from charlens.data.corpora import Corpus
 from charlens.data.errors import UsageError
 from charlens.data.textfile import window_starts
 from charlens.data.tokenizer import Tokenizer
+from charlens.model.hooks import run_with_cache
 from charlens.model.transformer import TransformerLM
 
 PROBE_VERSION = 1
@@ -176,8 +177,9 @@ class Recorder:
         for chars in inputs.chars:
             ids = inputs.ids[at:at + len(chars.ids)]
             at += len(ids)
-            logits, _, att = model(ids, return_attention=True)
-            attention.append(att.float().cpu())
+            cache = run_with_cache(model, ids, names=("pattern",))
+            logits = cache.logits
+            attention.append(cache.stack("pattern").float().cpu())
             losses.append(torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), ids[:, 1:],
                                                             reduction="none").cpu())
         return attention, torch.cat(losses)

@@ -23,7 +23,7 @@ SCHEMA_VERSION = 5  # 2: head_similarity, class_attention.most_selective; extras
 #    weights are shares summing to 1; per head `kind` (induction, mixture, key, detector, none) and `key_chars`;
 #    mixture labels ("offset_2 + recent_space") and key-character labels ("key 'e'")
 
-Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (see README, analyzer section)
+Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (docs/analysis.md)
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ class Summary:
         return self.analysis.examples
 
     def to_dict(self) -> dict[str, Any]:
-        """summary.json: the analysis data contract (README, analyzer section)."""
+        """summary.json: the analysis data contract (docs/analysis.md)."""
         a, x = self.analysis, self.extras
         settings = dict(a.settings)
         heads = [h.to_dict() for h in a.heads]
