@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from charlens.analysis.measures.detectors import CharBatch
-from charlens.analysis.measures.positional import (FAR, N_BUCKETS, NEAR_BUCKET, NEAR_SPAN, R, BatchSums, add_by_stratum,
-                                                   key_roles, near_keys)
-from charlens.analysis.measures.structural import share
+from charlens.analysis.measures.positional import FAR, N_BUCKETS, NEAR_BUCKET, NEAR_SPAN, R, BatchSums, add_by_stratum, key_roles
+from charlens.analysis.measures.structural import near_keys, share
 from charlens.data.charclasses import CLASS_NAMES
 
 C = len(CLASS_NAMES)

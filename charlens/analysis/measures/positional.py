@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, line_starts, target_masks, word_structure
-from charlens.analysis.measures.structural import NEAR, OffsetCounts, OffsetFrequencies, share
+from charlens.analysis.measures.structural import NEAR, OffsetCounts, OffsetFrequencies, near_keys, share
 from charlens.data.charclasses import CLASS_NAMES
 
 ROLE_NAMES = ("line_start", "word_start", "word_end", "other")
@@ -55,12 +55,6 @@ def key_roles(b: CharBatch) -> torch.Tensor:
             roles[flags] = ROLE_NAMES.index(name)
         return roles
     return b.memo("roles", compute)
-
-
-def near_keys(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T, NEAR_SPAN + 1): the key i - o of each query i and near offset o (clamped at 0), and whether it exists."""
-    key = torch.arange(T, device=device)[:, None] - torch.arange(NEAR_SPAN + 1, device=device)[None, :]
-    return key.clamp(min=0), key >= 0
 
 
 def stratum_masses(x: torch.Tensor, b: CharBatch) -> tuple[torch.Tensor, torch.Tensor]:

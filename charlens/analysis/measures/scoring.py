@@ -21,7 +21,7 @@ import torch
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, prefix_match, target_masks
 from charlens.analysis.measures.importance import attention_entropy
 from charlens.analysis.measures.positional import BatchSums, ClassFrequencies
-from charlens.analysis.measures.structural import bucketed, by_offset, control_mass, offset_counts, offset_masses
+from charlens.analysis.measures.structural import control_mass, near_targets, offset_counts, offset_masses, share
 from charlens.data.charclasses import CLASS_NAMES
 
 
@@ -187,11 +187,11 @@ def structural_control(attention: torch.Tensor, masks: torch.Tensor, classes: to
     keys by offset alone. For hypotheses outside the detector registry, e.g. a set of keys defined by morphology."""
     m = masks.to(attention.dtype).clone()
     m[:, :, 0] = 0
-    targets, pairs = offset_counts(by_offset(m), classes)
+    targets, pairs = offset_counts(near_targets(m), m.sum(-1), classes)
     rows = m.amax(-1) > 0
     B, L, H, T, _ = attention.shape
     near, far = offset_masses(attention.reshape(B, L * H, T, T))
-    mass = control_mass(bucketed(targets, pairs).to(attention), near, far, classes, rows)
+    mass = control_mass(share(targets, pairs).to(attention), near, far, classes, rows)
     return mass.view(B, -1, L, H) / rows.sum(-1).to(attention.dtype)[:, :, None, None]
 
 

@@ -42,42 +42,36 @@ def structural_names(names: list[str]) -> list[str]:
     return [n for n in names if REGISTRY[n].control == "structure"]
 
 
-def _offsets(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T, T) [i, o]: the key i - o of query i at offset o (clamped at 0) and whether it exists; read as [i, j], the
-    same two are the offset i - j of a pair (clamped) and whether it is causal (j <= i)."""
-    key = torch.arange(T, device=device)[:, None] - torch.arange(T, device=device)[None, :]
+def near_keys(T: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, NEAR + 1): the key i - o of each query i and near offset o (clamped at 0), and whether it exists."""
+    key = torch.arange(T, device=device)[:, None] - torch.arange(NEAR + 1, device=device)[None, :]
     return key.clamp(min=0), key >= 0
 
 
-def by_offset(masks: torch.Tensor) -> torch.Tensor:
-    """(B, D, T, T) [b, d, i, o] = M[b, d, i, i - o] (0 where o > i), from masks (B, D, T, T)."""
+def near_targets(masks: torch.Tensor) -> torch.Tensor:
+    """(B, D, T, NEAR + 1) [b, d, i, o] = M[b, d, i, i - o] (0 where there is no key), from masks (B, D, T, T)."""
     B, D, T, _ = masks.shape
-    key, exists = _offsets(T, masks.device)
-    return masks.gather(-1, key.expand(B, D, T, T)) * exists
+    key, exists = near_keys(T, masks.device)
+    return masks.gather(-1, key.expand(B, D, T, NEAR + 1)) * exists
 
 
-def offset_counts(targets: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets and pairs by detector, query class and offset, (D, C, T) each, over the rows with targets, each
-    row weighted by 1 / (the window's rows with targets): a score is a mean over windows of per-window means, and
-    with the same weights the control equals the score of a content-blind head exactly, not only on long windows.
-    targets (B, D, T, T) by offset (`by_offset` of the 0/1 masks, row 0 cleared), classes (B, T) codes into CLASS_NAMES."""
-    m = targets.to(torch.float32)
-    weighted = _row_weights(m.amax(-1) > 0, classes)
-    return torch.einsum("bdio,bdic->dco", m, weighted).double(), _pairs(weighted)
-
-
-def _row_weights(has: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """(B, D, T, C): each row with targets (`has` (B, D, T) bool) weighs 1 / its window's rows with targets, under its
-    query's class."""
-    w = has.to(torch.float32)
+def offset_counts(near: torch.Tensor, counts: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets and pairs by detector, query class and offset stratum (0..NEAR, then the far ones), (D, C, NEAR + 2) each,
+    over the rows i >= 1 with targets, each row weighted by 1 / (the window's rows with targets): a score is a mean over
+    windows of per-window means, and with the same weights the control equals the score of a content-blind head
+    exactly, not only on long windows. near (B, D, T, NEAR + 1): the targets at the near offsets (`near_targets`);
+    counts (B, D, T): each row's number of targets; classes (B, T) codes into CLASS_NAMES."""
+    B, D, T, _ = near.shape
+    i = torch.arange(T, device=near.device)
+    w = ((counts > 0) & (i >= 1)).to(torch.float32)
     w = w / w.sum(-1, keepdim=True).clamp_min(1)
-    return w[..., None] * torch.nn.functional.one_hot(classes.long(), C).to(torch.float32)[:, None]
-
-
-def _pairs(weighted: torch.Tensor) -> torch.Tensor:
-    """(D, C, T): the weighted rows that reach back to each offset o (query i >= o), from `_row_weights`."""
-    by_row = weighted.sum(0)  # (D, T, C)
-    return by_row.flip(1).cumsum(1).flip(1).transpose(1, 2).double()
+    weighted = w[..., None] * torch.nn.functional.one_hot(classes.long(), C).to(torch.float32)[:, None]  # (B, D, T, C)
+    near = near.to(torch.float32)
+    hits = torch.cat([torch.einsum("bdio,bdic->dco", near, weighted),
+                      torch.einsum("bdi,bdic->dc", counts.to(torch.float32) - near.sum(-1), weighted)[..., None]], -1)
+    keys = torch.cat([(i[:, None] >= torch.arange(NEAR + 1, device=near.device)).to(torch.float32),  # keys at each offset,
+                      (i - NEAR).clamp(min=0).to(torch.float32)[:, None]], -1)  # and farther back: (T, NEAR + 2)
+    return hits.double(), torch.einsum("bdic,io->dco", weighted, keys).double()
 
 
 def share(targets: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -89,85 +83,71 @@ def offset_masses(attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """attention (B, N, T, T) -> near (B, N, T, NEAR + 1), the entries at offsets 0..NEAR (0 where there is no key),
     and far (B, N, T), each row's mass farther back. (positional.stratum_masses gives the same near entries and the
     far mass split by key role: the analysis computes them once for both controls.)"""
-    B, N, T, _ = attention.shape
-    key, exists = _offsets(T, attention.device)
-    span = min(NEAR + 1, T)
-    near = attention.gather(-1, key[:, :span].expand(B, N, T, span)) * exists[:, :span]
-    near = torch.nn.functional.pad(near, (0, NEAR + 1 - span))
+    near = near_targets(attention)
     return near, attention.sum(-1) - near.sum(-1)
 
 
 def control_mass(table: torch.Tensor, near: torch.Tensor, far: torch.Tensor, classes: torch.Tensor,
                  rows: torch.Tensor) -> torch.Tensor:
     """sum over the rows i with targets (`rows` (B, D, T) bool), over keys j <= i, of A[i, j] f_d(c_i, i - j):
-    table (D, C, NEAR + 2) (`bucketed`), near (B, N, T, NEAR + 1) and far (B, N, T) (`offset_masses`), classes (B, T)
-    -> (B, D, N)."""
+    table (D, C, NEAR + 2) (f; the last column the far offsets), near (B, N, T, NEAR + 1) and far (B, N, T)
+    (`offset_masses`), classes (B, T) -> (B, D, N)."""
     per_row = table[:, classes.long()] * rows.transpose(0, 1)[..., None].to(table)  # (D, B, T, NEAR + 2)
     return (torch.einsum("bnio,dbio->bdn", near, per_row[..., :NEAR + 1])
             + torch.einsum("bni,dbi->bdn", far, per_row[..., NEAR + 1]))
 
 
-def bucketed(targets: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-    """f (D, C, NEAR + 2) from counts by exact offset (D, C, T): offsets 0..NEAR one by one, the farther ones together."""
-    pad = lambda t: torch.nn.functional.pad(t, (0, max(0, NEAR + 1 - t.shape[-1])))
-    targets, pairs = pad(targets), pad(pairs)
-    far = share(targets[..., NEAR + 1:].sum(-1, keepdim=True), pairs[..., NEAR + 1:].sum(-1, keepdim=True))
-    return torch.cat([share(targets[..., :NEAR + 1], pairs[..., :NEAR + 1]), far], -1)
-
-
 def detector_offset_counts(b: CharBatch, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """`offset_counts` of registered detectors, without their T x T masks where a detector has one key per row (its
-    offset, counted) or is a key set (its flags, read back along each row); the others from their masks."""
+    offset) or is a key set (its flags, read back along each row); the others from their masks."""
     B, T = b.shape
-    key, exists = _offsets(T, b.ids.device)
+    key, exists = near_keys(T, b.ids.device)
     i = torch.arange(T, device=b.ids.device)
-    along, rows = {}, []  # per detector: its keys (B, T), or its targets by offset (B, T, T) [b, i, o]
-    for n in names:
+    near = torch.zeros(B, len(names), T, NEAR + 1)
+    counts = torch.zeros(B, len(names), T)
+    for d, n in enumerate(names):
         det = REGISTRY[n]
         if det.key is not None:
-            along[n] = det.key(b)
-            rows.append((along[n] >= 0) & (i >= 1))
+            k = det.key(b)
+            has = (k >= 0) & (i >= 1)
+            at = has & (i - k <= NEAR)
+            near[at.nonzero(as_tuple=True)[0], d, at.nonzero(as_tuple=True)[1], (i - k)[at]] = 1.0
+            counts[:, d] = has.float()
+        elif det.key_set is not None:
+            flags = det.key_set(b).float()
+            near[:, d] = flags[:, key] * exists
+            counts[:, d] = flags.cumsum(1)
         else:
-            along[n] = (det.key_set(b).float()[:, key] * exists if det.key_set is not None
-                        else by_offset(target_masks(b, [n], torch.float32))[:, 0])
-            rows.append((along[n].amax(-1) > 0) & (i >= 1))
-    weighted = _row_weights(torch.stack(rows, 1), b.classes)  # (B, D, T, C)
-    hits = torch.zeros(len(names), C, T)
-    for d, n in enumerate(names):
-        if REGISTRY[n].key is not None:
-            w = weighted[:, d].sum(-1)
-            at = w > 0
-            hits[d].index_put_((b.classes[at].long(), (i - along[n])[at]), w[at], accumulate=True)
-        else:
-            hits[d] = torch.einsum("bio,bic->co", along[n], weighted[:, d])
-    return hits.double(), _pairs(weighted)
+            masks = target_masks(b, [n], torch.float32)
+            near[:, d] = near_targets(masks)[:, 0]
+            counts[:, d] = masks[:, 0].sum(-1)
+    return offset_counts(near, counts, b.classes)
 
 
 class OffsetCounts:
-    """f_d(query class, offset) of the structural detectors among `names`, accumulated over a split's windows
-    before its attention (windows of several lengths are counted on the longest one's offsets)."""
+    """f_d(query class, offset stratum) of the structural detectors among `names`, accumulated over a split's
+    windows before its attention."""
 
     def __init__(self, names: list[str]) -> None:
         self.names = structural_names(names)
-        self.targets = torch.zeros(len(self.names), C, 0, dtype=torch.float64)
+        self.targets = torch.zeros(len(self.names), C, NEAR + 2, dtype=torch.float64)
         self.pairs = torch.zeros_like(self.targets)
 
     def add(self, b: CharBatch) -> None:
         if not self.names:
             return
         targets, pairs = detector_offset_counts(b, self.names)
-        T = max(targets.shape[-1], self.targets.shape[-1])
-        grow = lambda t: torch.nn.functional.pad(t, (0, T - t.shape[-1]))
-        self.targets = grow(self.targets) + grow(targets)
-        self.pairs = grow(self.pairs) + grow(pairs)
+        self.targets += targets
+        self.pairs += pairs
 
     def frequencies(self) -> "OffsetFrequencies":
-        return OffsetFrequencies(self.names, bucketed(self.targets, self.pairs).float())
+        return OffsetFrequencies(self.names, share(self.targets, self.pairs).float())
 
 
 @dataclass
 class OffsetFrequencies:
-    """f_d(query class, offset) for the structural detectors `names`: table (D, C, NEAR + 2), the last column the far offsets."""
+    """f_d(query class, offset stratum) for the structural detectors `names`: table (D, C, NEAR + 2), the last column
+    the far offsets."""
 
     names: list[str]
     table: torch.Tensor
