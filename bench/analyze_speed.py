@@ -5,7 +5,7 @@
 
 1. Throughput on the same model and windows: windows/s of the plain forward pass that produces the
    attention (hooks.attention_patterns: the hook points read by run_with_cache) vs that forward pass plus the full detector suite
-   (the positional control's frequency pass over the text, every detector with its control baseline,
+   (the controls' frequency pass over the text, every detector with its control baseline, key characters,
    class-to-class sums, head metrics, the decomposition's fit on its first windows). Target: ratio >= 0.5.
 2. Peak memory (ru_maxrss of a fresh subprocess per size) of the whole analysis (run_analysis: streaming,
    bootstrap, repeated-sequence test, decomposition) over 500 and 5,000 windows (half discovery, half held-out).
@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings, TextSplit, load_inputs, sample_windows  # noqa: E402
-from charlens.analysis.runs.single import Decomposition, SplitRun, class_frequencies, run_analysis  # noqa: E402
+from charlens.analysis.runs import single  # noqa: E402
+from charlens.analysis.runs.single import Decomposition, SplitRun, run_analysis  # noqa: E402
 from charlens.analysis.runs.extract import iter_attention  # noqa: E402
 from charlens.data.corpora import bible_corpus  # noqa: E402
 from charlens.data.tokenizer import CharTokenizer  # noqa: E402
@@ -79,12 +80,19 @@ def throughput(ckpt: str | None, n: int, batch_size: int, rounds: int = 3) -> tu
     return best_rates(best, len(windows), rounds)
 
 
+def frequencies(inputs: AnalysisInputs, names: list[str], batch_size: int):
+    """The discovery split's control frequencies, as the checkout under test computes them (--vs may compare a checkout
+    from before labels v3, whose single.class_frequencies became split_frequencies)."""
+    fn = getattr(single, "split_frequencies", None) or getattr(single, "class_frequencies")
+    return fn(inputs.tokenizer, inputs.discovery, "en", names, batch_size)
+
+
 def suite_run(inputs: AnalysisInputs, batch_size: int, suite: bool = True):
     """The analyzer's path over the discovery windows: streamed extraction, with the detector suite or without."""
     def run() -> None:
         settings = Settings()
         names = settings.detectors_for("en")
-        split = SplitRun(names, class_frequencies(inputs.tokenizer, inputs.discovery, "en", names, batch_size)) if suite else None
+        split = SplitRun(names, frequencies(inputs, names, batch_size)) if suite else None
         decomposition = Decomposition(names, settings.decompose_windows)
         for batch in iter_attention(inputs.model, inputs.tokenizer, inputs.discovery.windows, "en", batch_size):
             if split is not None:

@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per forward pass")
     a.add_argument("--min-selectivity", type=float, default=d.min_selectivity,
                    help="the cut: a behaviour needs the lower confidence bound of its selectivity, (score - control) / "
-                   "(1 - control), above this on discovery AND held-out text (control: uniform attention, a class-blind "
-                   "head with the head's positional profile, or a one-character prefix matcher, by detector)")
+                   "(1 - control), above this on discovery AND held-out text (control, by detector: uniform attention; "
+                   "a head with the head's own attention at every offset, for word, line and separator detectors; a "
+                   "class-blind head with the head's positional profile, for classes; or a one-character prefix matcher)")
     a.add_argument("--alpha", type=float, default=d.alpha,
                    help="family-wise error rate; each test uses alpha / (layers*heads*(detectors+1)) (Bonferroni; the +1 "
                    "is the repeated-sequence induction test)")

@@ -12,6 +12,11 @@ planted heads' labels and margins, and label stability across window seeds.
    rest uniform: their vowel mass against uniform attention and against their positional control.
 4. Stability: a head at the cut (previous character from a third of the characters) analysed on 40 other
    window draws: how often each label comes out, at the cut and 0.1 below it.
+5. Labels v3 (tests/handmade.py, heads built from token ids): content-blind heads (windows over offsets 0..k,
+   decays, pure offsets) in a 4 x 8 model over the English Bible (block 128, 256 windows per split): each one's label,
+   its same_word numbers against uniform attention and against the structural control, and the largest selectivity
+   of any word, line or class detector; mixtures with their decomposition; single-character heads with their key
+   characters.
 """
 from __future__ import annotations
 
@@ -41,6 +46,9 @@ from charlens.data.corpora import bible_corpus  # noqa: E402
 from charlens.data.tokenizer import CharTokenizer  # noqa: E402
 from charlens.model.hooks import attention_patterns  # noqa: E402
 from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
+from charlens.analysis.measures.detectors import REGISTRY  # noqa: E402
+from charlens.analysis.report.files import key_chars_text  # noqa: E402
+from handmade import english_heads  # noqa: E402
 from planted import KNOWN, latest, mix, picky_pools, plant, targets, uniform  # noqa: E402
 
 CUT = Settings().min_selectivity
@@ -137,6 +145,31 @@ def stability(repeats: int = 40) -> None:
               f"(same label in {max(sum(labels), repeats - sum(labels))}; a point-estimate rule: {sum(points)} of {repeats})")
 
 
+def labels_v3() -> None:
+    heads = english_heads()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt, _ = make_checkpoint(Path(tmp), n_layer=4, n_head=8, n_embd=32, block_size=128, bible=True)
+        settings = Settings(n_boot=300)
+        inputs = load_inputs(ckpt, settings)
+        plant(inputs.model, inputs.tokenizer, "en", {lh: make(inputs.tokenizer) for lh, (_, make) in heads.items()})
+        summary = Summary(run_analysis(inputs, settings)).to_dict()
+    sw = summary["detectors"]["same_word"]["heldout"]
+    blind = [n for n, d in REGISTRY.items() if d.control in ("structure", "position") and n in summary["detectors"]]
+    for h in summary["heads"]:
+        l, k = h["layer"], h["head"]
+        name = heads.get((l, k), ("(untouched)",))[0]
+        line = f"  L{l}H{k} {name:42s} -> {h['behaviour']:40s} {h['components']}; unexplained {h['unexplained']:.3f}"
+        if l < 3:  # content-blind: same_word against both baselines, and the largest word, line or class selectivity
+            s_, u, c = sw["score"][l][k], sw["baseline"][l][k], sw["control"][l][k]
+            top = max(blind, key=lambda n: summary["detectors"][n]["heldout"]["selectivity"][l][k])
+            line += (f"\n      same_word held-out: mass {s_:.3f}, uniform {u:.3f} (g {(s_ - u) / (1 - u):+.3f}), structural "
+                     f"control {c:.3f} (g {(s_ - c) / (1 - c):+.3f}); highest word/line/class g: {top} "
+                     f"{summary['detectors'][top]['heldout']['selectivity'][l][k]:+.3f}")
+        elif h["key_chars"]:
+            line += f"; keys {key_chars_text(h['key_chars'])}"
+        print(line)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=20)
@@ -147,6 +180,7 @@ def main() -> None:
     planted()
     hebrew_word_starts()
     stability()
+    labels_v3()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,20 @@ def second_order_checkpoint(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def english_host(tmp_path_factory) -> Path:
+    """A 4 x 8 model (block 64) trained briefly on the English Bible (120 steps, no timeline): a trained host
+    for heads planted through their hook points (tests/test_labels.py)."""
+    from charlens import train
+
+    out = tmp_path_factory.mktemp("host") / "host_en.pt"
+    assert train.main(["--lang", "en", "--preset", "tiny", "--n-layer", "4", "--n-head", "8", "--n-embd", "32",
+                       "--block-size", "64", "--max-iters", "120", "--lr", "1e-2", "--batch-size", "16",
+                       "--eval-interval", "120", "--eval-iters", "2", "--no-timeline", "--out", str(out), "--seed", "0",
+                       "--sample-chars", "0"]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's headless Chromium for the page tests (tests/chromium.py); skipped, with the reason, where it is

@@ -59,12 +59,14 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
             behaviours = [d for d, hs in validated.items() if (l, h) in hs]
             b = behaviours[0] if behaviours else "none"
             g = 0.89 if behaviours else 0.0
-            entry = {"layer": l, "head": h, "behaviour": b, "candidate": behaviours[0] if behaviours else "self",
+            entry = {"layer": l, "head": h, "behaviour": b, "kind": "detector" if behaviours else "none",
+                     "candidate": behaviours[0] if behaviours else "self",
                      "validated": bool(behaviours), "borderline": False, "selectivity": g, "heldout_selectivity": g - 0.02,
                      "margin": g - 0.32, "margin_se": (g - 0.3) / 0.01, "score": 0.9 if behaviours else 0.1,
                      "heldout_score": 0.88 if behaviours else 0.1, "baseline": 0.1, "confidence": 0.95 if behaviours else 0.0,
                      "n_windows": 40, "components": f"0.90 {b}" if behaviours else "1.00 uniform",
-                     "unexplained": 0.05, "behaviours": behaviours}
+                     "unexplained": 0.05, "key_chars": [{"char": " ", "mass": 0.3, "control": 0.2}] if behaviours else [],
+                     "behaviours": behaviours}
             if extra_head_keys:
                 entry["ablation_delta_loss"] = round(0.01 * (l * H + h), 4)
             heads.append(entry)
@@ -82,7 +84,7 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
     cls = np.broadcast_to(base, (L, H, C, C)).copy()
     cls[L - 1, H - 1] = np.eye(C) * 0.7 + 0.3 / C  # one class-selective head
     return {
-        "schema": 4, "checkpoint": f"checkpoints/{name}.pt", "name": name, "lang": lang,
+        "schema": 5, "checkpoint": f"checkpoints/{name}.pt", "name": name, "lang": lang,
         "model": {"n_layer": L, "n_head": H, "n_embd": 24, "block_size": 32},
         "settings": {"window": 32, "min_selectivity": 0.3, "alpha": 0.05, "n_boot": 200, "min_windows": 10},
         "texts": {"discovery": {"source": "train", "n_windows": 40, "n_chars": 1280},

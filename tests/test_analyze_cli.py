@@ -35,7 +35,7 @@ def test_writes_the_report_files_and_prints_the_head_table(ckpt, tmp_path, capsy
     assert "| layer | head | behaviour |" in out and f"{out_dir}" in out
     assert {"attention_examples.npz", "heads.csv", "report.md", "summary.json"} <= {p.name for p in out_dir.iterdir()}
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
-    assert summary["schema"] == 4 and summary["model"]["n_layer"] == 2 and len(summary["heads"]) == 4
+    assert summary["schema"] == 5 and summary["model"]["n_layer"] == 2 and len(summary["heads"]) == 4
     assert summary["settings"]["window"] == 32 and summary["settings"]["n_boot"] == 100
     L, H = 2, 2
     for d in summary["detectors"].values():
@@ -47,7 +47,7 @@ def test_writes_the_report_files_and_prints_the_head_table(ckpt, tmp_path, capsy
     assert ex["attention"].dtype == np.float16 and ex["attention"].shape == (4, L, H, 32, 32)
     assert ex["classes"].shape == (4, 32) and all(len(t) == 32 for t in ex["text"]) and str(ex["lang"]) == "en"
     csv_lines = (out_dir / "heads.csv").read_text(encoding="utf-8").splitlines()
-    assert csv_lines[0].startswith("layer,head,behaviour,candidate,validated,borderline,selectivity") and len(csv_lines) == 5
+    assert csv_lines[0].startswith("layer,head,behaviour,kind,candidate,validated,borderline,selectivity") and len(csv_lines) == 5
     assert "## Most salient attention patterns" in (out_dir / "report.md").read_text(encoding="utf-8")
 
 

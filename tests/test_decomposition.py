@@ -67,3 +67,65 @@ def test_heads_are_fitted_separately_and_weights_are_non_negative():
     assert np.all(w >= 0) and w.shape == (1, 2, len(basis))
     assert basis[int(np.argmax(w[0, 0]))] == "previous_char" and basis[int(np.argmax(w[0, 1]))] == "self"
     assert w[0, 0].max() == pytest.approx(1.0, abs=1e-3) and u.max().item() < 1e-3
+
+
+def bible_batch(n: int = 16, T: int = 64):
+    from charlens.analysis.runs.extract import char_batch
+    from charlens.analysis.runs.inputs import sample_windows
+    from charlens.data.corpora import bible_corpus
+    from charlens.data.tokenizer import CharTokenizer
+
+    corpus = bible_corpus("en")
+    tok = CharTokenizer.from_text(corpus.train + corpus.heldout)
+    return tok, char_batch(tok, sample_windows(corpus.train, T, n, np.random.default_rng(0)), "en")
+
+
+def test_pure_heads_are_all_of_themselves_and_mixtures_their_shares():
+    """Shares sum to one. A pure offset head (offsets 1..8, itself where the offset does not exist yet) is ~1.0
+    of its offset, unexplained <= 0.05 (rows without a target are explained by what applies there); exact
+    mixtures, built as the model defines them (where a part has no key the others share the row), are recovered
+    to 0.05; half the head planted as attention the basis cannot express is half unexplained."""
+    from handmade import as_head, ids_of, latest_of, mixture, offset
+
+    torch.set_num_threads(1)
+    tok, b = bible_batch()
+    space = latest_of(ids_of(tok, " \n"))
+    heads = [as_head(offset(k)) for k in range(1, 9)]
+    wants = [{"previous_char" if k == 1 else f"offset_{k}": 1.0} for k in range(1, 9)]
+    heads += [mixture((0.5, offset(2)), (0.5, space)), mixture((0.5, offset(0)), (0.5, offset(5))),
+              mixture((0.2, offset(1)), (0.3, offset(6)), (0.5, space))]
+    wants += [{"offset_2": 0.5, "recent_space": 0.5}, {"self": 0.5, "offset_5": 0.5},
+              {"previous_char": 0.2, "offset_6": 0.3, "recent_space": 0.5}]
+    A = torch.stack([h(b) for h in heads], 1)[:, None]  # (B, 1, N, T, T)
+    basis, w, u = fit_batches(A, b)
+    assert np.allclose(w.sum(-1), 1.0) and (w >= 0).all()
+    for n, want in enumerate(wants):
+        got = dict(zip(basis, w[0, n]))
+        assert all(got[k] == pytest.approx(v, abs=0.05) for k, v in want.items()), (want, sorted(got.items(), key=lambda x: -x[1])[:3])
+        assert u[:, 0, n].mean().item() <= 0.05
+    e = latest_of(ids_of(tok, "e"))  # one letter: no pattern of the basis is it
+    half = mixture((0.5, offset(1)), (0.5, e))(b)[:, None, None]
+    _, w, u = fit_batches(half, b)
+    assert 0.2 < u.mean().item() < 0.55 and ((u >= 0) & (u <= 1)).all()
+
+
+def fit_batches(A: torch.Tensor, b) -> tuple[list[str], np.ndarray, torch.Tensor]:
+    """Fit on the batch and measure what is left out on the same batch."""
+    basis = basis_names(detectors_for("en"))
+    m = MixtureFit(basis)
+    P = target_distributions(b, basis)
+    m.add(A, P)
+    w = m.weights()
+    return basis, w, unexplained(A, P, w)
+
+
+def test_unexplained_is_a_share_in_zero_one():
+    """All of a row's mass unexplained is 1, never more: weights on a pattern without targets leave every row empty."""
+    texts = [t[:48] for t in TEXTS]
+    b = batch(texts)
+    basis = basis_names(["self", "punctuation"])  # TEXTS[0] has no punctuation mark
+    P = target_distributions(b, basis)
+    A = uniform_attention(48).expand(2, 1, 1, 48, 48)
+    u = unexplained(A, P, np.array([[[0.0, 1.0, 0.0]]]))
+    assert u[0, 0, 0].item() == pytest.approx(1.0) and ((u >= 0) & (u <= 1)).all()
+    assert unexplained(A, P, np.array([[[0.0, 0.0, 1.0]]])).max().item() < 1e-6

@@ -5,6 +5,7 @@ import torch
 from charlens.analysis.measures import scoring
 from charlens.analysis.measures.detectors import REGISTRY, prefix_match, target_masks
 from charlens.analysis.measures.positional import StratumCounts
+from charlens.analysis.measures.structural import NEAR
 from detector_helpers import batch, one_hot_attention
 
 
@@ -61,18 +62,17 @@ def test_prefix_control_is_a_one_character_matcher_with_the_heads_mass():
 
 def test_positional_control_equals_the_score_of_any_offset_head():
     """A head that always looks k back is class-blind: with the frequencies of the same text its positional
-    baseline for every class detector is exactly its score."""
-    b = batch(["The cat sat. A dog ran\nBy the way, I", "so it goes on and on; Et tu?\nNow the"])
-    names = ["vowel", "consonant", "space", "punctuation", "capital", "duplicate"]
+    baseline for every class detector is exactly its score, over the windows (rows weigh 1 / their window's rows)."""
+    b = batch(TEXTS)
+    names = ["vowel", "consonant", "capital", "duplicate"]
     counts = StratumCounts(names)
     counts.add(b)
     T = b.shape[1]
     offset = lambda k: one_hot_attention(T, lambda i: max(i - k, 0)).expand(2, -1, -1, -1, -1)
     for A in (offset(0), offset(1), 0.5 * offset(0) + 0.5 * offset(1)):
         s = scoring.score_windows(A, b, names, counts.frequencies())
-        # per window the two may differ (the frequencies are the batch's); over the batch, row-weighted, they agree
-        n = target_masks(b, names).any(-1).sum(-1)[:, :, None, None]
-        assert torch.allclose((s.control * n).sum(0), (s.score * n).sum(0), atol=1e-5)
+        # per window the two may differ (the frequencies are the batch's); summed over the windows they agree
+        torch.testing.assert_close(s.control.sum(0), s.score.sum(0))
 
 
 def test_offset_gathered_and_key_set_detectors_score_as_their_masks_do():
@@ -85,16 +85,64 @@ def test_offset_gathered_and_key_set_detectors_score_as_their_masks_do():
     for kind in ("offsets", "key", "key_set"):
         names = [n for n, d in REGISTRY.items() if getattr(d, kind) and (not d.language_specific or n == "capital")]
         assert len(names) >= 4
-        if kind != "key_set":  # uniform controls
-            fast = scoring.score_windows(A, b, names)
-            slow = scoring.score_masks(A, target_masks(b, names))
-            for field in ("score", "baseline", "control"):
-                torch.testing.assert_close(getattr(fast, field), getattr(slow, field), equal_nan=True)
-        else:  # positional controls: the scores and uniform baselines are the masks'; the controls are tested above
-            assert all(REGISTRY[n].control == "position" for n in names)
-            counts = StratumCounts(names)
-            counts.add(b)
-            fast = scoring.score_windows(A, b, names, counts.frequencies())
-            slow = scoring.score_masks(A, target_masks(b, names))
-            torch.testing.assert_close(fast.score, slow.score, equal_nan=True)
-            torch.testing.assert_close(fast.baseline, slow.baseline, equal_nan=True)
+        counts = StratumCounts(names)
+        counts.add(b)
+        fast = scoring.score_windows(A, b, names, counts.frequencies())
+        slow = scoring.score_masks(A, target_masks(b, names))
+        torch.testing.assert_close(fast.score, slow.score, equal_nan=True)
+        torch.testing.assert_close(fast.baseline, slow.baseline, equal_nan=True)
+        uniform = [k for k, n in enumerate(names) if REGISTRY[n].control == "uniform"]
+        torch.testing.assert_close(fast.control[:, uniform], slow.control[:, uniform], equal_nan=True)
+
+
+TEXTS = ["The cat sat. A dog ran\nBy the way, I", "so it goes on and on; Et tu?\nNow the"]
+STRUCTURAL = ["same_word", "previous_word", "word_start", "line_start", "recent_space", "space", "punctuation"]
+
+
+def test_structural_control_by_hand():
+    """The structural control recomputed pair by pair in plain Python: f(c, o) = the share of (query, key = query - o)
+    pairs with a target among rows with targets of query class c, each row weighing 1 / its window's rows with
+    targets, offsets beyond NEAR pooled; control = mean over a window's rows with targets of sum_j A[i, j] f(c_i, i - j)."""
+    b = batch([t * 3 for t in TEXTS])  # 108 characters: offsets beyond NEAR = 32 too
+    B, T = b.shape
+    torch.manual_seed(1)
+    A = torch.softmax(torch.randn(B, 1, 1, T, T).masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), -1e9), -1)
+    counts = StratumCounts(STRUCTURAL)
+    counts.add(b)
+    got = scoring.score_windows(A, b, STRUCTURAL, counts.frequencies()).control[:, :, 0, 0]
+    M = target_masks(b, STRUCTURAL).tolist()
+    cls = b.classes.tolist()
+    for d, name in enumerate(STRUCTURAL):
+        rows = [[i for i in range(T) if any(M[w][d][i])] for w in range(B)]
+        hits, pairs = {}, {}
+        for w in range(B):
+            for i in rows[w]:
+                for o in range(i + 1):
+                    key = (cls[w][i], min(o, NEAR + 1))
+                    hits[key] = hits.get(key, 0.0) + M[w][d][i][i - o] / len(rows[w])
+                    pairs[key] = pairs.get(key, 0.0) + 1 / len(rows[w])
+        for w in range(B):
+            want = sum(A[w, 0, 0, i, j].item() * hits[(cls[w][i], min(i - j, NEAR + 1))] / pairs[(cls[w][i], min(i - j, NEAR + 1))]
+                       for i in rows[w] for j in range(i + 1)) / len(rows[w])
+            assert got[w, d].item() == pytest.approx(want, abs=1e-5), (name, w)
+
+
+def test_structural_control_equals_the_score_of_any_offset_head():
+    """A head that picks keys by offset alone knows nothing of words: over the windows its structural control for
+    every word, line and separator detector is exactly its score (selectivity 0), whatever the text. The plain
+    function `structural_control` gives the same numbers from any target masks."""
+    b = batch(TEXTS)
+    counts = StratumCounts(STRUCTURAL)
+    counts.add(b)
+    T = b.shape[1]
+    offset = lambda k: one_hot_attention(T, lambda i: max(i - k, 0)).expand(2, -1, -1, -1, -1)
+    for A in (offset(0), offset(1), 0.5 * offset(0) + 0.5 * offset(1), 0.2 * offset(0) + 0.8 * offset(1)):
+        s = scoring.score_windows(A, b, STRUCTURAL, counts.frequencies())
+        torch.testing.assert_close(s.control.sum(0), s.score.sum(0))
+        plain = scoring.structural_control(A, target_masks(b, STRUCTURAL), b.classes)
+        torch.testing.assert_close(plain, s.control)
+    # a head that knows words does not: all of its mass on the query's word start, far above what its offsets predict
+    start = one_hot_attention(T, lambda i: max((j for j in range(1, i + 1) if TEXTS[0][j - 1] in " \n.,;?"
+                                                and TEXTS[0][j] not in " \n.,;?"), default=i))
+    s = scoring.score_windows(start, batch(TEXTS[0]), ["word_start"], counts.frequencies())
+    assert s.score.item() > 0.9 and s.control.item() < 0.5

@@ -22,8 +22,8 @@ LOSS = [3.0, 2.9, 2.3, 2.2, 2.1]  # falls 0.06 per step in 10..20, 0.01 and 0.00
 
 
 def verdict(layer: int, head: int, behaviour: str, validated: bool = True) -> HeadVerdict:
-    return HeadVerdict(layer, head, behaviour, behaviour, validated, False, 0.8, 0.8, 0.1, 5.0, 0.9, 0.9, 0.1, 0.9, 40,
-                       f"0.90 {behaviour}", 0.05, (behaviour,) if validated else ())
+    return HeadVerdict(layer, head, behaviour, "detector" if validated else "none", behaviour, validated, False, 0.8, 0.8,
+                       0.1, 5.0, 0.9, 0.9, 0.1, 0.9, 40, f"0.90 {behaviour}", 0.05, (), (behaviour,) if validated else ())
 
 
 def history() -> list[dict]:

@@ -6,7 +6,10 @@ There is no BOS token and no BOS assumption: a word or line cut by the window's 
 known start, so detectors that need one give its rows no target.
 
 Each detector also names its control, the baseline its selectivity is measured against:
-- "uniform": uniform causal attention (where the key is: offsets, word and line structure);
+- "uniform": uniform causal attention (where the key is, by offset alone: offsets, the local window, position 0);
+- "structure": a head that picks keys by offset alone, with the head's own attention at every offset (where the
+  key is in the text's words and lines: word, line and separator detectors, analysis.measures.structural), so a
+  head that merely looks nearby is not credited with knowing words;
 - "position": a class-blind head with the head's own positional profile (what the key is: a class,
   a letter set, the query's character), so a head is credited only beyond its structure;
 - "prefix": a one-character prefix matcher with the head's own mass on one-character matches
@@ -28,7 +31,7 @@ MAX_OFFSET = 8  # the offset profile covers offsets 0..MAX_OFFSET
 LOCAL_WINDOW = 2  # the local detector's window: offsets 0..LOCAL_WINDOW
 MAX_PREFIX = 4  # prefix-match detectors for prefix lengths 1..MAX_PREFIX
 
-Control = Literal["uniform", "position", "prefix"]
+Control = Literal["uniform", "structure", "position", "prefix"]
 
 
 @dataclass
@@ -89,10 +92,12 @@ def detector(name: str, description: str, control: Control = "uniform", language
     return register
 
 
-def key_set_detector(name: str, description: str, flags: Callable[[CharBatch], torch.Tensor], language_specific: bool = False) -> None:
-    """Register a detector whose targets are every key j <= i with `flags(b)[j]` ((B, T) bool: what the key is,
-    so its control is positional). Its mask is derived; the scoring needs only the attention each key receives."""
-    REGISTRY[name] = Detector(name, description, _key_is(flags), "position", language_specific, key_set=flags)
+def key_set_detector(name: str, description: str, flags: Callable[[CharBatch], torch.Tensor], language_specific: bool = False,
+                     control: Control = "position") -> None:
+    """Register a detector whose targets are every key j <= i with `flags(b)[j]` ((B, T) bool: what the key is;
+    separators are where words end, so they take the structural control). Its mask is derived; the scoring needs
+    only the attention each key receives."""
+    REGISTRY[name] = Detector(name, description, _key_is(flags), control, language_specific, key_set=flags)
 
 
 def offset_detector(name: str, description: str, offsets: tuple[int, ...]) -> None:
@@ -103,11 +108,11 @@ def offset_detector(name: str, description: str, offsets: tuple[int, ...]) -> No
     REGISTRY[name] = Detector(name, description, targets, offsets=offsets)
 
 
-def key_detector(name: str, description: str):
+def key_detector(name: str, description: str, control: Control = "structure"):
     """Register a detector with at most one target per row, given as `fn(b)`: the key's index per row ((B, T)
     long, -1 = none). Its mask is derived; the scoring gathers the one weight per row instead of a T x T mask."""
     def register(fn: Callable[[CharBatch], torch.Tensor]) -> Callable[[CharBatch], torch.Tensor]:
-        REGISTRY[name] = Detector(name, description, lambda b: _at(b, fn(b)), key=fn)
+        REGISTRY[name] = Detector(name, description, lambda b: _at(b, fn(b)), control, key=fn)
         return fn
     return register
 
@@ -179,10 +184,12 @@ offset_detector("local", f"the query and the {LOCAL_WINDOW} characters before it
                 tuple(range(LOCAL_WINDOW + 1)))
 
 
-# ---- key classes (controlled by position) ------------------------------------------------------------
+# ---- key classes (separators: structural control; letter classes: positional) ------------------------
 
-key_set_detector("space", "every space or newline up to the query (word boundaries)", lambda b: b.in_class("space", "newline"))
-key_set_detector("punctuation", "every punctuation mark up to the query", lambda b: b.in_class("punctuation"))
+key_set_detector("space", "every space or newline up to the query (word boundaries)", lambda b: b.in_class("space", "newline"),
+                 control="structure")
+key_set_detector("punctuation", "every punctuation mark up to the query", lambda b: b.in_class("punctuation"),
+                 control="structure")
 key_set_detector("vowel", "every vowel up to the query (Hebrew: vowel letters and niqqud)", lambda b: b.in_class("vowel"))
 key_set_detector("consonant", "every consonant up to the query", lambda b: b.in_class("consonant"))
 key_set_detector("capital", "every capital letter up to the query", lambda b: b.in_class("upper"), language_specific=True)
@@ -212,7 +219,7 @@ def word_start(b: CharBatch) -> torch.Tensor:
     return torch.where(in_word, start, torch.full_like(start, -1))
 
 
-@detector("same_word", "every character of the query's word up to the query (the query inside a word)")
+@detector("same_word", "every character of the query's word up to the query (the query inside a word)", control="structure")
 def same_word(b: CharBatch) -> torch.Tensor:
     in_word, _, wid = word_structure(b)
     i, j = b.positions()
@@ -220,7 +227,8 @@ def same_word(b: CharBatch) -> torch.Tensor:
     return same & in_word[:, :, None] & in_word[:, None, :] & (j <= i)
 
 
-@detector("previous_word", "every character of the word before the query's word (from a separator: the word just ended)")
+@detector("previous_word", "every character of the word before the query's word (from a separator: the word just ended)",
+          control="structure")
 def previous_word(b: CharBatch) -> torch.Tensor:
     in_word, _, wid = word_structure(b)
     wanted = wid - in_word.long()  # inside a word: the one before it; on a separator: the last one
@@ -232,7 +240,7 @@ def line_start(b: CharBatch) -> torch.Tensor:
     return _last_before(line_starts(b), strict=False)
 
 
-@key_detector("first_position", "the window's first position (j = 0, an attention sink)")
+@key_detector("first_position", "the window's first position (j = 0, an attention sink)", control="uniform")
 def first_position(b: CharBatch) -> torch.Tensor:
     return torch.zeros(b.shape, dtype=torch.long, device=b.ids.device)
 

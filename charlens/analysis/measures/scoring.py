@@ -5,8 +5,9 @@ that have at least one target (rows without any are not counted, so a perfect he
 Every baseline is the same kind of sum with a soft mask in place of the targets, so all of them
 come out of one batched matrix product over layers x heads:
 - uniform: what uniform causal attention puts on the targets, |targets_i| / (i + 1);
-- control (the detector's `control`, see analysis.measures.detectors): uniform, or the positional
-  control E_d (analysis.measures.positional), or the prefix control: the head's own mass on
+- control (the detector's `control`, see analysis.measures.detectors): uniform, or the structural
+  control E_d (analysis.measures.structural), or the positional control E_d (analysis.measures.positional),
+  or the prefix control: the head's own mass on
   one-character prefix matches times the share of those that are k-character matches in the row,
   m1[i, j] * |T_k,i| / |T_1,i| (what a one-character matcher with the head's mass would score).
 """
@@ -19,7 +20,8 @@ import torch
 
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, prefix_match, target_masks
 from charlens.analysis.measures.importance import attention_entropy
-from charlens.analysis.measures.positional import ClassFrequencies
+from charlens.analysis.measures.positional import BatchSums, ClassFrequencies
+from charlens.analysis.measures.structural import control_mass, near_targets, offset_counts, offset_masses, share
 from charlens.data.charclasses import CLASS_NAMES
 
 
@@ -106,37 +108,47 @@ def score_offsets(attention: torch.Tensor, offsets: Sequence[tuple[int, ...]]) -
     return _scores(mass, (counts > 0).expand(B, -1, -1), counts.expand(B, -1, -1), L, H)
 
 
-def score_key_sets(attention: torch.Tensor, flags: torch.Tensor) -> WindowScores:
+def score_key_sets(attention: torch.Tensor, flags: torch.Tensor, received: Optional[torch.Tensor] = None) -> WindowScores:
     """Score detectors whose targets are every key j <= i with a flag, flags (B, D, T) bool: the same numbers
-    as score_masks on their masks, from the attention each key receives (row 0, never scored, gives key 0 its 1)."""
+    as score_masks on their masks, from the attention each key receives (`received`, (B, L*H, T) column sums when
+    the caller has them; row 0, never scored, gives key 0 its 1)."""
     B, L, H, T, _ = attention.shape
     f = flags.to(attention.dtype)
-    received = attention.sum(-2).reshape(B, L * H, T)  # (B, L*H, T): column sums
+    if received is None:
+        received = attention.sum(-2).reshape(B, L * H, T)
     mass = torch.bmm(f, received.transpose(1, 2)) - f[:, :, :1] * attention[:, :, :, 0, 0].reshape(B, 1, L * H)
     counts = f.cumsum(-1)  # (B, D, T): targets of row i = flagged keys up to i
     counts[:, :, 0] = 0
     return _scores(mass.view(B, -1, L, H), counts > 0, counts, L, H)
 
 
-def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str],
-                  frequencies: Optional[ClassFrequencies] = None) -> WindowScores:
-    """Score the named detectors on a batch, each with its control baseline (positional detectors need
-    the split's `frequencies`, see analysis.measures.positional.StratumCounts). Detectors with one target
+def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str], frequencies: Optional[ClassFrequencies] = None,
+                  sums: Optional[BatchSums] = None) -> WindowScores:
+    """Score the named detectors on a batch, each with its control baseline (positional and structural detectors
+    need the split's `frequencies`, see analysis.measures.positional.StratumCounts; `sums`: the batch's attention
+    sums, when the caller shares them with other measures). Detectors with one target
     per row are gathered (score_keys), offset detectors summed along diagonals (score_offsets), key-set
     detectors summed from the attention each key receives (score_key_sets), the others masked (score_masks);
     the numbers are the same either way."""
+    B, L, H, T, _ = attention.shape
+    sums = sums if sums is not None else BatchSums(attention, b)
     groups: dict[str, list[str]] = {"offsets": [], "key": [], "key_set": [], "mask": []}
     for n in names:
         d = REGISTRY[n]
         groups["offsets" if d.offsets else "key" if d.key else "key_set" if d.key_set else "mask"].append(n)
-    parts, rows = [], []
+    parts, rows = [], []  # rows: (B, D, T) bool, the rows with targets of each group's detectors
     if groups["offsets"]:
-        parts.append(score_offsets(attention, [REGISTRY[n].offsets for n in groups["offsets"]]))
+        offsets = [REGISTRY[n].offsets for n in groups["offsets"]]
+        parts.append(score_offsets(attention, offsets))
+        i = torch.arange(b.shape[1])
+        rows.append(torch.stack([(i >= max(min(o), 1)) for o in offsets]).expand(b.shape[0], -1, -1))
     if groups["key"]:
-        parts.append(score_keys(attention, torch.stack([REGISTRY[n].key(b) for n in groups["key"]], 1)))  # type: ignore[misc]
+        keys = torch.stack([REGISTRY[n].key(b) for n in groups["key"]], 1)  # type: ignore[misc]
+        parts.append(score_keys(attention, keys))
+        rows.append((keys >= 0) & (torch.arange(b.shape[1]) >= 1))
     if groups["key_set"]:
         flags = torch.stack([REGISTRY[n].key_set(b) for n in groups["key_set"]], 1)  # type: ignore[misc]
-        parts.append(score_key_sets(attention, flags))
+        parts.append(score_key_sets(attention, flags, sums.received()))
         counts = flags.long().cumsum(-1)
         counts[:, :, 0] = 0
         rows.append(counts > 0)
@@ -148,16 +160,39 @@ def score_windows(attention: torch.Tensor, b: CharBatch, names: list[str],
         rows.append(masks.amax(-1) > 0)
     ordered = groups["offsets"] + groups["key"] + groups["key_set"] + groups["mask"]
     ws = WindowScores(*(torch.cat([getattr(p, f) for p in parts], dim=1) for f in ("score", "baseline", "control")))
-    pos = [k for k, n in enumerate(ordered) if REGISTRY[n].control == "position"]
-    if pos:
+    has = torch.cat(rows, dim=1)
+    for kind in ("position", "structure"):
+        at = [k for k, n in enumerate(ordered) if REGISTRY[n].control == kind]
+        if not at:
+            continue
         if frequencies is None:
-            raise ValueError("positional detectors need the split's stratum frequencies (analysis.measures.positional)")
-        first = len(groups["offsets"]) + len(groups["key"])  # offset and keyed detectors are never positional
-        pos_rows = torch.cat(rows, dim=1)[:, [k - first for k in pos]]
-        mass = frequencies.control_mass(attention, b, [ordered[k] for k in pos], pos_rows)
-        ws.control[:, pos] = mass / pos_rows.sum(-1).to(attention.dtype)[:, :, None, None]
+            raise ValueError(f"{kind} controls need the split's frequencies (analysis.measures.positional.StratumCounts)")
+        chosen = [ordered[k] for k in at]
+        if kind == "position":
+            mass = frequencies.control_mass(sums, chosen, has[:, at])
+        else:
+            near, far = sums.strata()
+            mass = frequencies.structure.control_mass(near, far.sum(-1), b, chosen, has[:, at])
+        ws.control[:, at] = mass.view(*mass.shape[:2], L, H) / has[:, at].sum(-1).to(attention.dtype)[:, :, None, None]
     order = [ordered.index(n) for n in names]
     return WindowScores(ws.score[:, order], ws.baseline[:, order], ws.control[:, order])
+
+
+def structural_control(attention: torch.Tensor, masks: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The structural control (analysis.measures.structural) of any target masks, its frequencies taken from the
+    same windows: attention (B, L, H, T, T), masks (B, D, T, T) (1 = target; row 0 is not scored), classes (B, T)
+    codes into CLASS_NAMES -> (B, D, L, H): per window, the mean over its rows with targets of what a head with
+    this head's attention at every offset, blind to everything else but the query's class, puts on the targets
+    (NaN: no row has targets). Its selectivity, (score - control) / (1 - control), is 0 for any head that picks
+    keys by offset alone. For hypotheses outside the detector registry, e.g. a set of keys defined by morphology."""
+    m = masks.to(attention.dtype).clone()
+    m[:, :, 0] = 0
+    targets, pairs = offset_counts(near_targets(m), m.sum(-1), classes)
+    rows = m.amax(-1) > 0
+    B, L, H, T, _ = attention.shape
+    near, far = offset_masses(attention.reshape(B, L * H, T, T))
+    mass = control_mass(share(targets, pairs).to(attention), near, far, classes, rows)
+    return mass.view(B, -1, L, H) / rows.sum(-1).to(attention.dtype)[:, :, None, None]
 
 
 def class_attention_sums(attention: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

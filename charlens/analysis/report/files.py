@@ -9,9 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-HEAD_COLUMNS = ["layer", "head", "behaviour", "candidate", "validated", "borderline", "selectivity", "heldout_selectivity",
-                "margin", "margin_se", "score", "heldout_score", "baseline", "confidence", "n_windows", "components",
-                "unexplained", "behaviours"]
+from charlens.analysis.report.hebrew import char_label
+
+HEAD_COLUMNS = ["layer", "head", "behaviour", "kind", "candidate", "validated", "borderline", "selectivity",
+                "heldout_selectivity", "margin", "margin_se", "score", "heldout_score", "baseline", "confidence", "n_windows",
+                "components", "unexplained", "key_chars", "behaviours"]
+
+
+def key_chars_text(entries: list[dict]) -> str:
+    """A head's key characters as text: "e 0.88 vs 0.17, a 0.06 vs 0.04" (mass on the character's keys vs its
+    positional control; whitespace shown as a visible sign)."""
+    return ", ".join(f"{char_label(e['char'])} {e['mass']:.2f} vs {e['control']:.2f}" for e in entries) or "—"
 
 
 def _clean(x):
@@ -40,7 +48,7 @@ def write_heads_csv(summary: dict, path: Path) -> None:
         w = csv.writer(f)
         w.writerow(HEAD_COLUMNS + extra)
         for h in summary["heads"]:
-            row = {**h, "behaviours": ";".join(h["behaviours"])}
+            row = {**h, "behaviours": ";".join(h["behaviours"]), "key_chars": key_chars_text(h["key_chars"])}
             w.writerow([_fmt(row.get(c, "")) for c in HEAD_COLUMNS + extra])
 
 

@@ -21,6 +21,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from charlens.analysis.report.figures.base import head_names
+from charlens.analysis.report.files import key_chars_text
 from charlens.analysis.report.findings import model_findings
 from charlens.analysis.report.hebrew import is_rtl
 from charlens.analysis.runs.groups import GroupComparison
@@ -108,7 +109,7 @@ def heads_table(summary: dict, title: str = "") -> dict:
     """The head behaviour table: one row per head with every key the summary has."""
     return {"title": title or f"Heads of {summary.get('name', 'the model')}",
             "note": "Click a column header to sort; click again to reverse. Validated heads are marked at the left.",
-            "rows": summary["heads"]}
+            "rows": [{**h, "key_chars": key_chars_text(h["key_chars"])} if "key_chars" in h else h for h in summary["heads"]]}
 
 
 def provenance(summary: dict) -> dict:
@@ -188,7 +189,7 @@ def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence
     out_path = Path(out_path)
     figure_dir = Path(figure_dir) if figure_dir is not None else out_path.parent
     names = head_names(summary)
-    views = ([head_view(examples, summary.get("name", ""), names, start=first_validated(summary))]
+    views = ([head_view(examples, summary.get("name", ""), with_key_chars(summary, names), start=first_validated(summary))]
              if examples is not None and len(examples.get("text", [])) else [])
     if views and snapshots is not None and len(snapshots.steps) > 1:
         views[0]["training_steps"] = step_view(snapshots)
@@ -206,6 +207,16 @@ def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence
             "extra_sections": extra_section_entries(extra_sections, figure_dir),
             "provenance": [provenance(summary)]}
     return write_page(data, out_path)
+
+
+def with_key_chars(summary: dict, names: Sequence[str]) -> list[str]:
+    """The head view's head names: each head's label and the key characters beyond its positional control."""
+    out = list(names)
+    H = summary["model"]["n_head"]
+    for h in summary["heads"]:
+        if h.get("key_chars"):
+            out[h["layer"] * H + h["head"]] += f" · keys {key_chars_text(h['key_chars'])}"
+    return out
 
 
 def live_view(live: dict, names: Sequence[str], examples: Optional[dict]) -> dict:

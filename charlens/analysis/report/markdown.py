@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from charlens.analysis.report.extras import Section
+from charlens.analysis.report.files import key_chars_text
 from charlens.analysis.report.findings import model_findings
 from charlens.analysis.report.mdtext import md_code, md_escape, md_link
 from charlens.analysis.runs.groups import GroupComparison
@@ -35,6 +36,7 @@ HEAD_COLUMNS: list[tuple[str, str, Callable[[dict], str]]] = [
     ("control", "---:", lambda h: _num(h["baseline"])),
     ("attention explained as", "---", lambda h: str(h["components"])),
     ("unexplained", "---:", lambda h: _num(h["unexplained"], ".2f")),
+    ("key characters (mass vs control)", "---", lambda h: md_escape(key_chars_text(h["key_chars"]))),
 ]
 
 
@@ -146,12 +148,16 @@ def report_markdown(summary: dict, extras: Sequence[Section] = (), head_map: Opt
         f"{md_escape(t['heldout']['source'])} ({t['heldout']['n_windows']} windows). A head gets a behaviour when "
         f"the lower end of its selectivity interval is above {s['min_selectivity']} on discovery text and again on "
         f"held-out text. Selectivity = (score - control) / (1 - control): the share of the possible gain over the "
-        f"detector's control that the head achieves (control: uniform causal attention for where-the-key-is detectors, a class-blind head with the head's own positional profile for what-the-key-is "
-        f"detectors, a one-character prefix matcher for prefix matches). Interval: selectivity -+ z x bootstrap SE "
+        f"detector's control that the head achieves (control: uniform causal attention for offset detectors; for word, "
+        f"line and separator detectors a head with the head's own attention at every offset (structure); a class-blind "
+        f"head with the head's own positional profile for what-the-key-is detectors (position); a one-character prefix "
+        f"matcher for prefix matches). Interval: selectivity -+ z x bootstrap SE "
         f"({s['n_boot']} resamples of windows; alpha {s['alpha']} over {s['n_tests']} tests, {s['alpha_per_test']:.2g} "
         f"each). `induction` also needs the repeated-sequence test. Margin: the lower end minus the cut (the smaller of "
         f"the two texts), and in standard errors; borderline: the interval contains the cut. Confidence and windows "
-        f"(summary.json) are measured on held-out text.",
+        f"(summary.json) are measured on held-out text. A head is labelled by a mixture (`a + b`) when two or three "
+        f"components of its decomposition explain it together and each holds on its own, and by its key characters "
+        f"(`key 'e'`) when a class detector's excess mass sits on one to three members of the class.",
         "",
         format_head_table(summary),
         "",
@@ -194,10 +200,11 @@ def report_markdown(summary: dict, extras: Sequence[Section] = (), head_map: Opt
                      f"{p['weight']:.3f} | {md_code(ctx)} |")
     dec = summary["decomposition"]
     lines += ["", "## Attention explained", "",
-              f"Each head's attention rows fitted as a non-negative mixture of the detectors' target patterns and uniform "
-              f"attention ({dec['n_windows']['discovery']} discovery windows); `unexplained` is what the mixture leaves out on "
-              f"{dec['n_windows']['heldout']} held-out windows (half the L1 distance between each row and its fit). The "
-              "head table names the largest terms.",
+              f"Each head's attention rows fitted as a mixture of the detectors' target patterns and uniform attention, "
+              f"weights >= 0 summing to 1; on a row where some patterns have no target, the others share it in proportion "
+              f"({dec['n_windows']['discovery']} discovery windows); `unexplained` is the share of the attention mass the "
+              f"mixture leaves out on {dec['n_windows']['heldout']} held-out windows (half the L1 distance between each row "
+              "and its fit). The head table names the largest terms.",
               "", *timeline_lines(summary.get("timeline")), "## Character classes", "", table_markdown(), ""]
     if extras:
         lines += ["## Beyond attention weights", ""] + [line for s in extras for line in s.as_markdown()] + [""]

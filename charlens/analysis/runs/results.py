@@ -15,10 +15,13 @@ from charlens.analysis.measures.counterfactual import Counterfactual
 from charlens.analysis.runs.snapshots import SnapshotAttention
 from charlens.analysis.runs.timeline import TimelineResult, timeline_entry
 
-SCHEMA_VERSION = 4  # 2: head_similarity, class_attention.most_selective; extras merged at write time
+SCHEMA_VERSION = 5  # 2: head_similarity, class_attention.most_selective; extras merged at write time
 # 3: the selectivity rule (control baselines, selectivity and its interval, margins, borderline), prefix matches and
 #    the repeated-sequence test in validation, the decomposition, dropped or replaced characters
 # 4: timeline (the recorded training path: formation steps and phase changes), or a note that there is none
+# 5: labels v3: the structural control ("structure") of word, line and separator detectors; the decomposition's
+#    weights are shares summing to 1; per head `kind` (induction, mixture, key, detector, none) and `key_chars`;
+#    mixture labels ("offset_2 + recent_space") and key-character labels ("key 'e'")
 
 Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (docs/analysis.md)
 
@@ -59,9 +62,10 @@ class HeadVerdict:
 
     layer: int
     head: int
-    behaviour: str  # the label: "induction", the primary validated detector, or "none"
-    candidate: str  # the detector behind the label, or the best one when nothing is validated
-    validated: bool
+    behaviour: str  # the label: "induction", a mixture "a + b", "key 'e'", the primary validated detector, or "none"
+    kind: str  # induction | mixture | key | detector | none (analysis.measures.rule)
+    candidate: str  # the detector behind the label (a mixture: its largest part), or the best one when nothing holds
+    validated: bool  # the head has a label
     borderline: bool  # the candidate's interval contains the cut on a split: other windows could flip the label
     selectivity: float  # the candidate's, on discovery text
     heldout_selectivity: float
@@ -74,10 +78,11 @@ class HeadVerdict:
     n_windows: int
     components: str  # the decomposition's largest terms, e.g. "0.62 previous_char + 0.30 recent_space"
     unexplained: float  # held-out share of the attention the decomposition leaves out
+    key_chars: tuple[dict, ...]  # {"char", "mass", "control"}: the key characters beyond the positional control
     behaviours: tuple[str, ...]  # every validated detector, by discovery selectivity
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "behaviours": list(self.behaviours)}
+        return {**self.__dict__, "key_chars": list(self.key_chars), "behaviours": list(self.behaviours)}
 
 
 @dataclass(frozen=True)

@@ -14,37 +14,52 @@ import torch
 
 from charlens.analysis.measures import detectors as det
 from charlens.analysis.measures.decomposition import MixtureFit, basis_names, target_distributions, unexplained
-from charlens.analysis.measures.positional import ClassFrequencies, StratumCounts
-from charlens.analysis.measures.rule import gate_induction
+from charlens.analysis.measures.keychars import KeyCharCounts, KeyCharSums
+from charlens.analysis.measures.positional import BatchSums, ClassFrequencies, StratumCounts
+from charlens.analysis.measures.rule import CLASS_LABELS, PART_CUT, gate_induction
 from charlens.analysis.measures.scoring import class_attention_sums, head_metric_sums, score_windows
 from charlens.analysis.measures.similarity import js_distance_matrix
 from charlens.analysis.measures.stats import ScoreAccumulator, per_test_alpha, split_stats, validated
-from charlens.analysis.runs.extract import AttentionBatch, iter_attention, iter_char_batches
+from charlens.analysis.runs.extract import AttentionBatch, char_batch, iter_attention, iter_char_batches
 from charlens.analysis.runs.induction import RepeatedSequenceTest, induction_test
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings, TextSplit
 from charlens.analysis.runs.results import AnalysisResult, Examples
 from charlens.analysis.runs.salient import SALIENT_BATCHES, SalientPatterns
 from charlens.analysis.runs.store import AttentionStore, examples_of
 from charlens.analysis.runs.timeline import timeline_result
-from charlens.analysis.runs.summarize import detector_results, head_table, split_scores
+from charlens.analysis.runs.summarize import KeyChars, detector_results, head_table, split_scores
 from charlens.data.charclasses import CLASS_NAMES
 from charlens.data.tokenizer import Tokenizer
 
 
-def class_frequencies(tokenizer: Tokenizer, split: TextSplit, lang: str, names: list[str], batch_size: int) -> ClassFrequencies:
-    """The positional control's class frequencies of one split, from its characters alone (before any attention)."""
-    counts = StratumCounts(names)
-    for chars in iter_char_batches(tokenizer, split.windows, lang, batch_size):
-        counts.add(chars)
-    return counts.frequencies()
+def split_frequencies(tokenizer: Tokenizer, split: TextSplit, lang: str, names: list[str],
+                      batch_size: int) -> tuple[ClassFrequencies, torch.Tensor]:
+    """One split's control frequencies, from its characters alone (before any attention): the positional and
+    structural controls' (StratumCounts) and the key characters' (KeyCharCounts)."""
+    counts, chars = StratumCounts(names), KeyCharCounts(tokenizer.vocab_size)
+    for b in iter_char_batches(tokenizer, split.windows, lang, batch_size):
+        counts.add(b)
+        chars.add(b)
+    return counts.frequencies(), chars.frequencies()
+
+
+def class_members(tokenizer: Tokenizer, lang: str, names: list[str]) -> dict[str, np.ndarray]:
+    """Per class detector among `names` that the rule refines (rule.CLASS_LABELS): which characters of the
+    vocabulary are its members ((V,) bool), each seen as the first letter of a word (" x")."""
+    classes = [n for n in names if n in CLASS_LABELS]
+    if not classes:
+        return {}
+    b = char_batch(tokenizer, [" " + tokenizer.decode([i]) for i in range(tokenizer.vocab_size)], lang)
+    return {n: det.REGISTRY[n].key_set(b)[:, 1].numpy() for n in classes}  # type: ignore[misc]
 
 
 class SplitRun:
     """Running sums of one text split (only per-window score vectors are kept per window)."""
 
-    def __init__(self, names: list[str], frequencies: ClassFrequencies) -> None:
+    def __init__(self, names: list[str], frequencies: tuple[ClassFrequencies, torch.Tensor]) -> None:
         self.names = names
-        self.frequencies = frequencies
+        self.frequencies, self.key_frequencies = frequencies
+        self.key_chars = KeyCharSums(len(self.key_frequencies))
         self.scores = ScoreAccumulator()
         self.class_heads = torch.zeros(())  # (L, H, C, C) once a batch is added
         self.class_base = torch.zeros(())  # (C, C)
@@ -52,8 +67,10 @@ class SplitRun:
         self.n = 0
 
     def add(self, batch: AttentionBatch) -> None:
-        ws = score_windows(batch.attention, batch.chars, self.names, self.frequencies)
+        sums = BatchSums(batch.attention, batch.chars)  # shared by the controls and the key characters
+        ws = score_windows(batch.attention, batch.chars, self.names, self.frequencies, sums)
         self.scores.add(ws.score.numpy(), ws.control.numpy(), ws.baseline.numpy())
+        self.key_chars.add(sums)
         heads, base, _ = class_attention_sums(batch.attention, batch.classes)
         metrics = head_metric_sums(batch.attention)
         if not self.n:  # the first batch's sums; later ones are added in place: no new long-lived tensor per batch
@@ -151,7 +168,7 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
     L, H = cfg.n_layer, cfg.n_head
     names = settings.detectors_for(inputs.lang)
     splits = {"discovery": inputs.discovery, "heldout": inputs.heldout}
-    runs = {k: SplitRun(names, class_frequencies(inputs.tokenizer, s, inputs.lang, names, settings.batch_size))
+    runs = {k: SplitRun(names, split_frequencies(inputs.tokenizer, s, inputs.lang, names, settings.batch_size))
             for k, s in splits.items()}
     decomposition = Decomposition(names, settings.decompose_windows)
     salient = SalientPatterns(L, H)
@@ -182,8 +199,8 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
     cut = settings.min_selectivity
     stats = {k: split_stats(*runs[k].scores.arrays(), cut, alpha_test, settings.n_boot, rng) for k in splits}
     repeated = induction_test(inputs, settings, alpha_test, rng)
-    valid = gate_induction(validated(stats["discovery"], stats["heldout"], cut, settings.min_windows), names,
-                           repeated.validated)
+    valid, part = (gate_induction(validated(stats["discovery"], stats["heldout"], c, settings.min_windows), names,
+                                  repeated.validated) for c in (cut, PART_CUT))
     decomposed = decomposition.result(L, H)
     offsets = [k for k, n in enumerate(det.offset_detector_names()) if n in names]  # those among the chosen detectors
     offset_idx = [names.index(det.offset_detector_names()[k]) for k in offsets]
@@ -191,7 +208,11 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
     class_attention = _row_normalize(disc_run.class_heads)
     class_base = _row_normalize(disc_run.class_base)
     examples = examples_of(example_batches, settings.n_examples, inputs.lang)
-    heads = head_table(names, stats["discovery"], stats["heldout"], valid, cut, decomposed)
+    key_chars = KeyChars([inputs.tokenizer.decode([i]) for i in range(inputs.tokenizer.vocab_size)],
+                         runs["discovery"].key_chars.result(runs["discovery"].key_frequencies),
+                         runs["heldout"].key_chars.result(runs["heldout"].key_frequencies),
+                         class_members(inputs.tokenizer, inputs.lang, names))
+    heads = head_table(names, stats["discovery"], stats["heldout"], valid, part, cut, decomposed, key_chars)
     texts = {k: s.describe() for k, s in splits.items()}
     if inputs.unknown is not None:
         texts["unknown_chars"] = inputs.unknown.describe()
