@@ -34,6 +34,7 @@ PROBE_NUMBERS = ("probe_loss", "loss_early", "loss_late", "icl_score", "loss_fir
 PROBE_TEXTS = {"windows": "block_size", "repeated": "block_size"}  # the probe set's texts, at most this long
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
 FINITE = Range(-1e308, 1e308, float)
+OPTIONAL_CONFIG = ("attn_only",)  # model_config fields added later (booleans, false when absent)
 
 
 class FieldError(Exception):
@@ -79,13 +80,15 @@ def content_hash(state: dict) -> str:
 def check_model_config(d: Any) -> ModelConfig:
     require(isinstance(d, dict), "model_config", f"expected a dict, got {type(d).__name__}")
     names = [f.name for f in dataclasses.fields(ModelConfig)]
-    missing, unknown = [k for k in names if k not in d], [k for k in d if k not in names]
+    missing = [k for k in names if k not in d and k not in OPTIONAL_CONFIG]
+    unknown = [k for k in d if k not in names]
     require(not missing and not unknown, "model_config",
             f"missing {', '.join(missing)}" if missing else f"unknown key(s) {', '.join(map(repr, unknown))}")
     for name, allowed in ARCH_RANGES.items():
         problem = allowed.problem(d[name])
         require(problem is None, f"model_config.{name}", str(problem))
-    require(isinstance(d["bias"], bool), "model_config.bias", f"must be true or false, got {d['bias']!r}")
+    for key in ("bias", *OPTIONAL_CONFIG):
+        require(isinstance(d.get(key, False), bool), f"model_config.{key}", f"must be true or false, got {d.get(key)!r}")
     require(d["n_embd"] % d["n_head"] == 0, "model_config.n_embd",
             f"{d['n_embd']} is not divisible by n_head {d['n_head']}")
     return ModelConfig(**d)

@@ -41,6 +41,7 @@ class ModelConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False
+    attn_only: bool = False  # blocks without LayerNorm 2 and MLP: attention-only, as in circuit studies (Elhage et al. 2021)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -128,13 +129,14 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = None if config.attn_only else nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = None if config.attn_only else MLP(config)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         a, att = self.attn(self.ln_1(x), return_attention)
         x = x + a
-        x = x + self.mlp(self.ln_2(x))
+        if self.mlp is not None and self.ln_2 is not None:
+            x = x + self.mlp(self.ln_2(x))
         return x, att
 
 
