@@ -97,8 +97,8 @@ def head_weights(model: TransformerLM, tokens: Optional[Sequence[int]] = None) -
             outs.append(_centred(block.attn.c_proj.weight.double().T.reshape(H, d, C), -1))
         embed = _centred(model.transformer.wte.weight.double(), -1)
         unembed = _centred(model.transformer.ln_f.weight.double()[:, None] * model.lm_head.weight.double().T, 0)
-        return HeadWeights(*(torch.stack(reads[m]) for m in MODES), torch.stack(outs), embed[ids],
-                           _centred(model.transformer.wpe.weight.double(), -1), unembed[:, ids])
+        return HeadWeights(torch.stack(reads["q"]), torch.stack(reads["k"]), torch.stack(reads["v"]), torch.stack(outs),
+                           embed[ids], _centred(model.transformer.wpe.weight.double(), -1), unembed[:, ids])
 
 
 def _pairs(L: int, H: int, score) -> torch.Tensor:
