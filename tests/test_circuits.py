@@ -135,3 +135,18 @@ def test_head_weights_fold_layer_norm_and_read_the_model_as_it_runs():
     assert w.W_E.shape == (10, 8) and w.W_U.shape == (8, 10)  # every token but the unknown one
     torch.testing.assert_close(w.W_U, (model.transformer.ln_f.weight[:, None] * model.transformer.wte.weight[1:].T)
                                - (model.transformer.ln_f.weight[:, None] * model.transformer.wte.weight[1:].T).mean(0))
+
+
+def test_a_handset_induction_circuit_stands_out_in_its_weights():
+    from charlens.data.tokenizer import CharTokenizer
+    from live_helpers import handset_model
+
+    tok = CharTokenizer(list("abcdefghij"))
+    w = cs.head_weights(handset_model(tok, block_size=16, n_embd=64))
+    s, base = cs.circuit_scores(w), cs.baselines(w, seed=0)
+    k = s.composition["k"]
+    assert np.nanargmax(k) == np.ravel_multi_index((0, 0, 1, 0), k.shape)  # previous-character head -> induction head
+    assert k[0, 0, 1, 0] > base["k_composition"][1]
+    assert s.qk_match[0, 0, 1, 0] == 1.0  # its query reads the character that L0H0 moved to the key
+    assert s.ov_copying[1, 0] > 0.9 and s.ov_diagonal[1, 0] == 1.0  # the induction head writes the character it reads
+    assert s.qk_previous[0, 0] == 1.0  # and L0H0 looks at the previous position

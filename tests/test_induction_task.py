@@ -20,19 +20,23 @@ def test_the_segment_is_copied_to_a_later_position_inside_the_window():
     batch = task.draw(500, torch.Generator().manual_seed(0))
     assert batch.ids.shape == (500, 21) and batch.ids.min() >= 1 and batch.ids.max() <= 26
     for row, a, b in zip(batch.ids.tolist(), batch.first.tolist(), batch.second.tolist()):
-        assert a + 5 <= b and b + 5 <= 20  # later, not overlapping, both inside the first `length` letters
-        assert row[b:b + 5] == row[a:a + 5]
+        assert a < b and b + 5 <= 20  # later, both inside the first `length` letters
+        assert all(row[b + t] == row[b + t - (b - a)] for t in range(5))  # every copied letter repeats the one b - a back
+        if b - a >= 5:
+            assert row[b:b + 5] == row[a:a + 5]  # apart: the segment itself
+        else:
+            assert row[b:b + 5] == [row[a + t % (b - a)] for t in range(5)]  # overlapping: period b - a
 
 
 def test_copy_positions_are_uniform_over_every_allowed_pair():
     task = InductionTask(length=12, segment=3)
-    batch = task.draw(28_000, torch.Generator().manual_seed(1))
+    batch = task.draw(45_000, torch.Generator().manual_seed(1))
     counts = Counter(zip(batch.first.tolist(), batch.second.tolist()))
-    allowed = {(a, b) for a in range(12) for b in range(a + 3, 10)}
-    assert set(counts) == allowed and len(allowed) == 28
+    allowed = {(a, b) for a in range(12) for b in range(a + 1, 10)}
+    assert set(counts) == allowed and len(allowed) == 45
     assert 850 < min(counts.values()) and max(counts.values()) < 1150  # 1,000 each; 3 sigma is about 95
     offsets = Counter((batch.second - batch.first).tolist())
-    assert sorted(offsets) == list(range(3, 10))  # every offset from 3 to 9: no fixed gap a positional head could use
+    assert sorted(offsets) == list(range(1, 10))  # every offset from 1 to 9: no fixed gap a positional head could use
 
 
 def test_letters_outside_the_copy_are_uniform_and_fresh_every_draw():

@@ -77,9 +77,8 @@ class InductionTask:
         return LETTERS[: self.letters]
 
     def slots(self) -> int:
-        """Positions a segment may start at, counted so that two distinct slots u < v place the copies at
-        a = u, b = v + segment - 1 (every allowed pair exactly once)."""
-        return self.length - 2 * self.segment + 2
+        """Positions a segment (and its copy) may start at: 0 .. length - segment."""
+        return self.length - self.segment + 1
 
     def draw(self, n: int, generator: torch.Generator, extra: int = 1) -> TaskBatch:
         """`n` fresh sequences of `length + extra` letters as token ids 1..letters (CharTokenizer of the
@@ -98,10 +97,11 @@ class InductionTask:
         letters = draw(self.letters, (n, width)).long()
         u, v = draw(self.slots(), (n,)).long(), draw(self.slots() - 1, (n,)).long()
         v = v + (v >= u).long()  # a second slot, distinct from the first, uniform over the others
-        first, second = torch.minimum(u, v), torch.maximum(u, v) + self.segment - 1
+        first, second = torch.minimum(u, v), torch.maximum(u, v)
         index = torch.arange(width).expand(n, width)
         inside = (index >= second[:, None]) & (index < second[:, None] + self.segment)
-        index = torch.where(inside, index - (second - first)[:, None], index)
+        # letter by letter: an overlapping copy (offset < segment) repeats the letters before it with period offset
+        index = torch.where(inside, first[:, None] + (index - second[:, None]) % (second - first)[:, None], index)
         return TaskBatch(letters.gather(1, index) + 1, first, second, self.segment)
 
     def text(self, batch: TaskBatch) -> str:

@@ -16,9 +16,9 @@ Per head:
   logit of the character it read, -1 when it lowers it, about 0 for a random map;
 - ov_diagonal: the share of characters whose own logit is the largest in their row of that map (the
   head, reading the character, raises that character's logit most): diagonal dominance, 1/n by chance;
-- qk_previous: from the positional QK circuit W_pos W_QK W_pos^T alone, the share of query positions
-  i >= 1 whose largest score among keys j <= i is at j = i - 1 (a previous-character head's pattern,
-  predicted from weights; about H_T / T by chance).
+- qk_previous: from the QK circuit of the direct path (embeddings and positions), the share of query positions
+  i >= 1 whose expected score over random characters is highest, among keys j <= i, at j = i - 1 (a
+  previous-character head's pattern, predicted from weights; about H_T / T by chance).
 Per pair of an earlier-layer head e and a later-layer head h (NaN elsewhere; the (L, H, L, H) arrays are
 indexed [layer_e, head_e, layer_h, head_h]):
 - composition q, k, v: ||W_OV^e W||_F / (||W_OV^e||_F ||W||_F) with W = W_QK^h (Q-composition: e's
@@ -148,12 +148,21 @@ def diagonal_share(m: torch.Tensor) -> torch.Tensor:
 
 
 def qk_previous(w: HeadWeights) -> torch.Tensor:
-    """(L, H) share of query positions i >= 1 whose largest positional QK score over keys j <= i is at i - 1."""
-    P = w.W_pos
-    T = P.shape[0]
+    """(L, H) share of query positions i >= 1 whose expected QK score over keys j <= i is highest at i - 1: the
+    direct path's scores for uniformly random characters, (e + P_i) W_QK (e + P_j)^T with e the mean character
+    embedding, each side scaled as LayerNorm scales it on average (1 / rms of E_t + P_i over the characters t),
+    plus, on the diagonal, the covariance term of a query reading its own character."""
+    P, E = w.W_pos, w.W_E
+    T, C = P.shape
     if T < 2:
         return torch.full(w.shape, torch.nan, dtype=torch.float64)
-    scores = torch.einsum("ic,lhcd,lhed,je->lhij", P, w.W_Q, w.W_K, P)  # (L, H, T, T)
+    e = E.mean(0)
+    rms = ((E.pow(2).sum(-1).mean() + 2 * P @ e + P.pow(2).sum(-1)) / C).sqrt()  # (T,)
+    x = (e + P) / rms[:, None]
+    scores = torch.einsum("ic,lhcd,lhed,je->lhij", x, w.W_Q, w.W_K, x)  # (L, H, T, T)
+    centred = E - e
+    own = torch.einsum("tc,lhcd,lhed,te->lh", centred, w.W_Q, w.W_K, centred) / len(E)  # (L, H)
+    scores = scores + torch.eye(T, dtype=scores.dtype) * own[..., None, None] / rms.pow(2)
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
     best = scores.masked_fill(~causal, -torch.inf).argmax(-1)[..., 1:]  # (L, H, T - 1)
     return (best == torch.arange(T - 1)).double().mean(-1)
