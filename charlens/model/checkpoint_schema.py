@@ -30,6 +30,7 @@ HISTORY_FIELDS = {"step": ("iter", "loss", "lr", "ms"), "eval": ("iter", "train_
 # numbers that may be null (undefined: e.g. no probe window holds a detector's targets).
 PROBE_GRIDS = {"score": "DLH", "control": "DLH", "selectivity": "DLH", "repeated_score": "LH",
                "repeated_control": "LH", "repeated_selectivity": "LH"}
+PROBE_CIRCUITS = {"ov_copying": "LH", "qk_previous": "LH", "k_composition": "LHLH", "qk_match": "LHLH"}  # optional
 PROBE_NUMBERS = ("probe_loss", "loss_early", "loss_late", "icl_score", "loss_first_copy", "loss_second_copy")
 PROBE_TEXTS = {"windows": "block_size", "repeated": "block_size"}  # the probe set's texts, at most this long
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
@@ -198,6 +199,8 @@ def check_probe_record(record: dict, field: str, config: dict) -> None:
     for key, axes in PROBE_GRIDS.items():
         require(key in record, f"{field}.{key}", "is missing")
         check_grid(record[key], tuple(sizes[a] for a in axes), f"{field}.{key}")
+    for key, axes in PROBE_CIRCUITS.items():  # absent from records written before circuit scores were recorded
+        check_grid(record.get(key), tuple(sizes[a] for a in axes), f"{field}.{key}")
     for key in PROBE_NUMBERS:
         require(key in record and _is_number_or_null(record[key]), f"{field}.{key}",
                 f"must be a finite number or null, got {record.get(key)!r}")

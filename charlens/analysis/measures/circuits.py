@@ -187,6 +187,13 @@ def circuit_scores(w: HeadWeights) -> CircuitScores:
                          {m: composition(w, m).numpy() for m in MODES}, qk_match(w).numpy())
 
 
+def timeline_scores(w: HeadWeights) -> dict[str, np.ndarray]:
+    """The scores a training timeline records at every step (training/timeline.py): ov_copying, qk_previous,
+    k_composition and qk_match, without the others or the baselines."""
+    return {"ov_copying": ov_copying(ov_maps(w)).numpy(), "qk_previous": qk_previous(w).numpy(),
+            "k_composition": composition(w, "k").numpy(), "qk_match": qk_match(w).numpy()}
+
+
 def random_heads(w: HeadWeights, n_heads: int, generator: torch.Generator) -> HeadWeights:
     """A two-layer model of `n_heads` Gaussian heads per layer with `w`'s embeddings, positions and unembedding."""
     C, d = w.W_Q.shape[-2:]

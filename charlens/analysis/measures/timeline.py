@@ -23,13 +23,14 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from charlens.analysis.measures.rule import INDUCTION, induction_detectors
+from charlens.model.checkpoint_schema import PROBE_CIRCUITS as CIRCUITS
 
 CUT = 0.3  # the rule's default cut (analysis.runs.inputs.Settings.min_selectivity; a test keeps them equal)
 ARRAYS = ("score", "control", "selectivity")  # (D, L, H) per record
 REPEATED = ("repeated_score", "repeated_control", "repeated_selectivity")  # (L, H) per record
 SCALARS = ("probe_loss", "loss_early", "loss_late", "icl_score", "loss_first_copy", "loss_second_copy")
-CIRCUITS = {"ov_copying": "LH", "qk_previous": "LH", "k_composition": "LHLH", "qk_match": "LHLH"}  # weight-level
-# scores (analysis.measures.circuits) per record; absent from records written before they were added (then NaN)
+# CIRCUITS: the weight-level scores (analysis.measures.circuits) of each record by shape; absent from records written
+# before they were added (then NaN)
 
 
 @dataclass(frozen=True)
