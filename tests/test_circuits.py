@@ -150,3 +150,19 @@ def test_a_handset_induction_circuit_stands_out_in_its_weights():
     assert s.qk_match[0, 0, 1, 0] == 1.0  # its query reads the character that L0H0 moved to the key
     assert s.ov_copying[1, 0] > 0.9 and s.ov_diagonal[1, 0] == 1.0  # the induction head writes the character it reads
     assert s.qk_previous[0, 0] == 1.0  # and L0H0 looks at the previous position
+
+
+def test_the_circuit_result_names_the_pair_and_fills_the_head_table():
+    from charlens.analysis.runs.circuits import circuit_result
+    from charlens.data.tokenizer import CharTokenizer
+    from live_helpers import handset_model
+
+    result = circuit_result(handset_model(CharTokenizer(list("abcdefghij")), block_size=16, n_embd=64))
+    top = result.strongest("k_composition")[0]
+    assert (top["from"], top["to"], top["stands_out"]) == ([0, 0], [1, 0], True) and top["excess"] > 0
+    row = result.head_columns(1, 0)
+    assert row["k_composition_from"] == "L0H0" and row["qk_match_from"] == "L0H0" and row["qk_match"] == 1.0
+    assert result.head_columns(0, 0)["k_composition_from"] == "" and result.head_columns(0, 0)["k_composition"] is None
+    d = result.to_dict()
+    assert d["pairs"]["k_composition"][1][0][0][0] is None  # later -> earlier: undefined, null in JSON
+    assert d["pairs"]["k_composition"][0][0][1][0] == top["score"] and d["n_chars"] == 10
