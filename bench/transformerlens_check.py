@@ -25,8 +25,8 @@ def tl_model(model):
     cfg = HookedTransformerConfig(n_layers=c.n_layer, d_model=C, n_ctx=c.block_size, d_head=d, n_heads=H,
                                   d_vocab=c.vocab_size, act_fn="gelu", attn_only=c.attn_only, d_mlp=4 * C,
                                   normalization_type="LN", positional_embedding_type="standard", default_prepend_bos=False)
-    sd = {"embed.W_E": model.transformer.wte.weight, "pos_embed.W_pos": model.transformer.wpe.weight,
-          "ln_final.w": model.transformer.ln_f.weight, "ln_final.b": torch.zeros(C),
+    sd = {"embed.W_E": model.wte.weight, "pos_embed.W_pos": model.wpe.weight,
+          "ln_final.w": model.ln_f.weight, "ln_final.b": torch.zeros(C),
           "unembed.W_U": model.lm_head.weight.T, "unembed.b_U": torch.zeros(c.vocab_size)}
     for l, block in enumerate(model.blocks):
         q, k, v = block.attn.c_attn.weight.split(C, dim=0)  # (C_out, C_in) each

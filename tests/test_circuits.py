@@ -121,7 +121,7 @@ def test_head_weights_fold_layer_norm_and_read_the_model_as_it_runs():
     ids = torch.randint(1, 11, (3, 8))
     cache = run_with_cache(model, ids)
     w = cs.head_weights(model)
-    x = model.transformer.wte(ids) + model.transformer.wpe(torch.arange(8))
+    x = model.wte(ids) + model.wpe(torch.arange(8))
     normed = torch.nn.functional.layer_norm(x, (8,))  # LayerNorm without its scale: the scale is folded into W_Q etc.
     for name, W in (("q", w.W_Q), ("k", w.W_K), ("v", w.W_V)):
         got = torch.einsum("btc,hcd->bhtd", normed, W[0])
@@ -133,8 +133,8 @@ def test_head_weights_fold_layer_norm_and_read_the_model_as_it_runs():
         out = model.blocks[0].attn.c_proj(alone.transpose(1, 2).reshape(3, 8, 8))
         torch.testing.assert_close(z[:, h] @ w.W_O[0, h], out - out.mean(-1, keepdim=True))  # centred writing weights
     assert w.W_E.shape == (10, 8) and w.W_U.shape == (8, 10)  # every token but the unknown one
-    torch.testing.assert_close(w.W_U, (model.transformer.ln_f.weight[:, None] * model.transformer.wte.weight[1:].T)
-                               - (model.transformer.ln_f.weight[:, None] * model.transformer.wte.weight[1:].T).mean(0))
+    torch.testing.assert_close(w.W_U, (model.ln_f.weight[:, None] * model.wte.weight[1:].T)
+                               - (model.ln_f.weight[:, None] * model.wte.weight[1:].T).mean(0))
 
 
 def test_a_handset_induction_circuit_stands_out_in_its_weights():

@@ -45,7 +45,7 @@ def test_copy_losses_read_each_copy_of_the_window(circuit):
     model, ids = circuit
     got = copy_losses(model, ids)
     with torch.no_grad():
-        logits, _, _ = model(ids[:, :-1])
+        logits, _ = model(ids[:, :-1])
     loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
     np.testing.assert_allclose(got.first, loss[:, :15].mean(1).double().numpy(), rtol=1e-6)  # letters 1..15
     np.testing.assert_allclose(got.second, loss[:, 16:].mean(1).double().numpy(), rtol=1e-6)  # letters 17..31

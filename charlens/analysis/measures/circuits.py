@@ -95,10 +95,10 @@ def head_weights(model: TransformerLM, tokens: Optional[Sequence[int]] = None) -
             for name, w in zip(MODES, block.attn.c_attn.weight.split(C, dim=0)):
                 reads[name].append(_centred(scale * heads(w), -2))
             outs.append(_centred(block.attn.c_proj.weight.double().T.reshape(H, d, C), -1))
-        embed = _centred(model.transformer.wte.weight.double(), -1)
-        unembed = _centred(model.transformer.ln_f.weight.double()[:, None] * model.lm_head.weight.double().T, 0)
+        embed = _centred(model.wte.weight.double(), -1)
+        unembed = _centred(model.ln_f.weight.double()[:, None] * model.lm_head.weight.double().T, 0)
         return HeadWeights(torch.stack(reads["q"]), torch.stack(reads["k"]), torch.stack(reads["v"]), torch.stack(outs),
-                           embed[ids], _centred(model.transformer.wpe.weight.double(), -1), unembed[:, ids])
+                           embed[ids], _centred(model.wpe.weight.double(), -1), unembed[:, ids])
 
 
 def _pairs(L: int, H: int, score) -> torch.Tensor:

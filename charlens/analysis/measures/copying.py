@@ -51,7 +51,7 @@ def copy_losses(model: TransformerLM, ids: torch.Tensor, batch_size: int = 32) -
     half = ids.shape[1] // 2
     first, second = [], []
     for chunk in ids.split(batch_size):
-        logits, _, _ = model(chunk[:, :-1])
+        logits, _ = model(chunk[:, :-1])
         loss = F.cross_entropy(logits.transpose(1, 2).float(), chunk[:, 1:], reduction="none").double()
         first.append(loss[:, : half - 1].mean(1))
         second.append(loss[:, half:].mean(1))

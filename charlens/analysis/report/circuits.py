@@ -86,7 +86,7 @@ def _copying(summary: dict, out: FigureWriter) -> Section:
     share = c["share"]["mean"]
     order = sorted(heads, key=lambda lh: -(share[lh[0]][lh[1]] if share[lh[0]][lh[1]] is not None else -1e9))
     held = repeated.get("heldout", {})
-    for l, h in order[:8]:
+    for l, h in order[:8] if c["copies"] else ():  # shares of a drop indistinguishable from none are noise
         row = heads[(l, h)]
         sel = held.get("selectivity", [[None]])[l][h] if held else None
         ci = held.get("selectivity_ci", [[[None, None]]])[l][h][0] if held else None

@@ -34,7 +34,8 @@ def write_analysis_report(summary: Summary, out_dir: Path | str, live: Optional[
     analysis_figures(data, summary.examples, figures)
     extras = FigureWriter(out_dir)
     sections = circuit_sections(data, extras) + extras_sections(summary.extras, summary.analysis.lang, extras)
-    (out_dir / "report.md").write_text(report_markdown(data, sections), encoding="utf-8")
+    head_map = next((f["file"] for f in figures.entries if f["name"] == "behaviours"), None)
+    (out_dir / "report.md").write_text(report_markdown(data, sections, head_map), encoding="utf-8")
     write_html_report(data, summary.examples, figures.entries, out_dir / "report.html",
                       extra_sections=[s.as_html_section() for s in sections], live=live,
                       snapshots=summary.snapshots)
@@ -50,5 +51,6 @@ def write_group_report(comparison: GroupComparison, out_dir: Path | str, links: 
     with style():
         for name, (title, fig, caption) in group_figures(comparison).items():
             figures.add(name, title, fig, caption)
-    (out_dir / "report.md").write_text(group_markdown(comparison, links), encoding="utf-8")
+    shown = next((f["file"] for f in figures.entries if f["name"] == "group_findings"), None)
+    (out_dir / "report.md").write_text(group_markdown(comparison, links, shown), encoding="utf-8")
     write_group_page(comparison, figures.entries, out_dir / "report.html", links)

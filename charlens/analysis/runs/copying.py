@@ -107,7 +107,8 @@ def _mean_outputs(inputs: AnalysisInputs) -> torch.Tensor:
 
 
 def copying_result(inputs: AnalysisInputs, settings: Settings) -> CopyingResult:
-    """Ablate every head alone (mean and zero), then, if the model copies, every pair of the PAIR_HEADS strongest,
+    """Ablate every head alone (mean and zero), then, if the model copies (the drop's lower bound is above 0), every
+    pair of the PAIR_HEADS strongest,
     on `settings.induction_windows` repeated random letter sequences of the model's block size (made even)."""
     model = inputs.model.eval()
     L, H = model.config.n_layer, model.config.n_head
@@ -125,7 +126,7 @@ def copying_result(inputs: AnalysisInputs, settings: Settings) -> CopyingResult:
         single[mode] = np.array([share(clean, a) for a in ablated[mode]]).reshape(L, H)
     ci = np.array([share_interval(clean, a, z, settings.n_boot, rng) for a in ablated["mean"]]).reshape(L, H, 2)
     pairs: list[tuple[Head, Head, float, float, float]] = []
-    if clean.drop > 0:
+    if clean.drop_bound(z) > 0:  # shares of a drop indistinguishable from none are noise: no pairs then
         order = sorted(heads, key=lambda hd: -np.nan_to_num(single["mean"][hd], nan=-np.inf))[:PAIR_HEADS]
         groups = list(combinations(sorted(order), 2))
         _, together = drop_shares(model, ids, groups, "mean", means, settings.batch_size)
@@ -161,7 +162,7 @@ def task_result(inputs: AnalysisInputs, batch_size: int = 64) -> Optional[TaskRe
     second = batch.second_copy(ids.shape[1] - 1)
     losses, hits = [], []
     for chunk in ids.split(batch_size):
-        logits, _, _ = inputs.model.eval()(chunk[:, :-1])
+        logits, _ = inputs.model.eval()(chunk[:, :-1])
         losses.append(F.cross_entropy(logits.transpose(1, 2).float(), chunk[:, 1:], reduction="none"))
         hits.append((logits.argmax(-1) == chunk[:, 1:]).double())
     loss, hit = torch.cat(losses), torch.cat(hits)

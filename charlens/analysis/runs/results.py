@@ -26,7 +26,7 @@ SCHEMA_VERSION = 5  # 2: head_similarity, class_attention.most_selective; extras
 #    held-out second copies), formation (the induction head's recorded formation); the head table's circuit and
 #    copy-share columns
 
-Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (see README, analyzer section)
+Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (docs/analysis.md)
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ class Summary:
         return self.analysis.examples
 
     def to_dict(self) -> dict[str, Any]:
-        """summary.json: the analysis data contract (README, analyzer section)."""
+        """summary.json: the analysis data contract (docs/analysis.md)."""
         a, x = self.analysis, self.extras
         settings = dict(a.settings)
         heads = [h.to_dict() for h in a.heads]
