@@ -49,6 +49,10 @@ class TaskBatch:
     second: torch.Tensor  # (B,) start of its copy
     segment: int
 
+    def rows(self, start: int, stop: int) -> "TaskBatch":
+        """Sequences [start, stop)."""
+        return TaskBatch(self.ids[start:stop], self.first[start:stop], self.second[start:stop], self.segment)
+
     def second_copy(self, n_predictions: int) -> torch.Tensor:
         """(B, n_predictions) bool: prediction p (of letter p + 1) is of a letter in the second copy that the first
         copy determines, b + 1 <= p + 1 <= b + segment - 1."""

@@ -238,9 +238,10 @@ def check_train_args(args: Any, config: dict) -> None:
     """A flat dict of settings; their ranges are checked on --resume by training.config.check_settings."""
     require(isinstance(args, dict) and all(isinstance(k, str) and isinstance(v, SCALARS) for k, v in args.items()),
             "train_args", "expected a dict of names to numbers, strings or booleans")
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "dropout"):
-        require(key not in args or args[key] == config[key], f"train_args.{key}",
-                f"{args.get(key)!r} differs from model_config.{key} {config[key]!r}")
+    for key in ("n_layer", "n_head", "n_embd", "block_size", "dropout", *OPTIONAL_CONFIG):
+        have = config.get(key, False)  # optional fields are false when absent
+        require(key not in args or args[key] == have, f"train_args.{key}",
+                f"{args.get(key)!r} differs from model_config.{key} {have!r}")
 
 
 def check_state(state: dict) -> None:

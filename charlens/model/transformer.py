@@ -61,11 +61,13 @@ class ModelConfig:
 
 
 # Architecture presets. `small` trains in minutes on a 2-core CPU; `base` is the size
-# that published character-level head analyses used, and wants a GPU.
+# that published character-level head analyses used, and wants a GPU; `induction` is the
+# attention-only model of the synthetic induction task (train.py --task induction).
 PRESETS: dict[str, dict] = {
     "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=32),
     "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
     "base": dict(n_layer=8, n_head=7, n_embd=448, block_size=512),
+    "induction": dict(n_layer=2, n_head=4, n_embd=64, block_size=64, attn_only=True),
 }
 
 

@@ -9,12 +9,16 @@ A batch source gives
                                     so every process count sees the same global batches.
     whole(split)                    the whole split as consecutive windows (the final validation loss)
     describe()                      what the run trains on, for its start-up line
+    metrics(model, device, autocast)  numbers of the source's own for every evaluation record (a synthetic task's
+                                    accuracy where it can be predicted; a text has none)
     identity                        stored in the checkpoint as "corpus": how to find the data again
     lang, heldout, prompt           the timeline's language and probe text; the sample's first characters
-CorpusSource is the one for a text (a Bible or a --text file).
+CorpusSource is the one for a text (a Bible or a --text file); training/task_source.py holds the synthetic
+induction task's and `source_for`, which picks the one a corpus needs.
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 import numpy as np
@@ -22,6 +26,7 @@ import torch
 
 from charlens.data.corpora import Corpus
 from charlens.data.tokenizer import Tokenizer
+from charlens.model.transformer import TransformerLM
 
 Split = Literal["train", "val"]
 SPLITS: tuple[Split, ...] = ("train", "val")
@@ -45,6 +50,7 @@ class BatchSource(Protocol):
     def batch(self, split: Split, generator: torch.Generator, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]: ...
     def whole(self, split: Split) -> Windows: ...
     def describe(self) -> str: ...
+    def metrics(self, model: TransformerLM, device: torch.device, autocast: AbstractContextManager) -> dict[str, float]: ...
 
 
 def random_windows(ids: np.ndarray, block_size: int, batch_size: int, generator: torch.Generator,
@@ -97,3 +103,7 @@ class CorpusSource:
 
     def describe(self) -> str:
         return self._described
+
+    def metrics(self, model: TransformerLM, device: torch.device, autocast: AbstractContextManager) -> dict[str, float]:
+        """A text has no numbers of its own beside the losses."""
+        return {}
