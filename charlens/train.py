@@ -23,14 +23,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from charlens.data.corpora import LANGS, Corpus, bible_corpus, corpus_from_identity, file_corpus
+from charlens.data.corpora import LANGS, Corpus, bible_corpus, corpus_from_identity, file_corpus, task_corpus
 from charlens.data.errors import CharlensError, OneLineParser, UsageError, interrupt_status, raise_terminated, visible
+from charlens.data.induction_task import LETTERS, TASK_NAME, InductionTask
 from charlens.data.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_dict
 from charlens.model.atomic import sweep_stale_temps
 from charlens.model.checkpoint import load_checkpoint
 from charlens.model.transformer import PRESETS
 from charlens.training import ddp, seeds, snapshots
-from charlens.training.batches import CorpusSource
+from charlens.training.task_source import source_for
 from charlens.training.config import (COMMON, DTYPES, SETTING_RANGES, TRAIN_PRESETS, TrainSettings, check_memory,
                                       check_vocabulary, resolve_device, settings_from_flags)
 from charlens.training.engine import INTERRUPTED, train
@@ -39,6 +40,7 @@ from charlens.training.log import log_paths
 from charlens.training.runtime import CPU_COMPILE_MIN_STEPS
 
 MAX_SEED_PROCS = 256
+TASKS = (TASK_NAME,)
 NUMERIC_FLAGS = [
     ("n-layer", "transformer blocks"), ("n-head", "attention heads per block"),
     ("n-embd", "embedding width (divisible by --n-head)"), ("block-size", "context length in characters"),
@@ -64,8 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--lang", choices=LANGS, help="default corpus: en = King James Bible, he = Hebrew Bible")
     src.add_argument("--text", metavar="FILE", help="train on a UTF-8 text file; its last 10%% is the validation split")
+    src.add_argument("--task", choices=TASKS,
+                     help="train on a synthetic task instead of text: induction = random letters in which a segment is "
+                          "copied to a random later position, drawn fresh every step (docs/induction.md); its preset is "
+                          "the default")
+    p.add_argument("--task-segment", type=int, metavar="N",
+                   help=f"with --task induction: letters copied, 2 to half of --block-size (default {InductionTask.segment})")
+    p.add_argument("--task-letters", type=int, metavar="N",
+                   help=f"with --task induction: alphabet size, 1..{len(LETTERS)} (default {InductionTask.letters})")
     p.add_argument("--keep-niqqud", action="store_true", help="with --lang he: keep the vowel points (writes he_niqqud)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="model size and schedule (default small)")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="model size and schedule (default small; with --task induction, induction)")
+    p.add_argument("--attn-only", action=argparse.BooleanOptionalAction,
+                   help="attention-only blocks, no MLP (default: from the preset; on in the induction preset)")
     for name, what in NUMERIC_FLAGS:
         allowed = SETTING_RANGES[name.replace("-", "_")]
         p.add_argument(f"--{name}", type=allowed.kind, metavar="N" if allowed.kind is int else "X",
@@ -108,6 +121,22 @@ def given_flags(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if v is not None and k not in ("seeds", "seed_procs")}
 
 
+def preset_of(args: argparse.Namespace) -> str:
+    """--preset, else the task's own, else small."""
+    return args.preset or ("induction" if args.task else "small")
+
+
+def make_corpus(args: argparse.Namespace, s: TrainSettings) -> Corpus:
+    """The corpus the flags name (not on --resume, which takes the checkpoint's)."""
+    if args.task:
+        given = {k: v for k, v in (("segment", args.task_segment), ("letters", args.task_letters)) if v is not None}
+        try:
+            return task_corpus(InductionTask(length=s.block_size, **given))
+        except ValueError as e:
+            raise UsageError(f"--task induction: {e} (--task-segment, --task-letters, --block-size)") from None
+    return bible_corpus(args.lang, args.keep_niqqud) if args.lang else file_corpus(args.text, s.block_size)
+
+
 def check_seed_flags(args: argparse.Namespace) -> None:
     if args.resume:
         raise UsageError("--seeds starts or continues every seed itself (rerun the same command); "
@@ -125,6 +154,8 @@ def prepare(args: argparse.Namespace) -> tuple[TrainSettings, Corpus, Tokenizer,
     """Everything that can fail because of the arguments, before any training work."""
     if args.keep_niqqud and args.lang != "he" and not args.resume:
         raise UsageError("--keep-niqqud only applies to --lang he")
+    if (args.task_segment is not None or args.task_letters is not None) and not args.task:
+        raise UsageError("--task-segment and --task-letters only apply to --task induction")
     if args.seeds is not None:
         check_seed_flags(args)
     checkpoint = None
@@ -132,18 +163,18 @@ def prepare(args: argparse.Namespace) -> tuple[TrainSettings, Corpus, Tokenizer,
         checkpoint = load_checkpoint(args.resume)
         if not {"train_args", "optimizer", "rng"} <= checkpoint.keys() or not {"batch", "torch"} <= checkpoint["rng"].keys():
             raise UsageError(f"{args.resume} holds no training state to resume from")
-        if args.lang or args.text:
-            raise UsageError("--resume takes its corpus from the checkpoint; drop --lang/--text")
-    elif not (args.lang or args.text):
-        raise UsageError("choose a corpus: --lang en, --lang he or --text FILE")
-    s = settings_from_flags(given_flags(args), args.preset, checkpoint, args.resume)
+        if args.lang or args.text or args.task:
+            raise UsageError("--resume takes its corpus from the checkpoint; drop --lang/--text/--task")
+    elif not (args.lang or args.text or args.task):
+        raise UsageError("choose a corpus: --lang en, --lang he, --text FILE or --task induction")
+    s = settings_from_flags(given_flags(args), preset_of(args), checkpoint, args.resume)
     device = resolve_device(s.device)
     ddp.check_batch(ddp.from_env(), s.batch_size)
     if checkpoint is not None:
         corpus = corpus_from_identity(checkpoint["corpus"])
         tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
     else:
-        corpus = bible_corpus(args.lang, args.keep_niqqud) if args.lang else file_corpus(args.text, s.block_size)
+        corpus = make_corpus(args, s)
         chars = sorted(corpus.chars())
         check_vocabulary(len(chars) + 1)  # (+ the unknown token) before anything is sized by it
         tokenizer = CharTokenizer(chars)
@@ -192,7 +223,7 @@ def run(args: argparse.Namespace, prog: str, stop_at: Optional[int]) -> int:
     try:
         s, corpus, tokenizer, checkpoint = prepare(args)
         if args.seeds is not None:
-            runs = seeds.plan(seeds.seed_list(args.seeds), s, given_flags(args), args.preset, corpus)
+            runs = seeds.plan(seeds.seed_list(args.seeds), s, given_flags(args), preset_of(args), corpus)
     except CharlensError as e:
         print(f"{prog}: error: {visible(str(e))}", file=sys.stderr)
         return 2
@@ -205,7 +236,7 @@ def run(args: argparse.Namespace, prog: str, stop_at: Optional[int]) -> int:
         if args.seeds is not None:
             procs = args.seed_procs or seeds.default_procs(len(runs), resolve_device(s.device))
             return seeds.run_seeds(runs, corpus, tokenizer, procs)
-        return train(s, CorpusSource(corpus, tokenizer, s.block_size, s.batch_size), tokenizer, checkpoint, stop_at)
+        return train(s, source_for(corpus, tokenizer, s), tokenizer, checkpoint, stop_at)
     except KeyboardInterrupt as e:  # set-up, the sample at the end
         written = file_state(out) not in (None, before)
         print(f"interrupted; {f'the last checkpoint this run wrote is {out}' if written else 'this run wrote no checkpoint'}",

@@ -60,11 +60,12 @@ def handset_model(tok: CharTokenizer, block_size: int = 32, n_embd: int = 128, s
     return model
 
 
-def trained_small_model(tok: CharTokenizer, text: str, steps: int = 30, batch_size: int = 8, seed: int = 0) -> TransformerLM:
-    """The small preset trained a few dozen AdamW steps on `text`: weights far from their initialization.
-    One torch thread: on the shared 2-core test machine two threads spin-wait for each other (7x slower)."""
+def trained_small_model(tok: CharTokenizer, text: str, steps: int = 30, batch_size: int = 8, seed: int = 0,
+                        attn_only: bool = False) -> TransformerLM:
+    """The small preset (attention-only if asked) trained a few dozen AdamW steps on `text`: weights far from their
+    initialization. One torch thread: on the shared 2-core test machine two threads spin-wait for each other (7x slower)."""
     torch.manual_seed(seed)
-    model = TransformerLM(ModelConfig(vocab_size=tok.vocab_size, **PRESETS["small"]))
+    model = TransformerLM(ModelConfig(vocab_size=tok.vocab_size, **PRESETS["small"], attn_only=attn_only))
     data = torch.from_numpy(tok.encode(text).astype(np.int64))
     T = model.config.block_size
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -43,14 +43,17 @@ def models() -> dict:
     tok = CharTokenizer.from_text(ENGLISH + HEBREW)
     hand_tok = CharTokenizer.from_text(HAND_EN + HEBREW[:60])
     return {"lv0": (trained_small_model(tok, (ENGLISH + HEBREW) * 4), tok, "en"),
-            "lv1": (handset_model(hand_tok), hand_tok, "he")}
+            "lv1": (handset_model(hand_tok), hand_tok, "he"),
+            "lv3": (trained_small_model(tok, (ENGLISH + HEBREW) * 4, attn_only=True), tok, "en")}  # lv2: the capped entry
 
 
 @pytest.fixture(scope="module")
 def page(models, tmp_path_factory):
-    entries = [live_model(m, tok, lang, name) for name, (m, tok, lang) in models.items()]
+    entries = [live_model(m, tok, lang, name) for name, (m, tok, lang) in models.items() if name != "lv3"]
     hand, tok, _ = models["lv1"]
     entries.append(live_model(hand, tok, "en", "capped", max_bytes=100_000))
+    model, tok, lang = models["lv3"]
+    entries.append(live_model(model, tok, lang, "lv3"))
     return write_page({"title": "live", "live": entries}, tmp_path_factory.mktemp("live") / "report.html")
 
 
@@ -118,7 +121,8 @@ def test_a_model_above_the_cap_is_left_out_with_the_reason(models, browser):
     assert note.startswith("The live model was left out of this page:") and "above the page's cap" in note
 
 
-@pytest.mark.parametrize("view, text", [("lv0", EN_TEXT), ("lv0", HE_TEXT), ("lv1", HAND_EN), ("lv1", HAND_HE)])
+@pytest.mark.parametrize("view, text", [("lv0", EN_TEXT), ("lv0", HE_TEXT), ("lv1", HAND_EN), ("lv1", HAND_HE),
+                                        ("lv3", EN_TEXT)])  # lv3: attention-only
 def test_page_forward_equals_pytorch(browser, models, view, text):
     model, tok, _ = models[view]
     cfg = model.config

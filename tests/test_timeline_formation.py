@@ -76,3 +76,14 @@ def test_probe_records_and_runs_without_a_timeline():
     other["detectors"] = ["self", "space", "prefix_match_2"]
     with pytest.raises(ValueError, match="different detectors"):
         timeline([record(1, sel((0, 0))), other])
+
+
+def test_circuit_scores_of_the_records_and_their_absence():
+    with_scores = record(5, sel((0.5, 0.5)))
+    with_scores.update({"ov_copying": [[0.9, None]], "qk_previous": [[1.0, 0.0]],
+                        "k_composition": [[[[None, None]], [[None, None]]]], "qk_match": [[[[None, None]], [[None, None]]]]})
+    t = timeline([record(0, sel((0.0, 0.0))), with_scores])  # the step-0 record predates circuit scores
+    assert t.circuits["ov_copying"].shape == (2, L, H) and t.circuits["k_composition"].shape == (2, L, H, L, H)
+    assert np.isnan(t.circuits["ov_copying"][0]).all()  # absent: undefined, not zero
+    assert t.circuits["ov_copying"][1, 0, 0] == 0.9 and np.isnan(t.circuits["ov_copying"][1, 0, 1])
+    assert t.circuits["qk_previous"][1].tolist() == [[1.0, 0.0]]

@@ -20,6 +20,7 @@ from typing import Iterator, Optional, Protocol
 import numpy as np
 
 from charlens.data.errors import CorpusError
+from charlens.data.induction_task import TASK_NAME, InductionTask, task_from_identity
 from charlens.data.textfile import TextFile, char_counts, language_of, letter_counts
 from charlens.data.tokenizer import normalize
 
@@ -321,6 +322,13 @@ def file_corpus(path: str | Path, block_size: int = 128) -> Corpus:
     return Corpus(path.stem, stats.lang, FileTexts(text, int(stats.n_chars * 0.9)), identity, chars=stats.chars)
 
 
+def task_corpus(task: InductionTask) -> Corpus:
+    """The synthetic induction task's fixed sets as a corpus of English letters (data.induction_task): training
+    draws its sequences fresh from the task itself; the texts are what the analyzer and the timeline read."""
+    texts = task.texts()
+    return Corpus(TASK_NAME, "en", InMemoryTexts(texts), task.identity(texts))
+
+
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -329,7 +337,8 @@ def check_identity(identity: object) -> None:
     version can find again: a Bible by language, or a file by path, each with its sha256."""
     if not isinstance(identity, dict):
         raise ValueError(f"expected a dict, got {type(identity).__name__}")
-    required = {"bible": ("lang", "source", "sha256"), "file": ("path", "sha256")}.get(str(identity.get("kind")))
+    required = {"bible": ("lang", "source", "sha256"), "file": ("path", "sha256"), "task": ("task", "sha256")}.get(
+        str(identity.get("kind")))
     if required is None:
         raise ValueError(f"unknown corpus kind {identity.get('kind')!r}")
     for key in required:
@@ -339,6 +348,8 @@ def check_identity(identity: object) -> None:
         raise ValueError(f"sha256 must be 64 hexadecimal digits, got {identity['sha256']!r}")
     if identity["kind"] == "bible" and identity["lang"] not in LANGS:
         raise ValueError(f"unknown language {identity['lang']!r}")
+    if identity["kind"] == "task":
+        task_from_identity(identity)
     if not isinstance(identity.get("keep_niqqud", False), bool):
         raise ValueError(f"keep_niqqud must be true or false, got {identity['keep_niqqud']!r}")
 
@@ -351,10 +362,12 @@ def corpus_from_identity(identity: dict) -> Corpus:
         raise CorpusError(f"unusable corpus identity in checkpoint: {e}") from None
     if identity["kind"] == "bible":
         corpus = bible_corpus(identity["lang"], identity.get("keep_niqqud", False))
+    elif identity["kind"] == "task":
+        corpus = task_corpus(task_from_identity(identity))
     else:
         corpus = file_corpus(identity["path"], block_size=1)
     if corpus.identity["sha256"] != identity["sha256"]:
-        raise CorpusError(f"the corpus {identity.get('path') or identity.get('source')} changed since the checkpoint was trained")
+        raise CorpusError(f"the corpus {identity.get('path') or identity.get('source') or identity.get('task')} changed since the checkpoint was trained")
     return corpus
 
 

@@ -30,10 +30,12 @@ HISTORY_FIELDS = {"step": ("iter", "loss", "lr", "ms"), "eval": ("iter", "train_
 # numbers that may be null (undefined: e.g. no probe window holds a detector's targets).
 PROBE_GRIDS = {"score": "DLH", "control": "DLH", "selectivity": "DLH", "repeated_score": "LH",
                "repeated_control": "LH", "repeated_selectivity": "LH"}
+PROBE_CIRCUITS = {"ov_copying": "LH", "qk_previous": "LH", "k_composition": "LHLH", "qk_match": "LHLH"}  # optional
 PROBE_NUMBERS = ("probe_loss", "loss_early", "loss_late", "icl_score", "loss_first_copy", "loss_second_copy")
 PROBE_TEXTS = {"windows": "block_size", "repeated": "block_size"}  # the probe set's texts, at most this long
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
 FINITE = Range(-1e308, 1e308, float)
+OPTIONAL_CONFIG = ("attn_only",)  # model_config fields added later (booleans, false when absent)
 
 
 class FieldError(Exception):
@@ -96,13 +98,15 @@ def content_hash(state: dict) -> str:
 def check_model_config(d: Any) -> ModelConfig:
     require(isinstance(d, dict), "model_config", f"expected a dict, got {type(d).__name__}")
     names = [f.name for f in dataclasses.fields(ModelConfig)]
-    missing, unknown = [k for k in names if k not in d], [k for k in d if k not in names]
+    missing = [k for k in names if k not in d and k not in OPTIONAL_CONFIG]
+    unknown = [k for k in d if k not in names]
     require(not missing and not unknown, "model_config",
             f"missing {', '.join(missing)}" if missing else f"unknown key(s) {', '.join(map(repr, unknown))}")
     for name, allowed in ARCH_RANGES.items():
         problem = allowed.problem(d[name])
         require(problem is None, f"model_config.{name}", str(problem))
-    require(isinstance(d["bias"], bool), "model_config.bias", f"must be true or false, got {d['bias']!r}")
+    for key in ("bias", *OPTIONAL_CONFIG):
+        require(isinstance(d.get(key, False), bool), f"model_config.{key}", f"must be true or false, got {d.get(key)!r}")
     require(d["n_embd"] % d["n_head"] == 0, "model_config.n_embd",
             f"{d['n_embd']} is not divisible by n_head {d['n_head']}")
     return ModelConfig(**d)
@@ -212,6 +216,8 @@ def check_probe_record(record: dict, field: str, config: dict) -> None:
     for key, axes in PROBE_GRIDS.items():
         require(key in record, f"{field}.{key}", "is missing")
         check_grid(record[key], tuple(sizes[a] for a in axes), f"{field}.{key}")
+    for key, axes in PROBE_CIRCUITS.items():  # absent from records written before circuit scores were recorded
+        check_grid(record.get(key), tuple(sizes[a] for a in axes), f"{field}.{key}")
     for key in PROBE_NUMBERS:
         require(key in record and _is_number_or_null(record[key]), f"{field}.{key}",
                 f"must be a finite number or null, got {record.get(key)!r}")
@@ -249,9 +255,10 @@ def check_train_args(args: Any, config: dict) -> None:
     """A flat dict of settings; their ranges are checked on --resume by training.config.check_settings."""
     require(isinstance(args, dict) and all(isinstance(k, str) and isinstance(v, SCALARS) for k, v in args.items()),
             "train_args", "expected a dict of names to numbers, strings or booleans")
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "dropout"):
-        require(key not in args or args[key] == config[key], f"train_args.{key}",
-                f"{args.get(key)!r} differs from model_config.{key} {config[key]!r}")
+    for key in ("n_layer", "n_head", "n_embd", "block_size", "dropout", *OPTIONAL_CONFIG):
+        have = config.get(key, False)  # optional fields are false when absent
+        require(key not in args or args[key] == have, f"train_args.{key}",
+                f"{args.get(key)!r} differs from model_config.{key} {have!r}")
 
 
 def check_state(state: dict) -> None:

@@ -64,6 +64,8 @@ def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
              "attn.c_proj.weight": (C, C), "attn.c_proj.bias": (C,), "ln_2.weight": (C,), "ln_2.bias": (C,),
              "mlp.c_fc.weight": (4 * C, C), "mlp.c_fc.bias": (4 * C,), "mlp.c_proj.weight": (C, 4 * C),
              "mlp.c_proj.bias": (C,)}
+    if config.attn_only:
+        layer = {k: v for k, v in layer.items() if not k.startswith(("ln_2.", "mlp."))}
     shapes: dict[str, tuple[int, ...]] = {"wte.weight": (V, C), "wpe.weight": (T, C)}
     for i in range(config.n_layer):
         shapes.update({f"blocks.{i}.{k}": v for k, v in layer.items()})

@@ -45,6 +45,7 @@ class ModelConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False
+    attn_only: bool = False  # blocks without LayerNorm 2 and MLP: attention-only, as in circuit studies (Elhage et al. 2021)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -60,11 +61,13 @@ class ModelConfig:
 
 
 # Architecture presets. `small` trains in minutes on a 2-core CPU; `base` is the size
-# that published character-level head analyses used, and wants a GPU.
+# that published character-level head analyses used, and wants a GPU; `induction` is the
+# attention-only model of the synthetic induction task (train.py --task induction).
 PRESETS: dict[str, dict] = {
     "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=32),
     "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
     "base": dict(n_layer=8, n_head=7, n_embd=448, block_size=512),
+    "induction": dict(n_layer=2, n_head=4, n_embd=64, block_size=64, attn_only=True),
 }
 
 
@@ -131,12 +134,14 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = None if config.attn_only else nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = None if config.attn_only else MLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        if self.mlp is not None and self.ln_2 is not None:
+            x = x + self.mlp(self.ln_2(x))
+        return x
 
 
 # Parameter names of checkpoints written before the blocks were `blocks` (nanoGPT's), in the order they are renamed.

@@ -9,15 +9,19 @@ A batch source gives
                                     so every process count sees the same global batches.
     whole(split)                    the whole split as consecutive windows (the final validation loss)
     describe()                      what the run trains on, for its start-up line
+    metrics(model, device, autocast)  numbers of the source's own for every evaluation record (a synthetic task's
+                                    accuracy where it can be predicted; a text has none)
     identity                        stored in the checkpoint as "corpus": how to find the data again
     lang, heldout, prompt           the timeline's language and probe text (a Text: its windows are read when
                                     sliced); the sample's first characters
 CorpusSource is the one for a text (a Bible or a --text file). It holds the text only as token ids, encoded
 piece by piece into arrays of the smallest type the vocabulary needs (1 byte a character up to 256 distinct
-characters, else 2), so its memory grows with the text by the ids alone.
+characters, else 2), so its memory grows with the text by the ids alone. training/task_source.py holds the
+synthetic induction task's source and `source_for`, which picks the one a corpus needs.
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 import numpy as np
@@ -26,6 +30,7 @@ import torch
 from charlens.data.corpora import Corpus, Text
 from charlens.data.progress import progress
 from charlens.data.tokenizer import Tokenizer, ids_dtype
+from charlens.model.transformer import TransformerLM
 
 Split = Literal["train", "val"]
 SPLITS: tuple[Split, ...] = ("train", "val")
@@ -49,6 +54,7 @@ class BatchSource(Protocol):
     def batch(self, split: Split, generator: torch.Generator, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]: ...
     def whole(self, split: Split) -> Windows: ...
     def describe(self) -> str: ...
+    def metrics(self, model: TransformerLM, device: torch.device, autocast: AbstractContextManager) -> dict[str, float]: ...
 
 
 def random_windows(ids: np.ndarray, block_size: int, batch_size: int, generator: torch.Generator,
@@ -104,6 +110,9 @@ class CorpusSource:
     def describe(self) -> str:
         return self._described
 
+    def metrics(self, model: TransformerLM, device: torch.device, autocast: AbstractContextManager) -> dict[str, float]:
+        """A text has no numbers of its own beside the losses."""
+        return {}
 
 def encode_split(corpus: Corpus, split: str, tokenizer: Tokenizer, show: bool = True) -> np.ndarray:
     """A split's token ids (characters outside the vocabulary as the unknown token), encoded piece by piece into

@@ -21,9 +21,12 @@ TRAIN_PRESETS: dict[str, dict] = {
     "small": dict(batch_size=32, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250, eval_iters=20),
     "base": dict(batch_size=32, max_iters=5000, lr=6e-4, min_lr=6e-5, warmup_iters=200, eval_interval=500, eval_iters=50,
                  dropout=0.1),
+    # constant learning rate, no warm-up (the recipe); evaluations every 100 steps follow the phase change
+    "induction": dict(batch_size=64, max_iters=3000, lr=1e-3, min_lr=1e-3, warmup_iters=0, eval_interval=100, eval_iters=4),
 }
 COMMON = dict(dropout=0.0, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, seed=1337)
 ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+MODEL_FLAGS = ("attn_only",)  # model_config booleans that are settings too
 # Allowed values of every numeric setting, checked before any work (train.py --help shows them).
 # Seeds are non-negative 64-bit integers (torch's seed type), leaving room for seed + 1 (evaluation batches).
 SETTING_RANGES: dict[str, Range] = {
@@ -72,6 +75,7 @@ class TrainSettings:
     beta2: float
     grad_clip: float
     seed: int
+    attn_only: bool = False  # blocks without MLP (model.transformer.ModelConfig.attn_only)
     out: Optional[str] = None  # the checkpoint; None until the corpus names it (checkpoints/<name>.pt)
     device: str = "auto"
     dtype: str = "auto"
@@ -103,7 +107,7 @@ class TrainSettings:
         return cls.from_dict({**COMMON, **PRESETS[preset], **TRAIN_PRESETS[preset], "preset": preset, **changes})
 
     def model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in ARCH_KEYS})
+        return ModelConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in ARCH_KEYS + MODEL_FLAGS})
 
 
 FIELDS = {f.name for f in fields(TrainSettings)}
@@ -150,8 +154,9 @@ def setting_problem(s: dict) -> Optional[tuple[str, str]]:
         return "n_embd", f"({s['n_embd']}) must be divisible by --n-head ({s['n_head']})"
     if s["snapshots"] > s["max_iters"]:
         return "snapshots", f"{s['snapshots']} is more than --max-iters {s['max_iters']} (at most one snapshot per step)"
-    if not isinstance(s.get("timeline"), bool):
-        return "timeline", f"must be true or false, got {s.get('timeline')!r}"
+    for key in ("timeline", *MODEL_FLAGS):
+        if not isinstance(s.get(key), bool):
+            return key, f"must be true or false, got {s.get(key)!r}"
     if s.get("dtype") not in DTYPES:
         return "dtype", f"must be one of {', '.join(DTYPES)}, got {s.get('dtype')!r}"
     if not isinstance(s.get("device"), str):

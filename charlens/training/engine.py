@@ -129,6 +129,7 @@ class Trainer:
         losses = estimate_loss(self.model, self.source, self.s.eval_iters, self.s.seed + 1, self.device, self.autocast, self.d)
         require_finite(losses["train"] + losses["val"], f"evaluation loss at step {step}")
         record = {"kind": "eval", "iter": step, "train_loss": losses["train"], "val_loss": losses["val"],
+                  **self.source.metrics(self.model, self.device, self.autocast),
                   "ms": round((time.perf_counter() - began) * 1e3, 1)}
         self.history.append(record)
         return record

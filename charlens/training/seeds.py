@@ -25,8 +25,8 @@ from charlens.data.errors import Terminated, UsageError, interrupt_status
 from charlens.data.tokenizer import Tokenizer, tokenizer_from_dict
 from charlens.model.checkpoint import load_checkpoint
 from charlens.training import seed_child
-from charlens.training.batches import CorpusSource
 from charlens.training.config import SETTING_RANGES, TrainSettings, settings_from_flags
+from charlens.training.task_source import source_for
 from charlens.training.engine import INTERRUPTED, train
 
 MAX_SEEDS = 1000  # seeds one --seeds may train (each a model, a process and a checkpoint)
@@ -99,7 +99,7 @@ def run_one(run: SeedRun, corpus: Corpus, tokenizer: Tokenizer, position: int = 
     checkpoint = load_checkpoint(str(run.settings.out)) if run.resume else None
     if checkpoint is not None:
         tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
-    source = CorpusSource(corpus, tokenizer, run.settings.block_size, run.settings.batch_size)
+    source = source_for(corpus, tokenizer, run.settings)
     return train(run.settings, source, tokenizer, checkpoint, label=f"seed {run.seed}", position=position)
 
 

@@ -34,6 +34,10 @@ A record (one per recorded step; numbers rounded to 4 decimals, null where undef
      "probe_loss": x,                  # mean next-character loss over the probe windows
      "loss_early": x, "loss_late": x,  # mean loss at predicted positions p in `icl_bands` (early, late)
      "icl_score": x,                   # loss_late - loss_early (Olsson et al.'s in-context-learning score)
+     "ov_copying": L x H,              # weight-level circuit scores (analysis.measures.circuits): each head's OV
+     "qk_previous": L x H,             #   copying and positional previous-character QK scores, and K-composition
+     "k_composition": L x H x L x H,   #   and QK match from every earlier head into every later one (null where
+     "qk_match": L x H x L x H,        #   undefined); absent from records written before they were added
      "ms": x}                          # the recording's wall time in milliseconds
 Layers and heads are the model's (L = n_layer, H = n_head). analysis.measures.timeline turns records into
 arrays and formation steps.
@@ -48,6 +52,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from charlens.analysis.measures.circuits import head_weights, timeline_scores
 from charlens.analysis.measures.detectors import REGISTRY, CharBatch, detectors_for
 from charlens.analysis.measures.induction import score_repeated
 from charlens.analysis.measures.positional import ClassFrequencies, StratumCounts
@@ -206,7 +211,8 @@ class Recorder:
         out = {"score": _rounded(score), "control": _rounded(control),
                "selectivity": _rounded(selectivity(score.numpy(), control.numpy())),
                **self._repeated(model), "probe_loss": _rounded(loss.mean()),
-               "loss_early": _rounded(early), "loss_late": _rounded(late), "icl_score": _rounded(late - early)}
+               "loss_early": _rounded(early), "loss_late": _rounded(late), "icl_score": _rounded(late - early),
+               **{k: _rounded(v) for k, v in timeline_scores(head_weights(model)).items()}}
         return out
 
     def _repeated(self, model: TransformerLM) -> dict:

@@ -23,11 +23,14 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from charlens.analysis.measures.rule import INDUCTION, induction_detectors
+from charlens.model.checkpoint_schema import PROBE_CIRCUITS as CIRCUITS
 
 CUT = 0.3  # the rule's default cut (analysis.runs.inputs.Settings.min_selectivity; a test keeps them equal)
 ARRAYS = ("score", "control", "selectivity")  # (D, L, H) per record
 REPEATED = ("repeated_score", "repeated_control", "repeated_selectivity")  # (L, H) per record
 SCALARS = ("probe_loss", "loss_early", "loss_late", "icl_score", "loss_first_copy", "loss_second_copy")
+# CIRCUITS: the weight-level scores (analysis.measures.circuits) of each record by shape; absent from records written
+# before they were added (then NaN)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Timeline:
     arrays: dict[str, np.ndarray]  # score, control, selectivity: (S, D, L, H)
     repeated: dict[str, np.ndarray]  # repeated_score, repeated_control, repeated_selectivity: (S, L, H)
     scalars: dict[str, np.ndarray]  # probe_loss, loss_early, loss_late, icl_score, loss_*_copy: (S,)
+    circuits: dict[str, np.ndarray]  # CIRCUITS: (S, L, H) or (S, L, H, L, H)
 
 
 def probe_records(history: Iterable[dict]) -> list[dict]:
@@ -70,10 +74,12 @@ def timeline(records: Sequence[dict]) -> Timeline:
         raise ValueError("the probe records name different detectors")
     D = len(names)
     L, H = np.asarray(_array(records[0]["score"])).shape[1:]
-    stack = lambda key, shape: np.stack([np.broadcast_to(_array(r[key]), shape) for r in records])
+    stack = lambda key, shape: np.stack([np.broadcast_to(_array(r.get(key)), shape) for r in records])
+    sizes = {"L": L, "H": H}
     return Timeline(np.array([r["iter"] for r in records]), names,
                     {k: stack(k, (D, L, H)) for k in ARRAYS}, {k: stack(k, (L, H)) for k in REPEATED},
-                    {k: np.array([np.nan if r[k] is None else r[k] for r in records], dtype=np.float64) for k in SCALARS})
+                    {k: np.array([np.nan if r[k] is None else r[k] for r in records], dtype=np.float64) for k in SCALARS},
+                    {k: stack(k, tuple(sizes[a] for a in axes)) for k, axes in CIRCUITS.items()})
 
 
 def past_criterion(t: Timeline, criterion: Criterion = Criterion()) -> np.ndarray:

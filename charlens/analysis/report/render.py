@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
+from charlens.analysis.report.circuits import circuit_sections
 from charlens.analysis.report.extras import extras_sections
 from charlens.analysis.report.figures.base import FigureWriter, style
 from charlens.analysis.report.figures.groups import group_figures
@@ -32,7 +33,7 @@ def write_analysis_report(summary: Summary, out_dir: Path | str, live: Optional[
     figures = FigureWriter(out_dir)
     analysis_figures(data, summary.examples, figures)
     extras = FigureWriter(out_dir)
-    sections = extras_sections(summary.extras, summary.analysis.lang, extras)
+    sections = circuit_sections(data, extras) + extras_sections(summary.extras, summary.analysis.lang, extras)
     head_map = next((f["file"] for f in figures.entries if f["name"] == "behaviours"), None)
     (out_dir / "report.md").write_text(report_markdown(data, sections, head_map), encoding="utf-8")
     write_html_report(data, summary.examples, figures.entries, out_dir / "report.html",

@@ -12,6 +12,9 @@ import numpy as np
 
 from charlens.analysis.measures.ablation import HeadAblation
 from charlens.analysis.measures.counterfactual import Counterfactual
+from charlens.analysis.runs.circuits import CircuitResult
+from charlens.analysis.runs.copying import CopyingResult, TaskResult
+from charlens.analysis.runs.formation import FormationResult
 from charlens.analysis.runs.snapshots import SnapshotAttention
 from charlens.analysis.runs.timeline import TimelineResult, timeline_entry
 
@@ -22,6 +25,9 @@ SCHEMA_VERSION = 5  # 2: head_similarity, class_attention.most_selective; extras
 # 5: labels v3: the structural control ("structure") of word, line and separator detectors; the decomposition's
 #    weights are shares summing to 1; per head `kind` (induction, mixture, key, detector, none) and `key_chars`;
 #    mixture labels ("offset_2 + recent_space") and key-character labels ("key 'e'")
+#    circuits (weight-level scores), copying (who carries the in-context copying), task (the synthetic induction task's
+#    held-out second copies), formation (the induction head's recorded formation); the head table's circuit and
+#    copy-share columns
 
 Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (docs/analysis.md)
 
@@ -106,6 +112,10 @@ class AnalysisResult:
     head_similarity: Optional[dict]  # {"heads": labels, "distance": (LH, LH)} on the example windows
     examples: Examples = field(repr=False)
     timeline: Optional[TimelineResult] = None  # None: the checkpoint recorded no timeline
+    circuits: Optional[CircuitResult] = None  # weight-level circuit scores
+    copying: Optional[CopyingResult] = None  # who carries the in-context copying
+    task: Optional[TaskResult] = None  # None unless the checkpoint was trained on the synthetic induction task
+    formation: Optional[FormationResult] = None  # how the induction head formed; None without a timeline or one
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,9 @@ class Summary:
         a, x = self.analysis, self.extras
         settings = dict(a.settings)
         heads = [h.to_dict() for h in a.heads]
+        for result in (a.circuits, a.copying):
+            for row in heads:
+                row.update(result.head_columns(row["layer"], row["head"]) if result is not None else {})
         if x.ablation is not None:
             settings.update({"ablation_mode": x.ablation.mode, "ablation_tol": x.ablation.tol})
             for row in heads:
@@ -211,6 +224,9 @@ class Summary:
             "salient_patterns": a.salient_patterns,
             "head_similarity": a.head_similarity, "timeline": timeline_entry(a.timeline),
         }
+        for key, part in (("circuits", a.circuits), ("copying", a.copying), ("task", a.task), ("formation", a.formation)):
+            if part is not None:
+                out[key] = part.to_dict()
         if x.value_weighted is not None:
             out["value_weighted"] = x.value_weighted.summary_entry()
         if x.rollout is not None:

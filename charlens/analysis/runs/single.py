@@ -20,7 +20,10 @@ from charlens.analysis.measures.rule import CLASS_LABELS, PART_CUT, gate_inducti
 from charlens.analysis.measures.scoring import class_attention_sums, head_metric_sums, score_windows
 from charlens.analysis.measures.similarity import js_distance_matrix
 from charlens.analysis.measures.stats import ScoreAccumulator, per_test_alpha, split_stats, validated
+from charlens.analysis.runs.circuits import circuit_result
+from charlens.analysis.runs.copying import copying_result, task_result
 from charlens.analysis.runs.extract import AttentionBatch, char_batch, iter_attention, iter_char_batches
+from charlens.analysis.runs.formation import formation_result
 from charlens.analysis.runs.induction import RepeatedSequenceTest, induction_test
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings, TextSplit
 from charlens.analysis.runs.results import AnalysisResult, Examples
@@ -213,6 +216,7 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
                          runs["heldout"].key_chars.result(runs["heldout"].key_frequencies),
                          class_members(inputs.tokenizer, inputs.lang, names))
     heads = head_table(names, stats["discovery"], stats["heldout"], valid, part, cut, decomposed, key_chars)
+    circuits = circuit_result(inputs.model, settings.seed)
     texts = {k: s.describe() for k, s in splits.items()}
     if inputs.unknown is not None:
         texts["unknown_chars"] = inputs.unknown.describe()
@@ -236,4 +240,8 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
         head_similarity=head_similarity(examples),
         examples=examples,
         timeline=timeline_result(inputs.state.get("history", []), heads, cut),
+        circuits=circuits,
+        copying=copying_result(inputs, settings),
+        task=task_result(inputs),
+        formation=formation_result(inputs.state.get("history", []), heads, circuits, cut),
     )

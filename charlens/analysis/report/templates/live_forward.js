@@ -1,5 +1,6 @@
 /* charlens live model: the checkpoint's forward pass in plain JavaScript (model/transformer.py, eval mode):
-   token + position embeddings, pre-LayerNorm blocks (causal self-attention, exact-erf GELU MLP), final
+   token + position embeddings, pre-LayerNorm blocks (causal self-attention, exact-erf GELU MLP unless the model
+   is attention-only), final
    LayerNorm, output head tied to the token embedding. Weights arrive as float16 and are computed in
    float32 arrays with double accumulators. No libraries, no network. */
 const charlensForward = (function () {
@@ -158,6 +159,7 @@ const charlensForward = (function () {
       const first = l === L - 1 ? T - 1 : 0, n = T - first, xs = x.subarray(first * C); // the rows still needed
       linear(z.subarray(first * C), n, C, layer.proj, C, y);
       for (let k = 0; k < n * C; k++) xs[k] += y[k];
+      if (!layer.fc[0]) return; // an attention-only model (model_config.attn_only): no MLP
       linear(layerNorm(xs, n, C, layer.ln2, h), n, C, layer.fc, 4 * C, u);
       for (let k = 0; k < n * 4 * C; k++) u[k] = gelu(u[k]);
       linear(u, n, 4 * C, layer.fcProj, C, y);
