@@ -2,6 +2,7 @@
 
     python train.py --lang en                       # the King James Bible (39 OT books), small preset
     python train.py --lang he                       # the Hebrew Bible, niqqud removed (--keep-niqqud keeps it)
+    python train.py --lang en --drop-vowels         # English without a, e, i, o, u (an abjad, like unpointed Hebrew)
     python train.py --text corpus.txt --out checkpoints/mine.pt
     python train.py --resume checkpoints/en.pt --max-iters 4000
     python train.py --lang en --seeds 3             # seeds 0, 1, 2 -> checkpoints/en_s0.pt, en_s1.pt, en_s2.pt
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--lang", choices=LANGS, help="default corpus: en = King James Bible, he = Hebrew Bible")
     src.add_argument("--text", metavar="FILE", help="train on a UTF-8 text file; its last 10%% is the validation split")
     p.add_argument("--keep-niqqud", action="store_true", help="with --lang he: keep the vowel points (writes he_niqqud)")
+    p.add_argument("--drop-vowels", action="store_true",
+                   help="with --lang en: remove the vowel letters a, e, i, o, u in both cases, so English is written as "
+                        "an abjad like unpointed Hebrew; y stays, as Hebrew keeps yod, a consonant letter that also writes "
+                        "vowels; a word of vowels only (a, I, O) goes with its space (writes en_novowel)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="model size and schedule (default small)")
     for name, what in NUMERIC_FLAGS:
         allowed = SETTING_RANGES[name.replace("-", "_")]
@@ -127,6 +132,8 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, Tokenizer, Optional
     """Everything that can fail because of the arguments, before any training work."""
     if args.keep_niqqud and args.lang != "he" and not args.resume:
         raise UsageError("--keep-niqqud only applies to --lang he")
+    if args.drop_vowels and args.lang != "en":
+        raise UsageError("--drop-vowels only applies to --lang en" + (" (a resumed run keeps its corpus)" if args.resume else ""))
     if args.seeds is not None:
         check_seed_flags(args)
     checkpoint = None
@@ -145,7 +152,7 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, Tokenizer, Optional
         corpus = corpus_from_identity(checkpoint["corpus"])
         tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
     else:
-        corpus = bible_corpus(args.lang, args.keep_niqqud) if args.lang else file_corpus(args.text, s["block_size"])
+        corpus = bible_corpus(args.lang, args.keep_niqqud, args.drop_vowels) if args.lang else file_corpus(args.text, s["block_size"])
         tokenizer = CharTokenizer(sorted(corpus.chars()))
     s.setdefault("out", f"checkpoints/{corpus.name}.pt")
     out = Path(s["out"])

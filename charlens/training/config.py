@@ -45,7 +45,7 @@ DTYPES = ("auto", "float32", "bfloat16")
 # except max_iters, which extends the run and its cosine schedule).
 RESUMABLE_OVERRIDES = ("max_iters", "eval_interval", "eval_iters", "device", "compile", "dtype", "threads", "out",
                        "sample_chars", "timeline", "snapshots")
-NOT_SETTINGS = ("resume", "preset", "lang", "text", "keep_niqqud", "overwrite")  # flags a resumed run takes from the checkpoint
+NOT_SETTINGS = ("resume", "preset", "lang", "text", "keep_niqqud", "drop_vowels", "overwrite")  # flags a resumed run takes from the checkpoint
 
 
 def flag(key: str) -> str:
