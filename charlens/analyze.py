@@ -302,7 +302,7 @@ def run_compare(args: argparse.Namespace) -> int:
             check_request(request, inputs.model, inputs.tokenizer)
             warn_unknown(inputs)
     if args.text is None and args.sentences is None:
-        parallel = parallel_heldout(groups[0][0], groups[1][0], settings.n_windows, settings.seed)
+        parallel = parallel_heldout([groups[0][0], groups[1][0]], settings.n_windows, settings.seed)
         if parallel is not None:
             groups = [[dataclasses.replace(m, heldout=rep.heldout) for m in group] for group, rep in zip(groups, parallel)]
     seen: dict[str, int] = {}
