@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from charlens.analysis.measures.seedstats import GroupDifference, compare_groups as compare_values, seeds_needed
+from charlens.analysis.measures.seedstats import GroupDifference, compare_defined, seeds_needed
 from charlens.analysis.runs.matching import RecurringHead, match_heads
 from charlens.analysis.runs.results import Examples
 
@@ -45,7 +45,8 @@ KINDS: dict[str, QuantityKind] = {
 }
 
 
-def _kind_and_label(key: str) -> tuple[QuantityKind, str]:
+def quantity_kind(key: str) -> tuple[QuantityKind, str]:
+    """The kind of a quantity key ("kind" or "kind:argument") and its label for the reader."""
     kind, _, arg = key.partition(":")
     q = KINDS[kind]
     return q, q.label.format(d=arg, k=arg, cells=arg.replace(">", " → "))
@@ -130,6 +131,13 @@ class QuantityComparison:
     def to_dict(self) -> dict:
         return {"key": self.key, "label": self.label, "unit": self.unit, "present": list(self.present),
                 "verdict": self.verdict, **(self.difference.to_dict() if self.difference else {})}
+
+
+def compare_quantity(key: str, a: Sequence[Optional[float]], b: Sequence[Optional[float]], alpha: float) -> QuantityComparison:
+    """One quantity's per-seed values in two groups (None: undefined in that seed) through the replication rule."""
+    kind, label = quantity_kind(key)
+    present = (sum(v is not None for v in a), sum(v is not None for v in b))
+    return QuantityComparison(key, label, kind.unit, present, compare_defined(a, b, alpha, kind.min_effect))
 
 
 @dataclass(frozen=True)
@@ -223,15 +231,8 @@ def compare_groups(names: tuple[str, str], summaries: tuple[Sequence[dict], Sequ
     """Compare two groups of model summaries (the summary.json contract), seeds as the unit."""
     numbers = [[model_quantities(s, split) for s in group] for group in summaries]
     keys = list(dict.fromkeys(k for group in numbers for m in group for k in m))
-    quantities = []
-    for key in keys:
-        kind, label = _kind_and_label(key)
-        vals = [[m.get(key) for m in group] for group in numbers]
-        present = (sum(v is not None for v in vals[0]), sum(v is not None for v in vals[1]))
-        defined = present == (len(vals[0]), len(vals[1]))
-        diff = compare_values([float(v) for v in vals[0] if v is not None], [float(v) for v in vals[1] if v is not None],
-                              alpha, kind.min_effect) if defined else None
-        quantities.append(QuantityComparison(key, label, kind.unit, present, diff))
+    quantities = [compare_quantity(key, [m.get(key) for m in numbers[0]], [m.get(key) for m in numbers[1]], alpha)
+                  for key in keys]
     replicated = tuple(_sentence(q, names, alpha) for q in quantities if q.verdict == "replicated")
     not_replicated = tuple(_sentence(q, names, alpha) for q in quantities
                            if q.verdict != "replicated" and not _silent(q))
