@@ -82,7 +82,7 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
     cls = np.broadcast_to(base, (L, H, C, C)).copy()
     cls[L - 1, H - 1] = np.eye(C) * 0.7 + 0.3 / C  # one class-selective head
     return {
-        "schema": 4, "checkpoint": f"checkpoints/{name}.pt", "name": name, "lang": lang,
+        "schema": 5, "checkpoint": f"checkpoints/{name}.pt", "name": name, "lang": lang,
         "model": {"n_layer": L, "n_head": H, "n_embd": 24, "block_size": 32},
         "settings": {"window": 32, "min_selectivity": 0.3, "alpha": 0.05, "n_boot": 200, "min_windows": 10},
         "texts": {"discovery": {"source": "train", "n_windows": 40, "n_chars": 1280},

@@ -42,7 +42,13 @@ KINDS: dict[str, QuantityKind] = {
     "induction": QuantityKind("induction-test loss drop, first to second copy", "nats", 0.1),
     "ablation": QuantityKind("largest loss increase when a {d} head is ablated", "nats/char", 0.02),
     "formation": QuantityKind("training step at which the first {d} head formed (recorded timeline)", "steps", 50.0),
+    # The two hypotheses from the structure of Hebrew (issue 20): root letters two or three apart, and heads keyed on
+    # the word-initial prefix letters where English keys on the space.
+    "root": QuantityKind("consonant → same-word consonant attention at distances 2–3, over its within-word "
+                         "shuffled-letter control", "x", 0.1),
+    "keyed": QuantityKind("the strongest head's held-out selectivity on {d} keys (against the detector's control)", "", 0.1),
 }
+KEYED = ("space", "word_start", "prefix_letter")  # detectors of the keyed hypothesis (prefix_letter: Hebrew only)
 
 
 def quantity_kind(key: str) -> tuple[QuantityKind, str]:
@@ -102,6 +108,12 @@ def model_quantities(summary: dict, split: str = "heldout") -> dict[str, Optiona
         for q, qn in enumerate(VOWEL_CONSONANT):
             for k, kn in enumerate(VOWEL_CONSONANT):
                 out[f"class:{qn}>{kn}"] = float(ratio[q, k])
+    root = (summary.get("root_attention") or {}).get("pooled_ratio")
+    if root is not None:
+        out["root"] = None if np.isnan(root) else float(root)
+    for d in KEYED:
+        if d in summary["detectors"]:
+            out[f"keyed:{d}"] = float(np.nanmax(np.asarray(summary["detectors"][d][split]["selectivity"], dtype=float)))
     it = summary.get("induction_test") or {}
     if "loss_first_copy" in it and "loss_second_copy" in it:
         out["induction"] = float(it["loss_first_copy"] - it["loss_second_copy"])

@@ -15,10 +15,11 @@ from charlens.analysis.measures.counterfactual import Counterfactual
 from charlens.analysis.runs.snapshots import SnapshotAttention
 from charlens.analysis.runs.timeline import TimelineResult, timeline_entry
 
-SCHEMA_VERSION = 4  # 2: head_similarity, class_attention.most_selective; extras merged at write time
+SCHEMA_VERSION = 5  # 2: head_similarity, class_attention.most_selective; extras merged at write time
 # 3: the selectivity rule (control baselines, selectivity and its interval, margins, borderline), prefix matches and
 #    the repeated-sequence test in validation, the decomposition, dropped or replaced characters
 # 4: timeline (the recorded training path: formation steps and phase changes), or a note that there is none
+# 5: root_attention (consonant -> same-word consonant at distances 2-3 over its within-word shuffled-letter control)
 
 Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (see README, analyzer section)
 
@@ -101,6 +102,7 @@ class AnalysisResult:
     head_similarity: Optional[dict]  # {"heads": labels, "distance": (LH, LH)} on the example windows
     examples: Examples = field(repr=False)
     timeline: Optional[TimelineResult] = None  # None: the checkpoint recorded no timeline
+    root_attention: Optional[dict] = None  # measures.rootattention.root_entry on the held-out windows
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ class Summary:
             "head_metrics": a.head_metrics, "induction_test": a.induction_test, "decomposition": a.decomposition,
             "salient_patterns": a.salient_patterns,
             "head_similarity": a.head_similarity, "timeline": timeline_entry(a.timeline),
+            "root_attention": a.root_attention,
         }
         if x.value_weighted is not None:
             out["value_weighted"] = x.value_weighted.summary_entry()

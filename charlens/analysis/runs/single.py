@@ -15,6 +15,7 @@ import torch
 from charlens.analysis.measures import detectors as det
 from charlens.analysis.measures.decomposition import MixtureFit, basis_names, target_distributions, unexplained
 from charlens.analysis.measures.positional import ClassFrequencies, StratumCounts
+from charlens.analysis.measures.rootattention import root_entry, root_sums
 from charlens.analysis.measures.rule import gate_induction
 from charlens.analysis.measures.scoring import class_attention_sums, head_metric_sums, score_windows
 from charlens.analysis.measures.similarity import js_distance_matrix
@@ -49,6 +50,7 @@ class SplitRun:
         self.class_heads = torch.zeros(())  # (L, H, C, C) once a batch is added
         self.class_base = torch.zeros(())  # (C, C)
         self.metrics: dict[str, torch.Tensor] = {}
+        self.root = (torch.zeros(()), torch.zeros(()))  # consonant -> same-word consonant at 2-3: observed, control
         self.n = 0
 
     def add(self, batch: AttentionBatch) -> None:
@@ -56,11 +58,14 @@ class SplitRun:
         self.scores.add(ws.score.numpy(), ws.control.numpy(), ws.baseline.numpy())
         heads, base, _ = class_attention_sums(batch.attention, batch.classes)
         metrics = head_metric_sums(batch.attention)
+        root = root_sums(batch.attention, batch.chars)
         if not self.n:  # the first batch's sums; later ones are added in place: no new long-lived tensor per batch
-            self.class_heads, self.class_base, self.metrics = heads, base, metrics
+            self.class_heads, self.class_base, self.metrics, self.root = heads, base, metrics, root
         else:
             self.class_heads += heads
             self.class_base += base
+            self.root[0].add_(root[0])
+            self.root[1].add_(root[1])
             for k, v in metrics.items():
                 self.metrics[k] += v
         self.n += len(batch.texts)
@@ -215,4 +220,5 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
         head_similarity=head_similarity(examples),
         examples=examples,
         timeline=timeline_result(inputs.state.get("history", []), heads, cut),
+        root_attention=root_entry(*runs["heldout"].root),
     )
