@@ -78,3 +78,19 @@ def test_only_steps_every_model_recorded_are_compared_and_undefined_values_are_s
     assert depth.differences[-1] is None and depth.timing == "early"
     one = compare_stages(("A", "B"), [[{3000: {"distance": 1.0}}] * 4] * 2)
     assert "Fewer than two training stages" in one.notes[0]
+
+
+def test_the_stage_section_and_figures_show_every_seed_and_the_timing(tmp_path):
+    from charlens.analysis.report.figures.study import stage_figures
+    from charlens.analysis.report.studytext import stage_markdown
+
+    up, none = (A_HIGH, B_LOW), MIXED
+    cmp = compare_stages(("en", "he"), stage_values({"distance": [none, none, up, up], "offset:3": [none] * 4}))
+    figures = stage_figures(cmp)
+    assert list(figures) == ["stages_findings", "stages_all"]
+    lines = figures["stages_findings"][1].axes[0].get_lines()
+    assert len(lines) == 8 and list(lines[0].get_xdata()) == list(STEPS)  # every seed a line over the steps
+    assert "(late)" in figures["stages_findings"][1].axes[0].get_title()
+    text = "\n".join(stage_markdown(cmp))
+    assert "| mean attention distance | 2.1 vs 2.2 | 2.1 vs 2.2 | 5.3 vs 1.3 **✓** | 5.3 vs 1.3 **✓** | late |" in text
+    assert "| mean attention at offset 3 |" in text and text.count("**✓**") == 2

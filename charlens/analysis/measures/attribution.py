@@ -40,6 +40,7 @@ class Attribution:
     """One quantity across the four conditions."""
 
     key: str
+    values: dict[str, tuple[Optional[float], ...]]  # per condition, per seed (None: undefined for that seed)
     main: Optional[GroupDifference]  # en vs he (None: undefined in some seed)
     contrasts: dict[str, Optional[GroupDifference]]  # every contrast of CONTRASTS, main included
     verdict: str  # one of VERDICTS; no_finding when the main difference does not replicate
@@ -56,7 +57,7 @@ class Attribution:
         return [c for c, d in self.null.items() if d is not None and d.verdict == "replicated"]
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "verdict": self.verdict,
+        return {"key": self.key, "verdict": self.verdict, "values": {c: list(v) for c, v in self.values.items()},
                 "contrasts": {n: None if d is None else {**d.to_dict(), "holds": self.holds(n)}
                               for n, d in self.contrasts.items()},
                 "null": {c: None if d is None else d.verdict for c, d in self.null.items()}, "null_claims": self.null_claims}
@@ -77,10 +78,11 @@ def attribute(key: str, values: Mapping[str, Sequence[Optional[float]]], alpha: 
     contrasts = {name: compare_defined(values[a], values[b], alpha, min_effect) for name, (a, b) in CONTRASTS.items()}
     null = {c: compare_defined(*halves(values[c]), alpha, min_effect) for c in CONDITIONS}
     main = contrasts["en vs he"]
-    partial = Attribution(key, main, contrasts, "no_finding", null)
+    per_condition = {c: tuple(values[c]) for c in CONDITIONS}
+    partial = Attribution(key, per_condition, main, contrasts, "no_finding", null)
     if main is None or main.verdict != "replicated":
         return partial
     script = all(partial.holds(n) for n in SCRIPT)
     language = all(partial.holds(n) for n in LANGUAGE)
     verdict = "both" if script and language else "script" if script else "language" if language else "neither"
-    return Attribution(key, main, contrasts, verdict, null)
+    return Attribution(key, per_condition, main, contrasts, verdict, null)
