@@ -24,7 +24,7 @@ from charlens.analysis.runs.groups import compare_groups, model_quantities
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings, load_inputs, parallel_heldout
 from charlens.analysis.runs.results import Extras, Summary
 from charlens.analysis.runs.single import run_analysis
-from charlens.analysis.runs.snapshots import snapshot_files
+from charlens.analysis.runs.snapshots import STEP, snapshot_files
 from charlens.analysis.runs.stages import compare_stages
 from charlens.analysis.runs.study import run_study as study_result
 from charlens.data.errors import CharlensError, UsageError
@@ -51,14 +51,18 @@ def live_entry(args: argparse.Namespace, inputs: AnalysisInputs) -> Optional[dic
 
 
 def expand_group(patterns: list[str], flag: str) -> list[str]:
-    """Checkpoint paths from the arguments of --compare / --vs / --study: plain paths, or quoted shell globs."""
+    """Checkpoint paths from the arguments of --compare / --vs / --study: plain paths, or quoted shell globs. A glob
+    leaves out the snapshots of the checkpoints it matches ('en_s*.pt' also matches en_s0.step250.pt): a snapshot is
+    a stage of its model, not another seed (--stages analyses them); named one by one, a snapshot is taken as given."""
     paths = []
     for pattern in patterns:
         if glob.has_magic(pattern):
             found = sorted(glob.glob(pattern))
             if not found:
                 raise UsageError(f"{flag} {pattern}: no checkpoint matches")
-            paths += found
+            matched = set(found)
+            paths += [p for p in found if not (STEP.search(Path(p).stem) and
+                                               str(Path(p).with_name(STEP.sub("", Path(p).stem) + Path(p).suffix)) in matched)]
         else:
             paths.append(pattern)
     return paths

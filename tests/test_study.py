@@ -72,7 +72,8 @@ def four_conditions(tmp_path_factory):
 
 def test_the_study_command_end_to_end(four_conditions, tmp_path, capsys):
     out = tmp_path / "report"
-    assert analyze.main(["--study", str(four_conditions / "*_s?.pt"), "--stages", "--out", str(out), *QUICK]) == 0
+    # the glob also matches the snapshots (en_s0.step3.pt): they are stages of their model, not more seeds
+    assert analyze.main(["--study", str(four_conditions / "*_s*.pt"), "--stages", "--out", str(out), *QUICK]) == 0
     study = json.loads((out / "study.json").read_text(encoding="utf-8"))
     assert study["conditions"] == {"en": ["en_s0"], "en_novowel": ["en_drop-vowels_s0"], "he_niqqud": ["he_keep-niqqud_s0"],
                                    "he": ["he_s0"]}
@@ -106,3 +107,14 @@ def test_study_refusals(four_conditions, tmp_path, capsys):
         assert not out.exists()
     assert analyze.main(["--ckpt", str(other), "--stages"]) == 2
     assert "--stages works with --compare or --study" in capsys.readouterr().err
+
+
+def test_a_glob_leaves_out_the_snapshots_of_the_checkpoints_it_matches(tmp_path):
+    from charlens.groupcli import expand_group
+
+    for name in ("en_s0.pt", "en_s0.step3.pt", "en_s0.step30.pt", "en_s1.pt", "lone.step5.pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.rsplit("/", 1)[1] for p in expand_group([str(tmp_path / "en_s*.pt")], "--vs")] == ["en_s0.pt", "en_s1.pt"]
+    assert [p.rsplit("/", 1)[1] for p in expand_group([str(tmp_path / "*.step*.pt")], "--vs")] == \
+        ["en_s0.step3.pt", "en_s0.step30.pt", "lone.step5.pt"]  # without their checkpoint in the match: kept
+    assert expand_group([str(tmp_path / "en_s0.step3.pt")], "--vs") == [str(tmp_path / "en_s0.step3.pt")]
