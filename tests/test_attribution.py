@@ -75,6 +75,9 @@ def test_undefined_values_and_missing_conditions():
     values = conditions(en=2, en_novowel=1, he_niqqud=2, he=1)
     values["en_novowel"][0] = None  # e.g. the depth of a behaviour one seed lacks
     a = attribute("depth:space", values, ALPHA, MIN_EFFECT)
-    assert a.contrasts["en vs en_novowel"] is None and a.verdict == "neither"
+    assert a.contrasts["en vs en_novowel"] is None and a.verdict == "undefined" and a.undefined_in == ["en_novowel"]
+    values["en_novowel"] = [1.0 + 0.01 * k for k in range(4)]  # defined again: the script pattern holds in full
+    values["he"][1] = None  # but the main difference is now undefined: nothing to attribute
+    assert attribute("depth:space", values, ALPHA, MIN_EFFECT).verdict == "no_finding"
     with pytest.raises(ValueError, match="missing: he_niqqud"):
         attribute("entropy", {k: v for k, v in values.items() if k != "he_niqqud"}, ALPHA, MIN_EFFECT)

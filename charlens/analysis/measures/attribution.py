@@ -9,9 +9,10 @@ points (an alphabet). With the sign s of the main difference (English minus Hebr
   Hebrew, each with sign s (alphabet minus abjad, within one language);
 - follows the language when it also holds between English-without-vowels and unpointed Hebrew AND between
   English and pointed Hebrew, each with sign s (one script, the two languages);
-- is a mixture of both when all four hold (each factor moves the quantity the same way), and neither when
+- is a mixture of both when all four hold (each factor moves the quantity the same way), neither when
   no pair of contrasts holds (the finding cannot be attributed: e.g. it needs both the script and the
-  language, or the seeds are too few).
+  language, or the seeds are too few), and undefined when no pair holds and the quantity does not exist in
+  some condition (vowel attention in English without vowels).
 
 Every contrast is decided by the same seed-level rule as the main comparison (`seedstats.compare_groups`:
 the sign in every seed pair, the exact permutation p, the minimum effect). Same-condition groups (a
@@ -32,7 +33,7 @@ MAIN = ("en", "he")  # the comparison whose findings are attributed
 SCRIPT = {"en vs en_novowel": ("en", "en_novowel"), "he_niqqud vs he": ("he_niqqud", "he")}
 LANGUAGE = {"en_novowel vs he": ("en_novowel", "he"), "en vs he_niqqud": ("en", "he_niqqud")}
 CONTRASTS = {"en vs he": MAIN, **SCRIPT, **LANGUAGE}
-VERDICTS = ("script", "language", "both", "neither", "no_finding")
+VERDICTS = ("script", "language", "both", "neither", "undefined", "no_finding")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class Attribution:
         """Whether contrast `name` replicates with the sign of the main finding."""
         d = self.contrasts.get(name)
         return bool(self.main is not None and d is not None and d.verdict == "replicated" and d.sign == self.main.sign)
+
+    @property
+    def undefined_in(self) -> list[str]:
+        """Conditions where the quantity is undefined for some seed."""
+        return [c for c, vals in self.values.items() if any(v is None for v in vals)]
 
     @property
     def null_claims(self) -> list[str]:
@@ -84,5 +90,7 @@ def attribute(key: str, values: Mapping[str, Sequence[Optional[float]]], alpha: 
         return partial
     script = all(partial.holds(n) for n in SCRIPT)
     language = all(partial.holds(n) for n in LANGUAGE)
-    verdict = "both" if script and language else "script" if script else "language" if language else "neither"
+    undefined = any(contrasts[n] is None for n in (*SCRIPT, *LANGUAGE))
+    verdict = ("both" if script and language else "script" if script else "language" if language
+               else "undefined" if undefined else "neither")
     return Attribution(key, per_condition, main, contrasts, verdict, null)

@@ -7,6 +7,7 @@ from typing import Sequence
 from charlens.analysis.measures.attribution import CONTRASTS
 from charlens.analysis.report.html import figure_entries, write_page
 from charlens.analysis.report.mdtext import md_escape
+from charlens.analysis.runs.groups import says_nothing
 from charlens.analysis.runs.stages import StageComparison
 from charlens.analysis.runs.study import StudyResult
 
@@ -28,6 +29,8 @@ def stage_markdown(stages: StageComparison) -> list[str]:
     lines += ["", "| quantity | " + " | ".join(f"step {s:,}" for s in stages.steps) + " | timing |",
               "|---|" + "---|" * (len(stages.steps) + 1)]
     for q in stages.quantities:
+        if says_nothing(q.key, [v for group in q.values for seed in group for v in seed]):
+            continue
         cells = []
         for d in q.differences:
             if d is None:
@@ -36,7 +39,8 @@ def stage_markdown(stages: StageComparison) -> list[str]:
                 mark = " **✓**" if d.verdict == "replicated" else ""
                 cells.append(f"{d.mean_a:.3g} vs {d.mean_b:.3g}{mark}")
         lines.append(f"| {md_escape(q.label)} | " + " | ".join(cells) + f" | {q.timing or '—'} |")
-    return lines + ["", f"Cells: mean of {md_escape(A)} vs mean of {md_escape(B)}; ✓ = replicated at that step.", ""]
+    return lines + ["", f"Cells: mean of {md_escape(A)} vs mean of {md_escape(B)}; ✓ = replicated at that step. Left out: "
+                        "quantities undefined at every step, and counts of behaviours no model has.", ""]
 
 
 def study_rows(study: StudyResult) -> list[dict]:
@@ -44,6 +48,8 @@ def study_rows(study: StudyResult) -> list[dict]:
     labels = study.labels()
     rows = []
     for a in study.attributions:
+        if says_nothing(a.key, [v for vals in a.values.values() for v in vals]):
+            continue
         row: dict[str, object] = {"quantity": labels[a.key], "verdict": a.verdict}
         for c, vals in a.values.items():
             defined = [v for v in vals if v is not None]
@@ -74,7 +80,8 @@ def study_markdown(study: StudyResult, links: Sequence[dict] = ()) -> str:
     cols = list(rows[0]) if rows else []
     lines += ["", "## Every quantity in the four conditions", "",
               "Condition columns: the mean over seeds; contrast columns: the rule's verdict, ✓ where it holds with the "
-              "sign of the English-vs-Hebrew difference; null claims: conditions whose own seed halves differ.", "",
+              "sign of the English-vs-Hebrew difference; null claims: conditions whose own seed halves differ. Left out: "
+              "quantities undefined in every model, and counts of behaviours no model has.", "",
               "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(md_escape(r[c]) if isinstance(r[c], str) else _num(r[c]) for c in cols) + " |"
               for r in rows]

@@ -44,18 +44,18 @@ KINDS: dict[str, QuantityKind] = {
     "formation": QuantityKind("training step at which the first {d} head formed (recorded timeline)", "steps", 50.0),
     # The two hypotheses from the structure of Hebrew (issue 20): root letters two or three apart, and heads keyed on
     # the word-initial prefix letters where English keys on the space.
-    "root": QuantityKind("consonant → same-word consonant attention at distances 2–3, over its within-word "
-                         "shuffled-letter control", "x", 0.1),
+    "root": QuantityKind("consonant → same-word consonant attention at distances 2–3, over its {d} control", "x", 0.1),
     "keyed": QuantityKind("the strongest head's held-out selectivity on {d} keys (against the detector's control)", "", 0.1),
 }
-KEYED = ("space", "word_start", "prefix_letter")  # detectors of the keyed hypothesis (prefix_letter: Hebrew only)
+KEYED = ("space", "word_start", "prefix_letter")
+ROOT_CONTROLS = {"shuffled_letters": "within-word shuffled-letter", "same_offset_rate": "same-distance consonant-rate"}  # detectors of the keyed hypothesis (prefix_letter: Hebrew only)
 
 
 def quantity_kind(key: str) -> tuple[QuantityKind, str]:
     """The kind of a quantity key ("kind" or "kind:argument") and its label for the reader."""
     kind, _, arg = key.partition(":")
     q = KINDS[kind]
-    return q, q.label.format(d=arg, k=arg, cells=arg.replace(">", " → "))
+    return q, q.label.format(d=ROOT_CONTROLS.get(arg, arg) if kind == "root" else arg, k=arg, cells=arg.replace(">", " → "))
 
 
 def vowel_consonant(summary: dict) -> Optional[dict]:
@@ -108,9 +108,10 @@ def model_quantities(summary: dict, split: str = "heldout") -> dict[str, Optiona
         for q, qn in enumerate(VOWEL_CONSONANT):
             for k, kn in enumerate(VOWEL_CONSONANT):
                 out[f"class:{qn}>{kn}"] = float(ratio[q, k])
-    root = (summary.get("root_attention") or {}).get("pooled_ratio")
-    if root is not None:
-        out["root"] = None if np.isnan(root) else float(root)
+    for control in ROOT_CONTROLS:
+        ratio = ((summary.get("root_attention") or {}).get(control) or {}).get("pooled_ratio", False)
+        if ratio is not False:  # None or NaN: no consonant query with a same-word key at those distances
+            out[f"root:{control}"] = None if ratio is None or np.isnan(ratio) else float(ratio)
     for d in KEYED:
         if d in summary["detectors"]:
             out[f"keyed:{d}"] = float(np.nanmax(np.asarray(summary["detectors"][d][split]["selectivity"], dtype=float)))
@@ -264,8 +265,15 @@ def compare_groups(names: tuple[str, str], summaries: tuple[Sequence[dict], Sequ
                            replicated, not_replicated, tuple(notes))
 
 
+def says_nothing(key: str, values: Sequence[Optional[float]]) -> bool:
+    """A quantity with nothing to say: undefined in every model, or a count (or ablation effect) of a behaviour no model has."""
+    defined = [v for v in values if v is not None]
+    return not defined or key.startswith(("count:", "ablation:")) and not any(defined)
+
+
 def _silent(q: QuantityComparison) -> bool:
-    """Quantities with nothing to say: a behaviour no model of either group has."""
+    """Comparisons with nothing to say (says_nothing), left out of the findings and notes."""
     d = q.difference
-    return q.key.startswith(("count:", "ablation:")) and d is not None and not any(d.values_a + d.values_b) \
-        or q.key.startswith(("depth:", "ablation:", "formation:")) and q.present == (0, 0)
+    if d is None:
+        return q.present == (0, 0)
+    return says_nothing(q.key, d.values_a + d.values_b)

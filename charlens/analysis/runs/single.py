@@ -50,7 +50,7 @@ class SplitRun:
         self.class_heads = torch.zeros(())  # (L, H, C, C) once a batch is added
         self.class_base = torch.zeros(())  # (C, C)
         self.metrics: dict[str, torch.Tensor] = {}
-        self.root = (torch.zeros(()), torch.zeros(()))  # consonant -> same-word consonant at 2-3: observed, control
+        self.root: tuple[torch.Tensor, ...] = ()  # consonant -> same-word consonant at 2-3 (measures.rootattention)
         self.n = 0
 
     def add(self, batch: AttentionBatch) -> None:
@@ -64,8 +64,8 @@ class SplitRun:
         else:
             self.class_heads += heads
             self.class_base += base
-            self.root[0].add_(root[0])
-            self.root[1].add_(root[1])
+            for total, part in zip(self.root, root):
+                total.add_(part)
             for k, v in metrics.items():
                 self.metrics[k] += v
         self.n += len(batch.texts)
@@ -220,5 +220,5 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
         head_similarity=head_similarity(examples),
         examples=examples,
         timeline=timeline_result(inputs.state.get("history", []), heads, cut),
-        root_attention=root_entry(*runs["heldout"].root),
+        root_attention=root_entry(runs["heldout"].root),  # type: ignore[arg-type]  # the four sums of root_sums
     )

@@ -23,6 +23,7 @@ VERDICT_TEXT = {
                 "English and pointed Hebrew",
     "both": "a mixture: it follows the script and the language (all four contrasts hold, the same way)",
     "neither": "neither: the contrasts that hold fit neither pattern (an interaction, or too few seeds)",
+    "undefined": "cannot be attributed: the quantity does not exist in {undefined}",
 }
 
 
@@ -46,10 +47,12 @@ class StudyResult:
         out = []
         for a in held:
             higher = MAIN[0] if a.main is not None and a.main.sign > 0 else MAIN[1]
-            contrasts = ", ".join(f"{n} {'holds' if a.holds(n) else 'does not'}" for n in a.contrasts if n != "en vs he")
+            contrasts = ", ".join(f"{n} {'holds' if a.holds(n) else 'undefined' if a.contrasts[n] is None else 'does not'}"
+                                  for n in a.contrasts if n != "en vs he")
             caution = (f" Caution: the same-condition halves of {', '.join(a.null_claims)} differ too."
                        if a.null_claims else "")
-            out.append((a, f"{labels[a.key]}: higher in {higher}; {VERDICT_TEXT[a.verdict]} ({contrasts}).{caution}"))
+            verdict = VERDICT_TEXT[a.verdict].format(undefined=", ".join(a.undefined_in))
+            out.append((a, f"{labels[a.key]}: higher in {higher}; {verdict} ({contrasts}).{caution}"))
         return out
 
     def to_dict(self) -> dict:
