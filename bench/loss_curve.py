@@ -10,10 +10,11 @@ shorter run has already decayed its learning rate), so two measurements per corp
 - complete runs of each --lengths (default 2,000, 3,000, 4,000) with the preset's own schedule and settings,
   whose final record is the loss on the whole validation split (`<corpus>_<steps>`).
 `run` starts one process per corpus, --threads 1 each, the runs of a corpus one after another (so at most
-two training processes share the machine, as the main job's two seed processes do). `report` reads the
-runs' <name>.log.jsonl (eval and final records) and the wall time from <name>.out (tqdm's elapsed time),
-prints the table and the step count it chooses: the shortest complete run from which the next length
-improves the whole-split loss by less than --flat (1%) per 500 steps, in every corpus.
+two training processes share the machine, as the main job's two seed processes do); `--long 0` skips the
+long run. `report` reads the runs' <name>.log.jsonl (eval and final records), prints the table and the step
+count it chooses: the shortest complete run from which the next length improves the whole-split loss by
+less than --flat (1%) per 500 steps, in every corpus. A long run stopped early (no final record) still gives
+its curve up to where it stopped. Time is not reported: on a shared machine it says more about the load.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     procs = []
     for corpus in args.corpora:
-        chain = [(f"{corpus}_long", args.long, True)] + [(f"{corpus}_{n}", n, False) for n in args.lengths]
+        chain = ([(f"{corpus}_long", args.long, True)] if args.long else []) + [(f"{corpus}_{n}", n, False) for n in args.lengths]
         script = " && ".join(" ".join(train_command(corpus, steps, args.out / f"{name}.pt", long))
                              + f" > {args.out / name}.out 2>&1" for name, steps, long in chain)
         procs.append(subprocess.Popen(["sh", "-c", script], cwd=ROOT))
@@ -59,17 +60,6 @@ def read_log(path: Path) -> tuple[list[tuple[int, float]], Optional[float]]:
         elif r["kind"] == "final":
             final = r["val_loss"]
     return evals, final
-
-
-def wall_seconds(out: Path) -> Optional[float]:
-    """The elapsed time of the run's last progress bar in its console output (tqdm's [mm:ss or [h:mm:ss)."""
-    if not out.is_file():
-        return None
-    found = re.findall(r"\| (\d+)/\1 \[(?:(\d+):)?(\d+):(\d+)<", out.read_text(encoding="utf-8", errors="replace"))
-    if not found:
-        return None
-    _, h, m, s = found[-1]
-    return int(h or 0) * 3600 + int(m) * 60 + int(s)
 
 
 def flattening(curve: list[tuple[int, float]], flat: float, window: int = 500) -> Optional[int]:
@@ -96,34 +86,36 @@ def report(args: argparse.Namespace) -> int:
         if not m:
             continue
         evals, final = read_log(log)
-        entry = runs.setdefault(m["corpus"], {"long": [], "complete": []})
+        entry = runs.setdefault(m["corpus"], {"long": [], "complete": [], "curves": []})
         if m["steps"] == "long":
             entry["long"] = evals
             entry["long_final"] = final
         elif final is not None:
-            entry["complete"].append((int(m["steps"]), final, wall_seconds(args.runs / f"{name}.out")))
+            entry["complete"].append((int(m["steps"]), final))
+            entry["curves"].append(evals)
     if not runs:
         print(f"no <corpus>_long / <corpus>_<steps> logs in {args.runs}", file=sys.stderr)
         return 2
     chosen = []
-    print(f"| corpus | steps | whole-split val loss | improvement to the next length, per 500 steps | wall (2 runs at a time) |")
-    print("|---|---|---|---|---|")
+    print("| corpus | steps | validation loss | improvement to the next length, per 500 steps |")
+    print("|---|---|---|---|")
     for corpus, r in runs.items():
         done = sorted(r["complete"])
         first_flat = None
-        for k, (n, loss, wall) in enumerate(done):
-            gain = per_500((n, loss), done[k + 1][:2]) if k + 1 < len(done) else None
+        for k, (n, loss) in enumerate(done):
+            gain = per_500((n, loss), done[k + 1]) if k + 1 < len(done) else None
             if gain is not None and gain < args.flat and first_flat is None:
                 first_flat = n
-            print(f"| {corpus} | {n:,} | {loss:.4f} | {'—' if gain is None else f'{gain:.2%}'} | "
-                  f"{'—' if wall is None else f'{wall / 60:.1f} min'} |")
+            print(f"| {corpus} | {n:,} (complete run) | {loss:.4f} (whole split) | {'—' if gain is None else f'{gain:.2%}'} |")
         chosen.append(first_flat)
         if r["long"]:
             s = flattening(r["long"], args.flat)
-            last = r["long"][-1]
-            print(f"|   {corpus} long curve | {last[0]:,} | {last[1]:.4f} (50-batch estimate; whole split at the end "
-                  f"{r.get('long_final') or float('nan'):.4f}) | flat (< {args.flat:.0%} per 500) from step "
-                  f"{'never' if s is None else f'{s:,}'} | |")
+            (a, va), (b, vb) = r["long"][-3 if len(r["long"]) > 2 else 0], r["long"][-1]
+            end = (f"whole split at its end {r['long_final']:.4f}" if r.get("long_final") is not None
+                   else "stopped before its end")
+            print(f"| {corpus} | long run at {b:,} | {vb:.4f} (50 fixed batches; {end}) | "
+                  f"{per_500((a, va), (b, vb)):.2%} over its last {b - a:,} steps; flat (< {args.flat:.0%}) from step "
+                  f"{'—' if s is None else f'{s:,}'} |")
     if None in chosen:
         print(f"\nnot flat: in {', '.join(c for c, n in zip(runs, chosen) if n is None)} no measured length improves "
               f"by less than {args.flat:.0%} per 500 steps on the next; measure longer runs")
@@ -144,9 +136,11 @@ def figure(runs: dict[str, dict], path: Path) -> None:
     for k, (corpus, r) in enumerate(runs.items()):
         color = f"C{k}"
         if r["long"]:
-            ax.plot(*zip(*r["long"]), "-", color=color, lw=1.2, label=f"{corpus}: one {r['long'][-1][0]:,}-step run")
+            ax.plot(*zip(*r["long"]), "-", color=color, lw=1.2, label=f"{corpus}: the long run (evaluated every 250 steps, to step {r['long'][-1][0]:,})")
+        for k, curve in enumerate(r["curves"]):
+            ax.plot(*zip(*curve), ":", color=color, lw=0.8, label=f"{corpus}: complete runs' own evaluations" if not k else None)
         if r["complete"]:
-            steps, losses, _ = zip(*sorted(r["complete"]))
+            steps, losses = zip(*sorted(r["complete"]))
             ax.plot(steps, losses, "o--", color=color, ms=6, label=f"{corpus}: end of complete runs (whole split)")
     ax.set(xlabel="training step", ylabel="validation loss (nats/char)",
            title="small preset, seed 0: the curve of one long run vs the end of complete runs")
