@@ -136,7 +136,8 @@ def figure(runs: dict[str, dict], path: Path) -> None:
     for k, (corpus, r) in enumerate(runs.items()):
         color = f"C{k}"
         if r["long"]:
-            ax.plot(*zip(*r["long"]), "-", color=color, lw=1.2, label=f"{corpus}: the long run (evaluated every 250 steps, to step {r['long'][-1][0]:,})")
+            ax.plot(*zip(*r["long"]), "-", color=color, lw=1.2,
+                    label=f"{corpus}: the long run (evaluated every 250 steps, to step {r['long'][-1][0]:,})")
         for k, curve in enumerate(r["curves"]):
             ax.plot(*zip(*curve), ":", color=color, lw=0.8, label=f"{corpus}: complete runs' own evaluations" if not k else None)
         if r["complete"]:
