@@ -30,10 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from charlens.data.corpora import file_corpus, write_bible_text  # noqa: E402
 from charlens.data.tokenizer import CharTokenizer  # noqa: E402
 from charlens.model.checkpoint import save_checkpoint  # noqa: E402
-from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
+from charlens.model.transformer import TransformerLM  # noqa: E402
 from charlens.training import timeline  # noqa: E402
-from charlens.training.config import ARCH_KEYS, COMMON, RECORDING, TRAIN_PRESETS, lr_at  # noqa: E402
-from charlens.training.engine import LOG_EVERY, get_batch, make_optimizer, train_step  # noqa: E402
+from charlens.training.batches import CorpusSource  # noqa: E402
+from charlens.training.config import TrainSettings, lr_at  # noqa: E402
+from charlens.training.engine import LOG_EVERY, make_optimizer, train_step  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,21 +44,21 @@ def records_in(max_iters: int, eval_interval: int) -> int:
 
 
 def parts(text: Path, rounds: int, steps: int) -> None:
-    s = {**COMMON, **RECORDING, **PRESETS["small"], **TRAIN_PRESETS["small"]}
-    corpus = file_corpus(text, s["block_size"])
+    s = TrainSettings.for_preset("small")
+    corpus = file_corpus(text, s.block_size)
     tokenizer = CharTokenizer(sorted(corpus.chars()))
-    data = torch.from_numpy(tokenizer.encode(corpus.train, unknown="replace").astype("int64"))
-    torch.manual_seed(s["seed"])
-    model = TransformerLM(ModelConfig(vocab_size=tokenizer.vocab_size, **{k: s[k] for k in ARCH_KEYS}))
+    source = CorpusSource(corpus, tokenizer, s.block_size, s.batch_size)
+    torch.manual_seed(s.seed)
+    model = TransformerLM(s.model_config(tokenizer.vocab_size))
     optimizer = make_optimizer(model, s, torch.device("cpu"))
-    probe, recorder = timeline.recorder_for(None, corpus, tokenizer, s, torch.device("cpu"))
-    rng, it = torch.Generator().manual_seed(s["seed"]), [0]
+    probe, recorder = timeline.recorder_for(None, corpus.heldout, corpus.lang, tokenizer, model.config, s.seed, torch.device("cpu"))
+    rng, it = torch.Generator().manual_seed(s.seed), [0]
 
     def train(n: int) -> float:
         t0 = time.perf_counter()
         for _ in range(n):
-            x, y = get_batch(data, s["block_size"], s["batch_size"], rng, torch.device("cpu"))
-            loss = train_step(model, model, optimizer, x, y, lr_at(it[0], s), s["grad_clip"], torch.autocast("cpu", enabled=False))
+            x, y = source.batch("train", rng)
+            loss = train_step(model, model, optimizer, x, y, lr_at(it[0], s), s.grad_clip, torch.autocast("cpu", enabled=False))
             it[0] += 1
             if it[0] % LOG_EVERY == 0:
                 loss.item()
@@ -69,14 +70,14 @@ def parts(text: Path, rounds: int, steps: int) -> None:
         recorder.record(model, it[0])
         return time.perf_counter() - t0
 
-    n_records = records_in(s["max_iters"], s["eval_interval"])
-    steps_log = [{"kind": "step", "iter": k, "loss": 1.0, "lr": 1e-3, "ms": 100.0} for k in range(1, s["max_iters"], LOG_EVERY)]
+    n_records = records_in(s.max_iters, s.eval_interval)
+    steps_log = [{"kind": "step", "iter": k, "loss": 1.0, "lr": 1e-3, "ms": 100.0} for k in range(1, s.max_iters, LOG_EVERY)]
     with_records = steps_log + [recorder.record(model, k) for k in range(n_records)]
     folder = Path(tempfile.mkdtemp())
 
     def save(history: list[dict], with_probe: bool) -> float:
         state = {"model_config": model.config.to_dict(), "model": model.state_dict(), "tokenizer": tokenizer.to_dict(),
-                 "corpus": corpus.identity, "iter": it[0], "train_args": s, "optimizer": optimizer.state_dict(),
+                 "corpus": corpus.identity, "iter": it[0], "train_args": s.to_dict(), "optimizer": optimizer.state_dict(),
                  "history": history, **({"probe": probe} if with_probe else {})}
         t0 = time.perf_counter()
         save_checkpoint(state, folder / "m.pt")
@@ -92,16 +93,16 @@ def parts(text: Path, rounds: int, steps: int) -> None:
         for name in names[r % len(names):] + names[:r % len(names)]:
             times[name].append(jobs[name]())
     med = {k: statistics.median(v) for k, v in times.items()}
-    saves = s["max_iters"] // s["eval_interval"]
+    saves = s.max_iters // s.eval_interval
     extra_save = med["save with timeline"] - med["save without"]
-    cost = (n_records * med["record"] + saves * extra_save) / (s["max_iters"] * med["step"])
-    print(f"small preset, {len(probe['windows'])} probe windows x {s['block_size']} + {len(probe['repeated'])} repeated "
+    cost = (n_records * med["record"] + saves * extra_save) / (s.max_iters * med["step"])
+    print(f"small preset, {len(probe['windows'])} probe windows x {s.block_size} + {len(probe['repeated'])} repeated "
           f"sequences, {len(probe['detectors'])} detectors; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"medians of {rounds} rounds (min..max)")
     for name, ts in times.items():
         print(f"  {name:20s} {med[name] * 1e3:8.1f} ms  ({min(ts) * 1e3:.1f}..{max(ts) * 1e3:.1f})")
-    print(f"  record = {med['record'] / med['step']:.2f} steps; a default run ({s['max_iters']} steps, evaluation every "
-          f"{s['eval_interval']}) records {n_records} times and saves {saves} checkpoints: recording costs "
+    print(f"  record = {med['record'] / med['step']:.2f} steps; a default run ({s.max_iters} steps, evaluation every "
+          f"{s.eval_interval}) records {n_records} times and saves {saves} checkpoints: recording costs "
           f"{cost:.1%} of its training time")
 
 

@@ -1,4 +1,4 @@
-"""Watch an induction head form on a CPU in minutes (README, section trainer, Timeline).
+"""Watch an induction head form on a CPU in minutes (docs/timeline.md).
 
     python bench/timeline_demo.py                     # corpus, train.py, analyze.py into runs/timeline_demo/
     python bench/timeline_demo.py --max-iters 1500    # shorter
@@ -10,8 +10,8 @@ character after the earlier occurrence of the current context, and copy it). A 2
 128-character context trains with the timeline on (the default) and 4 snapshots; the analyzer then labels
 its heads and reads their formation steps and phase changes from the timeline. Printed at the end: the
 validated heads with their formation steps, the phase-change sentences, and the path of the strongest
-prefix-matching head, the repeated-random-sequence test and the in-context-learning score (README, section
-trainer, Timeline, says what it showed).
+prefix-matching head, the repeated-random-sequence test and the in-context-learning score (docs/timeline.md says
+what it showed).
 """
 from __future__ import annotations
 

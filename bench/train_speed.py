@@ -29,6 +29,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -37,15 +38,17 @@ from charlens.data.corpora import write_bible_text  # noqa: E402
 from charlens.data.tokenizer import CharTokenizer  # noqa: E402
 from charlens.model.hooks import hook_point_name, hooks
 from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
-from charlens.training.config import ARCH_KEYS, COMMON, DTYPES, TRAIN_PRESETS, lr_at, resolve_device  # noqa: E402
-from charlens.training.engine import EVAL_CHARS_PER_BATCH, LOG_EVERY, full_loss, get_batch, make_optimizer, train_step  # noqa: E402
+from charlens.training.batches import ConsecutiveWindows, random_windows, to_device  # noqa: E402
+from charlens.training.config import DTYPES, TrainSettings, lr_at, resolve_device  # noqa: E402
+from charlens.training.engine import LOG_EVERY, make_optimizer, train_step  # noqa: E402
+from charlens.training.evaluation import EVAL_CHARS_PER_BATCH, full_loss  # noqa: E402
 from charlens.training.runtime import autocast_for, native_bf16_cpu, resolve_dtype  # noqa: E402
 
 NANOGPT_VAL_LOSS = 1.41  # nats, nanoGPT at the reference configuration after 2,000 iterations (last 10% of the KJV)
 
 
-def settings(preset: str) -> dict:
-    return {**COMMON, **PRESETS[preset], **TRAIN_PRESETS[preset], "dropout": 0.0}
+def settings(preset: str) -> TrainSettings:
+    return TrainSettings.for_preset(preset, dropout=0.0)
 
 
 def matmul_peak_flops(device: torch.device, repeats: int = 5, dtype: Optional[torch.dtype] = None) -> tuple[float, str]:
@@ -72,12 +75,12 @@ def sync(device: torch.device) -> None:
 class Stepper:
     """One model + optimizer taking the trainer's own steps on fixed data, with one set of levers."""
 
-    def __init__(self, data: torch.Tensor, vocab_size: int, s: dict, device: torch.device, fused: bool = True,
+    def __init__(self, data: np.ndarray, vocab_size: int, s: TrainSettings, device: torch.device, fused: bool = True,
                  compile: bool = False, dtype: str = "float32", sync_every_step: bool = False, threads: int = 0,
                  seed: int = 1337):
         torch.manual_seed(seed)
         self.s, self.device, self.threads, self.sync_every_step = s, device, threads, sync_every_step
-        self.model = TransformerLM(ModelConfig(vocab_size=vocab_size, **{k: s[k] for k in ARCH_KEYS})).to(device)
+        self.model = TransformerLM(s.model_config(vocab_size)).to(device)
         self.optimizer = make_optimizer(self.model, s, device, fused=fused)  # unfused: nanoGPT's CPU optimizer
         self.forward = torch.compile(self.model) if compile else self.model
         self.autocast = autocast_for(dtype, device)
@@ -91,9 +94,9 @@ class Stepper:
         sync(self.device)
         t0 = time.perf_counter()
         for _ in range(n):
-            x, y = get_batch(self.data, self.s["block_size"], self.s["batch_size"], self.rng, self.device)
+            x, y = to_device(*random_windows(self.data, self.s.block_size, self.s.batch_size, self.rng), self.device)
             loss = train_step(self.model, self.forward, self.optimizer, x, y, lr_at(self.it, self.s),
-                              self.s["grad_clip"], self.autocast)
+                              self.s.grad_clip, self.autocast)
             if self.sync_every_step:
                 loss.item()
             self.it += 1
@@ -120,7 +123,7 @@ def levers(device: torch.device, bf16: bool) -> dict[str, dict]:
     return variants
 
 
-def speed(data: torch.Tensor, vocab_size: int, preset: str, device: torch.device, iters: int, rounds: int,
+def speed(data: np.ndarray, vocab_size: int, preset: str, device: torch.device, iters: int, rounds: int,
           bf16: bool) -> None:
     s = settings(preset)
     variants = {name: Stepper(data, vocab_size, s, device, **kw) for name, kw in levers(device, bf16).items()}
@@ -134,10 +137,10 @@ def speed(data: torch.Tensor, vocab_size: int, preset: str, device: torch.device
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotated: each variant leads as often
             times[name].append(variants[name].steps(iters))
     peak = max(peak, matmul_peak_flops(device)[0])  # before and after: the least disturbed of the two
-    tokens = s["batch_size"] * s["block_size"]
+    tokens = s.batch_size * s.block_size
     model = next(iter(variants.values())).model
     flops = model.flops_per_token() * tokens
-    print(f"config: {preset} ({', '.join(f'{k}={s[k]}' for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'batch_size'))}); "
+    print(f"config: {preset} ({', '.join(f'{k}={getattr(s, k)}' for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'batch_size'))}); "
           f"{model.num_params() / 1e6:.3f}M parameters; torch {torch.__version__} on {device}, {torch.get_num_threads()} threads")
     print(f"{peak_what} matmul peak: {peak / 1e9:.1f} GFLOP/s (MFU below is against it)")
     if bf16 and device.type == "cpu":
@@ -150,7 +153,7 @@ def speed(data: torch.Tensor, vocab_size: int, preset: str, device: torch.device
               f"MFU {flops / t / peak:5.1%}  x{base / t:.2f} (best of {rounds} x {iters} steps)")
 
 
-def _seed_worker(data: torch.Tensor, vocab_size: int, seed: int, go, done) -> None:
+def _seed_worker(data: np.ndarray, vocab_size: int, seed: int, go, done) -> None:
     """A seed's own process with one thread: steps whenever told, reports its seconds."""
     torch.set_num_threads(1)
     cpu = torch.device("cpu")
@@ -161,7 +164,7 @@ def _seed_worker(data: torch.Tensor, vocab_size: int, seed: int, go, done) -> No
         done.put(stepper.steps(n) * n)
 
 
-def seeds(data: torch.Tensor, vocab_size: int, n_seeds: int, iters: int, rounds: int) -> None:
+def seeds(data: np.ndarray, vocab_size: int, n_seeds: int, iters: int, rounds: int) -> None:
     """Wall time for `iters` steps of each of n_seeds models: one after another (all threads), one
     process stepping the models in turn (all threads), one process per seed (one thread each)."""
     s, cpu = settings("small"), torch.device("cpu")
@@ -240,7 +243,7 @@ def quality(folder: Path, dtype: str) -> None:
         f"{names[k]} {v:.1f} s ({v / seconds['step']:.1%} of the steps)" for k, v in seconds.items()))
 
 
-def eval_batches(data: torch.Tensor, vocab_size: int, device: torch.device, rounds: int) -> None:
+def eval_batches(data: np.ndarray, vocab_size: int, device: torch.device, rounds: int) -> None:
     """The whole-split evaluation (`full_loss`) of a reference-size model over `data`, with batches of
     4k to 32k characters, in interleaved rounds."""
     s = settings("small")
@@ -250,7 +253,7 @@ def eval_batches(data: torch.Tensor, vocab_size: int, device: torch.device, roun
     for r in range(rounds):
         for n in sizes[r % len(sizes):] + sizes[:r % len(sizes)]:
             t0 = time.perf_counter()
-            full_loss(model, data, s, device, nullcontext(), chars_per_batch=n)
+            full_loss(model, ConsecutiveWindows(data, s.block_size), device, nullcontext(), chars_per_batch=n)
             times[n].append(time.perf_counter() - t0)
     best = {n: min(ts) for n, ts in times.items()}
     print(f"whole-split evaluation of {len(data):,} characters, reference configuration, best of {rounds} rounds:")
@@ -262,7 +265,7 @@ def eval_batches(data: torch.Tensor, vocab_size: int, device: torch.device, roun
 MATMUL_OPS = {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"}
 
 
-def profile(data: torch.Tensor, vocab_size: int, preset: str, device: torch.device, iters: int) -> None:
+def profile(data: np.ndarray, vocab_size: int, preset: str, device: torch.device, iters: int) -> None:
     """Where the adopted step's time goes, and the speed-ups that bounds: if everything but the
     matmuls and attention cost nothing; if attention also ran at the matmuls' own rate with its causal
     half skipped; if every FLOP ran at the 2048² matmul peak."""
@@ -278,7 +281,7 @@ def profile(data: torch.Tensor, vocab_size: int, preset: str, device: torch.devi
         seconds[kind] += op.self_cpu_time_total / 1e6 / iters
     step = sum(seconds.values())
     peak, peak_what = matmul_peak_flops(device, dtype=getattr(torch, dtype))  # the step's matmuls' own dtype
-    c, tokens = stepper.model.config, s["batch_size"] * s["block_size"]
+    c, tokens = stepper.model.config, s.batch_size * s.block_size
     matmul_flops = 6 * stepper.model.num_params() * tokens
     causal_attention_flops = 6 * c.n_layer * c.n_embd * c.block_size * tokens  # half of 12 L C T: the causal half
     matmul_rate = matmul_flops / seconds["matmul"]
@@ -290,11 +293,11 @@ def profile(data: torch.Tensor, vocab_size: int, preset: str, device: torch.devi
           f"else cost nothing; {step / (seconds['matmul'] + causal_attention_flops / matmul_rate):.2f}x if attention "
           f"also ran at the matmuls' rate on its causal half; {step * peak / (matmul_flops + causal_attention_flops):.2f}x "
           f"if every FLOP ran at the peak")
-    written_out, fused = attention_ms(stepper.model, s["batch_size"], rounds=10)
+    written_out, fused = attention_ms(stepper.model, s.batch_size, rounds=10)
     print(f"one layer's attention, forward and backward: {fused:.2f} ms through scaled_dot_product_attention (the "
           f"trainer's path), {written_out:.2f} ms written out as matmul, mask, softmax, matmul ({written_out / fused:.2f}x the time)")
     if device.type == "cpu":
-        f32, bf16 = sdpa_ms(c, s["batch_size"], rounds=10)
+        f32, bf16 = sdpa_ms(c, s.batch_size, rounds=10)
         print(f"the fused attention kernel alone, forward and backward: {f32:.2f} ms in float32, {bf16:.2f} ms in "
               f"bfloat16 ({bf16 / f32:.2f}x the time; hence float32 attention under CPU autocast)")
 
@@ -354,7 +357,7 @@ def main() -> None:
             return quality(Path(tmp), args.dtype)
         text = write_bible_text("en", Path(tmp) / "kjv.txt").read_text(encoding="utf-8")
         tokenizer = CharTokenizer.from_text(text)
-        data = torch.from_numpy(tokenizer.encode(text[:1_000_000]).astype("int64"))
+        data = tokenizer.encode(text[:1_000_000])
         if args.seeds:
             return seeds(data, tokenizer.vocab_size, args.seeds, args.iters, args.rounds)
         device = resolve_device(args.device)

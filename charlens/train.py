@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -30,9 +31,11 @@ from charlens.model.atomic import sweep_stale_temps
 from charlens.model.checkpoint import load_checkpoint
 from charlens.model.transformer import PRESETS
 from charlens.training import ddp, seeds, snapshots
-from charlens.training.config import (COMMON, DTYPES, SETTING_RANGES, TRAIN_PRESETS, check_memory, check_output,
+from charlens.training.batches import CorpusSource
+from charlens.training.config import (COMMON, DTYPES, SETTING_RANGES, TRAIN_PRESETS, TrainSettings, check_memory,
                                       resolve_device, settings_from_flags)
 from charlens.training.engine import INTERRUPTED, train
+from charlens.training.outputs import check_output
 from charlens.training.log import log_paths
 from charlens.training.runtime import CPU_COMPILE_MIN_STEPS
 
@@ -63,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         for name in PRESETS)
     p = argparse.ArgumentParser(
         prog="train.py", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a character-level transformer (see README, section trainer). Before any work, every number "
+        description="Train a character-level transformer (see docs/training.md). Before any work, every number "
                     "is checked against the range its help gives ('(' and ')' exclude the bound), and on CPU the run's "
                     "estimated memory against the memory available.",
         epilog=f"presets (and, unless a preset says otherwise, {', '.join(f'{k}={v}' for k, v in COMMON.items())}):\n{presets}")
@@ -102,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", action=argparse.BooleanOptionalAction,
                    help="record every head's detector scores on a fixed probe set of held-out windows at log-spaced "
                         "steps and every evaluation, into the checkpoint's history and the log (default: on; "
-                        "README, section trainer)")
+                        "docs/timeline.md)")
     p.add_argument("--snapshots", type=int, metavar="N",
                    help=f"also keep full checkpoints at N log-spaced steps as <name>.step<k>.pt, in "
                         f"{SETTING_RANGES['snapshots']} and at most --max-iters (default 0)")
@@ -128,7 +131,7 @@ def check_seed_flags(args: argparse.Namespace) -> None:
         raise UsageError(f"--seed-procs must be in 1..{MAX_SEED_PROCS}, got {args.seed_procs}")
 
 
-def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, Tokenizer, Optional[dict]]:
+def prepare(args: argparse.Namespace) -> tuple[TrainSettings, Corpus, Tokenizer, Optional[dict]]:
     """Everything that can fail because of the arguments, before any training work."""
     if args.keep_niqqud and args.lang != "he" and not args.resume:
         raise UsageError("--keep-niqqud only applies to --lang he")
@@ -146,16 +149,17 @@ def prepare(args: argparse.Namespace) -> tuple[dict, Corpus, Tokenizer, Optional
     elif not (args.lang or args.text):
         raise UsageError("choose a corpus: --lang en, --lang he or --text FILE")
     s = settings_from_flags(given_flags(args), args.preset, checkpoint, args.resume)
-    device = resolve_device(s["device"])
-    ddp.check_batch(ddp.from_env(), s["batch_size"])
+    device = resolve_device(s.device)
+    ddp.check_batch(ddp.from_env(), s.batch_size)
     if checkpoint is not None:
         corpus = corpus_from_identity(checkpoint["corpus"])
         tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
     else:
-        corpus = bible_corpus(args.lang, args.keep_niqqud, args.drop_vowels) if args.lang else file_corpus(args.text, s["block_size"])
+        corpus = bible_corpus(args.lang, args.keep_niqqud, args.drop_vowels) if args.lang else file_corpus(args.text, s.block_size)
         tokenizer = CharTokenizer(sorted(corpus.chars()))
-    s.setdefault("out", f"checkpoints/{corpus.name}.pt")
-    out = Path(s["out"])
+    if s.out is None:
+        s = replace(s, out=f"checkpoints/{corpus.name}.pt")
+    out = Path(str(s.out))
     sources = [Path(p) for p in (args.text, corpus.identity.get("path"), corpus.identity.get("source")) if p]
     # With --seeds the outputs are the seeds' own files; a seed's existing checkpoint is continued (seeds.plan).
     outs = [seeds.seed_path(out, k) for k in seeds.seed_list(args.seeds)] if args.seeds is not None else [out]
@@ -203,13 +207,13 @@ def run(args: argparse.Namespace, prog: str, stop_at: Optional[int]) -> int:
     except KeyboardInterrupt as e:  # while reading the corpus or checkpoint
         print("interrupted before training; nothing was written", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else INTERRUPTED
-    out = Path(s["out"])
+    out = Path(str(s.out))
     before = file_state(out)
     try:
         if args.seeds is not None:
-            procs = args.seed_procs or seeds.default_procs(len(runs), resolve_device(s["device"]))
+            procs = args.seed_procs or seeds.default_procs(len(runs), resolve_device(s.device))
             return seeds.run_seeds(runs, corpus, tokenizer, procs)
-        return train(s, corpus, tokenizer, checkpoint, stop_at)
+        return train(s, CorpusSource(corpus, tokenizer, s.block_size, s.batch_size), tokenizer, checkpoint, stop_at)
     except KeyboardInterrupt as e:  # set-up, the sample at the end
         written = file_state(out) not in (None, before)
         print(f"interrupted; {f'the last checkpoint this run wrote is {out}' if written else 'this run wrote no checkpoint'}",

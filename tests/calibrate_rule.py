@@ -1,4 +1,4 @@
-"""The rule's calibration numbers (README, analyzer section): false positives on untrained models, the
+"""The rule's calibration numbers (docs/analysis.md): false positives on untrained models, the
 planted heads' labels and margins, and label stability across window seeds.
 
     python tests/calibrate_rule.py [--seeds 20] [--preset small]
@@ -39,6 +39,7 @@ from charlens.analysis.runs.single import run_analysis  # noqa: E402
 from analyzer_helpers import make_checkpoint  # noqa: E402
 from charlens.data.corpora import bible_corpus  # noqa: E402
 from charlens.data.tokenizer import CharTokenizer  # noqa: E402
+from charlens.model.hooks import attention_patterns  # noqa: E402
 from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM  # noqa: E402
 from planted import KNOWN, latest, mix, picky_pools, plant, targets, uniform  # noqa: E402
 
@@ -68,11 +69,11 @@ def untrained(seeds: int, preset: str, n_windows: int = 64) -> None:
         stats = []
         with torch.no_grad():
             for batches, f, rep_seed in zip(splits, freqs, (2 * seed, 2 * seed + 1)):
-                parts = [score_windows(model(c.ids, return_attention=True)[2], c, names, f) for c in batches]
+                parts = [score_windows(attention_patterns(model, c.ids), c, names, f) for c in batches]
                 stats.append(split_stats(*(torch.cat([getattr(p, x) for p in parts]).numpy() for x in ("score", "control", "baseline")),
                                          CUT, alpha, 300, rng))
                 ids = repeated_random_windows(range(1, tok.vocab_size), 32, T, seed=rep_seed)[:, :T]
-                ws = score_repeated(model(ids, return_attention=True)[2], ids, (T + 2) // 2)
+                ws = score_repeated(attention_patterns(model, ids), ids, (T + 2) // 2)
                 stats.append(split_stats(ws.score.numpy(), ws.control.numpy(), ws.baseline.numpy(), CUT, alpha, 300, rng))
         flags = np.concatenate([validated(stats[0], stats[2], CUT, 10), validated(stats[1], stats[3], CUT, 10)])
         n_valid, n_tests = n_valid + int(flags.sum()), n_tests + flags.size

@@ -34,3 +34,15 @@ def second_order_checkpoint(tmp_path_factory) -> Path:
     assert train.main(["--text", str(text), "--preset", "tiny", "--max-iters", "150", "--lr", "1e-2", "--batch-size", "32",
                        "--eval-interval", "150", "--eval-iters", "2", "--out", str(out), "--seed", "0", "--sample-chars", "0"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium for the page tests (tests/chromium.py); skipped, with the reason, where it is
+    not installed. A module may define its own (test_live_report.py records the performance log)."""
+    from chromium import CHROMEDRIVER, CHROMIUM, MISSING, chromium
+
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(MISSING)
+    with chromium() as driver:
+        yield driver

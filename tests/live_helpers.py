@@ -10,6 +10,7 @@ import torch
 
 from charlens.analysis.measures.ablation import ablated
 from charlens.data.tokenizer import CharTokenizer
+from charlens.model.hooks import run_with_cache
 from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM
 
 HEBREW = ("בראשית ברא אלהים את השמים ואת הארץ. והארץ היתה תהו ובהו וחשך על פני תהום ורוח אלהים מרחפת על פני המים. "
@@ -49,7 +50,7 @@ def handset_model(tok: CharTokenizer, block_size: int = 32, n_embd: int = 128, s
     torch.manual_seed(seed)
     model = TransformerLM(ModelConfig(vocab_size=V, block_size=T, n_layer=2, n_head=2, n_embd=C)).eval()
     pos, char, prev = range(T), range(T, T + V), range(T + V, T + 2 * V)
-    wte, wpe = model.transformer.wte.weight, model.transformer.wpe.weight
+    wte, wpe = model.wte.weight, model.wpe.weight
     wte.zero_()
     wpe.zero_()
     wte[range(V), list(char)] = 1.0
@@ -74,7 +75,7 @@ def trained_small_model(tok: CharTokenizer, text: str, steps: int = 30, batch_si
         for _ in range(steps):
             starts = torch.randint(len(data) - T - 1, (batch_size,), generator=g)
             rows = data[starts[:, None] + torch.arange(T + 1)]
-            _, loss, _ = model(rows[:, :-1], rows[:, 1:])
+            _, loss = model(rows[:, :-1], rows[:, 1:])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -94,5 +95,5 @@ def float16_rounded(model: TransformerLM) -> TransformerLM:
 def reference(model: TransformerLM, ids: np.ndarray, off: Iterable[tuple[int, int]] = ()) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch's attention (L, H, T, T) and logits (T, V) for one text, with the given heads zero-ablated."""
     with ablated(model, list(off)):
-        logits, _, att = model(torch.from_numpy(ids.astype(np.int64))[None], return_attention=True)
-    return att[0].numpy(), logits[0].numpy()
+        cache = run_with_cache(model, torch.from_numpy(ids.astype(np.int64))[None], names=("pattern",))
+    return cache.stack("pattern")[0].numpy(), cache.logits[0].numpy()

@@ -31,7 +31,7 @@ def trained():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for step in range(150):
         w = period_two_windows(32, seed=step)
-        _, loss, _ = model(w[:, :-1], w[:, 1:])
+        _, loss = model(w[:, :-1], w[:, 1:])
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -115,3 +115,21 @@ def test_an_unreadable_file_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt.torch, "load", denied)
     with pytest.raises(CheckpointError, match=r"^cannot read .*m\.pt: Permission denied$"):
         load_checkpoint(tmp_path / "m.pt")
+
+
+def test_a_checkpoint_with_nanogpts_parameter_names_loads_under_the_current_ones(tmp_path):
+    """Files written before the blocks were named `blocks` hold transformer.wte / transformer.h.L / transformer.ln_f
+    (hashed under those names): they load as the same weights, in the same order, so a resumed optimizer state
+    (indexed by parameter order) still lines up."""
+    state, model = make_state()
+    layer = ["ln_1.weight", "attn.c_attn.weight", "attn.c_proj.weight", "ln_2.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"]
+    old_order = (["transformer.wte.weight", "transformer.wpe.weight"]
+                 + [f"transformer.h.{l}.{k}" for l in range(2) for k in layer] + ["transformer.ln_f.weight", "lm_head.weight"])
+    new = model.state_dict()
+    as_new = lambda old: old.replace("transformer.h.", "blocks.").replace("transformer.", "")
+    save_checkpoint({**state, "model": {old: new[as_new(old)].clone() for old in old_order}}, tmp_path / "old.pt")
+    loaded = load_checkpoint(tmp_path / "old.pt")
+    assert list(loaded["model"]) == list(new) == [as_new(k) for k in old_order]
+    assert all(torch.equal(loaded["model"][k], v) for k, v in new.items())
+    idx = torch.randint(12, (2, 32), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(model_from_checkpoint(loaded)(idx)[0], model.eval()(idx)[0])

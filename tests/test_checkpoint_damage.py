@@ -124,7 +124,7 @@ def set_path(state: dict, keys: tuple, value) -> None:
 
 
 def nan_weight(state: dict) -> None:
-    state["model"]["transformer.h.0.attn.c_attn.weight"][0, 0] = float("nan")
+    state["model"]["blocks.0.attn.c_attn.weight"][0, 0] = float("nan")
 
 
 def bigger_tokenizer(state: dict) -> None:
@@ -142,12 +142,12 @@ FIELD_CASES: list[tuple[str, Callable[[dict], None], str]] = [
      "model_config.block_size: must be an integer in [1, 8,192], got 30000"),
     ("n-embd-indivisible", lambda s: set_path(s, ("model_config", "n_embd"), 33),
      "model_config.n_embd: 33 is not divisible by n_head 2"),
-    ("nan-weights", nan_weight, "model[transformer.h.0.attn.c_attn.weight]: holds NaN or infinite values"),
-    ("wrong-shape", lambda s: set_path(s, ("model", "transformer.wpe.weight"), torch.zeros(7, 32)),
-     "model[transformer.wpe.weight]: has shape (7, 32), the model_config needs (32, 32)"),
+    ("nan-weights", nan_weight, "model[blocks.0.attn.c_attn.weight]: holds NaN or infinite values"),
+    ("wrong-shape", lambda s: set_path(s, ("model", "wpe.weight"), torch.zeros(7, 32)),
+     "model[wpe.weight]: has shape (7, 32), the model_config needs (32, 32)"),
     ("missing-tensor", lambda s: s["model"].pop("lm_head.weight"), "model: missing tensor(s) lm_head.weight"),
-    ("int-weights", lambda s: set_path(s, ("model", "transformer.ln_f.weight"), torch.ones(32, dtype=torch.int32)),
-     "model[transformer.ln_f.weight]: has dtype torch.int32, expected torch.float32"),
+    ("int-weights", lambda s: set_path(s, ("model", "ln_f.weight"), torch.ones(32, dtype=torch.int32)),
+     "model[ln_f.weight]: has dtype torch.int32, expected torch.float32"),
     ("iter-negative", lambda s: set_path(s, ("iter",), -3), "iter: must be a step count, got -3"),
     ("train-args-string", lambda s: set_path(s, ("train_args",), "lr=1"),
      "train_args: expected a dict of names to numbers, strings or booleans"),
@@ -260,5 +260,5 @@ def test_analyze_refuses_nan_weights_with_one_line(tmp_path, trained, capsys):
     shutil.copy(trained.with_name("corpus.txt"), tmp_path / "corpus.txt")
     assert analyze.main(["--ckpt", str(path), "--out", str(tmp_path / "report")]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"analyze.py: error: {path} holds no usable model[transformer.h.0.attn.c_attn.weight]: holds NaN or infinite values"]
+        f"analyze.py: error: {path} holds no usable model[blocks.0.attn.c_attn.weight]: holds NaN or infinite values"]
     assert not (tmp_path / "report").exists()

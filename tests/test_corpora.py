@@ -22,7 +22,7 @@ def he():
 
 def test_sizes_and_splits_of_the_default_corpora(en, he):
     assert en.name == "en" and he.name == "he" and (en.lang, he.lang) == ("en", "he")
-    # Sizes reported in the README (characters).
+    # Sizes reported in docs/training.md (characters).
     assert en.sizes() == {"train": 2_965_902, "val": 109_385, "heldout": 112_696}
     assert he.sizes() == {"train": 1_424_792, "val": 54_588, "heldout": 56_737}
 

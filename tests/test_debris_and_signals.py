@@ -144,13 +144,13 @@ def test_ctrl_c_and_sigterm_during_set_up_give_one_line(text_file, tmp_path, mon
 def poison_training_step(monkeypatch, at: int) -> None:
     forward, calls = TransformerLM.forward, []
 
-    def poisoned(self, idx, targets=None, return_attention=False):
-        logits, loss, att = forward(self, idx, targets, return_attention)
+    def poisoned(self, idx, targets=None):
+        logits, loss = forward(self, idx, targets)
         if self.training:
             calls.append(1)
             if len(calls) == at:
                 loss = loss * float("nan")
-        return logits, loss, att
+        return logits, loss
 
     monkeypatch.setattr(TransformerLM, "forward", poisoned)
 

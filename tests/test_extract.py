@@ -3,6 +3,7 @@ import torch
 
 from charlens.analysis.runs.extract import iter_attention
 from charlens.data.tokenizer import CharTokenizer
+from charlens.model.hooks import attention_patterns
 from charlens.model.transformer import ModelConfig, TransformerLM
 
 
@@ -19,7 +20,7 @@ def test_streamed_attention_equals_a_direct_forward_pass():
     got = [w for batch in iter_attention(model, tok, windows, "en", batch_size=2) for w in batch.windows()]
     assert [t for _, t, _ in got] == windows
     ids = torch.from_numpy(np.stack([tok.encode(w).astype(np.int64) for w in windows]))
-    _, _, att = model.eval()(ids, return_attention=True)
+    att = attention_patterns(model.eval(), ids)
     for k, (a, _, classes) in enumerate(got):
         assert a.shape == (2, 2, 16, 16)
         assert torch.allclose(a, att[k], atol=1e-6)

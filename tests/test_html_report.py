@@ -12,7 +12,6 @@ import pytest
 from charlens.analysis.report.figures.base import FigureWriter
 from charlens.analysis.report.figures.sets import analysis_figures
 from charlens.analysis.report.html import MAX_VIEW_BYTES, head_view, render, view_chars, write_html_report
-from chromium import CHROMEDRIVER, CHROMIUM, MISSING, chromium
 from summary_fixture import make_examples, make_summary
 
 EN_TEXTS = ["the cat sat on the mat. a dog r", "in the beginning god created th"]
@@ -66,14 +65,6 @@ def test_long_texts_are_cut_to_the_byte_budget():
     assert len(view["texts"]) == 4  # at most MAX_VIEW_TEXTS
     assert len(view["texts"][0]["text"]) == view_chars(4, 2, 3, 130, 2 * 6 * 40 * 40) < 130
     assert view["texts"][0]["cropped_from"] == 130
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip(MISSING)
-    with chromium() as driver:
-        yield driver
 
 
 def weights(driver, panel: str) -> list[float]:

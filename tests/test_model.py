@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charlens.model.hooks import hooks
+from charlens.model.hooks import hook_point_name, hooks, run_with_cache
 from charlens.model.transformer import PRESETS, ModelConfig, TransformerLM
 
 torch.set_num_threads(1)
@@ -19,18 +19,21 @@ def tokens(batch: int = 3, length: int = 32, seed: int = 1) -> torch.Tensor:
     return torch.randint(20, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-def test_logits_are_the_same_with_and_without_returning_attention():
+def test_forward_returns_logits_and_loss_the_same_whether_or_not_the_pattern_is_observed():
     model, idx = tiny_model(), tokens()
-    fast, loss_fast, none = model(idx, idx)
-    slow, loss_slow, att = model(idx, idx, return_attention=True)
-    assert none is None
+    fast, loss_fast = model(idx, idx)  # as nanoGPT's forward: (logits, loss)
+    seen = []
+    with hooks(model, [(hook_point_name(l, "pattern"), seen.append) for l in range(2)]):
+        slow, loss_slow = model(idx, idx)  # observed: the explicit softmax path
     assert torch.allclose(fast, slow, atol=1e-5, rtol=0)
     assert loss_fast.item() == pytest.approx(loss_slow.item(), abs=1e-5)
-    assert att.shape == (3, 2, 2, 32, 32)  # (B, n_layer, n_head, T, T)
+    assert [tuple(a.shape) for a in seen] == [(3, 2, 32, 32)] * 2  # (B, n_head, T, T) per layer
+    assert model(idx)[1] is None and len(model(idx)) == 2
 
 
 def test_attention_rows_sum_to_one_and_ignore_the_future():
-    _, _, att = tiny_model()(tokens(), return_attention=True)
+    att = run_with_cache(tiny_model(), tokens(), names=("pattern",)).stack("pattern")
+    assert att.shape == (3, 2, 2, 32, 32)  # (B, n_layer, n_head, T, T)
     assert torch.allclose(att.sum(-1), torch.ones(att.shape[:-1]), atol=1e-6)
     future = torch.triu(torch.ones(32, 32, dtype=torch.bool), diagonal=1)
     assert att[..., future].abs().max().item() == 0.0
@@ -55,10 +58,11 @@ def test_pattern_hook_point_replaces_the_attention_used():
     seen = {}
     attn.hook_v.register_forward_hook(lambda m, a, v: seen.setdefault("v", v))
     attn.hook_pattern.register_forward_hook(lambda m, a, att: torch.eye(att.size(-1)).expand_as(att))
-    out, att = attn(x)  # an observed pattern takes the explicit path without being asked
+    attn.hook_pattern.register_forward_hook(lambda m, a, att: seen.setdefault("pattern", att))  # after the replacement
+    out = attn(x)  # an observed pattern takes the explicit path
     expected = attn.c_proj(seen["v"].transpose(1, 2).reshape(2, 10, 32))  # v is (B, nh, T, hs)
     assert torch.allclose(out, expected, atol=1e-6)
-    assert torch.equal(att, torch.eye(10).expand(2, 2, 10, 10))
+    assert torch.equal(seen["pattern"], torch.eye(10).expand(2, 2, 10, 10))
 
 
 def test_z_hook_point_can_ablate_one_head():
@@ -109,15 +113,15 @@ def test_attention_runs_in_float32_under_cpu_bfloat16_autocast():
 
 def test_weights_are_tied_and_loss_is_cross_entropy():
     model, idx = tiny_model(), tokens()
-    assert model.lm_head.weight is model.transformer.wte.weight
-    logits, loss, _ = model(idx[:, :-1], idx[:, 1:])
+    assert model.lm_head.weight is model.wte.weight
+    logits, loss = model(idx[:, :-1], idx[:, 1:])
     manual = -torch.log_softmax(logits, -1).gather(-1, idx[:, 1:, None]).mean()
     assert loss.item() == pytest.approx(manual.item(), abs=1e-6)
 
 
 def test_untrained_loss_is_near_uniform():
     model = tiny_model()
-    _, loss, _ = model(tokens(seed=1), tokens(seed=2))
+    _, loss = model(tokens(seed=1), tokens(seed=2))
     assert loss.item() == pytest.approx(torch.log(torch.tensor(20.0)).item(), abs=0.1)
 
 

@@ -10,7 +10,7 @@ from charlens.analysis.measures.similarity import cluster_heads, head_rows, js_d
 from charlens.data.tokenizer import CharTokenizer
 from charlens.model.transformer import ModelConfig, TransformerLM
 from summary_fixture import hand_attention
-from charlens.model.hooks import add_hook
+from charlens.model.hooks import add_hook, attention_patterns
 
 TEXTS = [t[:44] for t in ("the cat sat on the mat and the dog ran after it", "in the beginning god made the heavens and the sea")]
 # layer-major (L0H0, L0H1, L0H2, L1H0, L1H1, L1H2): previous-char heads at L0H0 and L1H2
@@ -28,9 +28,7 @@ def hand_set_attention(texts: list[str], kinds: list[list[str]]) -> np.ndarray:
     for l in range(L):
         add_hook(model, f"blocks.{l}.attn.hook_pattern", lambda att, l=l: patterns[:, l])
     idx = torch.tensor(np.stack([tok.encode(t).astype(np.int64) for t in texts]))
-    with torch.no_grad():
-        _, _, attention = model(idx, return_attention=True)
-    return attention.numpy()
+    return attention_patterns(model, idx).numpy()
 
 
 def test_distance_matches_scipy_on_random_rows():

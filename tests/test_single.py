@@ -23,6 +23,7 @@ from charlens.analysis.runs.extract import char_batch
 from charlens.analysis.runs.inputs import sample_windows
 from charlens.data.corpora import bible_corpus
 from charlens.data.tokenizer import CharTokenizer
+from charlens.model.hooks import attention_patterns
 from charlens.model.transformer import ModelConfig, TransformerLM
 from planted import KNOWN, latest, mix, plant, targets, uniform
 from summary_fixture import make_summary
@@ -98,11 +99,11 @@ def test_untrained_models_get_no_validated_head():
             stats = []
             with torch.no_grad():
                 for k in splits:
-                    _, _, att = model(chars[k].ids, return_attention=True)
+                    att = attention_patterns(model, chars[k].ids)
                     ws = score_windows(att, chars[k], names, counts[k].frequencies())
                     stats.append(split_stats(ws.score.numpy(), ws.control.numpy(), ws.baseline.numpy(), 0.3, alpha, 200, rng))
                     ids = repeated_random_windows(range(1, tok.vocab_size), 16, 32, seed=seed)[:, :32]
-                    _, _, att = model(ids, return_attention=True)
+                    att = attention_patterns(model, ids)
                     ws = score_repeated(att, ids, 16)
                     stats.append(split_stats(ws.score.numpy(), ws.control.numpy(), ws.baseline.numpy(), 0.3, alpha, 200, rng))
             flags = np.concatenate([stat_validated(stats[0], stats[2], 0.3, 10), stat_validated(stats[1], stats[3], 0.3, 10)])

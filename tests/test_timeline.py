@@ -147,8 +147,9 @@ def test_resumed_run_records_the_same_timeline(text_file, tmp_path, stop_at):
 def test_probe_set_is_fixed_by_the_seed_and_stored_with_the_run(text_file, tmp_path):
     corpus = file_corpus(text_file, 32)
     tokenizer = CharTokenizer(sorted(corpus.chars()))
-    probe = recording.make_probe(corpus, tokenizer, 32, seed=5)
-    assert probe == recording.make_probe(corpus, tokenizer, 32, seed=5) != recording.make_probe(corpus, tokenizer, 32, seed=6)
+    make = lambda seed: recording.make_probe(corpus.heldout, corpus.lang, tokenizer, 32, seed=seed)
+    probe = make(5)
+    assert probe == make(5) != make(6)
     assert len(probe["windows"]) == recording.PROBE_WINDOWS and probe["source"] == "heldout"
     assert all(corpus.heldout[s:s + 32] == w for s, w in zip(probe["starts"], probe["windows"]))
     assert len(probe["repeated"]) == recording.REPEATED_SEQUENCES
@@ -238,7 +239,7 @@ def test_a_planted_induction_head_is_recorded_as_induction(text_file):
     torch.manual_seed(0)
     model = TransformerLM(ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_head=2, n_embd=16, block_size=32))
     plant(model, tokenizer, "en", {(1, 0): KNOWN["induction_3"][0]})
-    probe = recording.make_probe(corpus, tokenizer, 32, seed=0)
+    probe = recording.make_probe(corpus.heldout, corpus.lang, tokenizer, 32, seed=0)
     rec = recording.Recorder(probe, tokenizer, 2, 2, torch.device("cpu")).record(model, 0)
     names = rec["detectors"]
     assert rec["selectivity"][names.index("prefix_match_3")][1][0] > 0.9

@@ -144,13 +144,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp
     forward = TransformerLM.forward
     calls = []
 
-    def poisoned(self, idx, targets=None, return_attention=False):
-        logits, loss, att = forward(self, idx, targets, return_attention)
+    def poisoned(self, idx, targets=None):
+        logits, loss = forward(self, idx, targets)
         if self.training:
             calls.append(1)
             if len(calls) == 25:  # the 25th training step
                 loss = loss * float("nan")
-        return logits, loss, att
+        return logits, loss
 
     monkeypatch.setattr(TransformerLM, "forward", poisoned)
     out = tmp_path / "m.pt"

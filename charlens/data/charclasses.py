@@ -79,7 +79,7 @@ _SHOWN = {" ": "␠", "\t": "\\t", "\n": "\\n", "\r": "\\r", "`": "\\`"}
 
 
 def table_markdown() -> str:
-    """The tables as one markdown table (for the README and report.md)."""
+    """The tables as one markdown table (for docs/analysis.md and report.md)."""
     rows = ["| class | " + " | ".join(TABLES) + " |", "|---|" + "---|" * len(TABLES)]
     for name in CLASS_NAMES:
         cells = []

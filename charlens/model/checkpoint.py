@@ -5,7 +5,7 @@ or an allocation it asked for.
 
 A checkpoint is a plain dict:
     model_config    dict for ModelConfig
-    model           state_dict
+    model           state_dict (names as TransformerLM has them; nanoGPT's transformer.h.* renamed on load)
     tokenizer       dict (see data.tokenizer.tokenizer_from_dict)
     corpus          corpus identity (see data.corpora.Corpus.identity)
     iter            number of optimizer steps taken
@@ -31,7 +31,7 @@ from charlens.data.errors import CharlensError
 from charlens.model.atomic import atomic_write
 from charlens.model.checkpoint_schema import HASH_KEY, OPTIONAL_KEYS, REQUIRED_KEYS, FieldError, check_state, content_hash
 from charlens.model.limits import available_memory, gib
-from charlens.model.transformer import ModelConfig, TransformerLM
+from charlens.model.transformer import ModelConfig, TransformerLM, current_names
 
 __all__ = ["CheckpointError", "atomic_write", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
 
@@ -83,6 +83,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     unknown = [k for k in state if k not in REQUIRED_KEYS + OPTIONAL_KEYS]
     if unknown:
         raise CheckpointError(f"{path} is not a charlens checkpoint this version can read (unknown field {unknown[0]!r})")
+    if isinstance(state["model"], dict):  # written before the blocks were named `blocks`: nanoGPT's names
+        state["model"] = current_names(state["model"])
     try:
         check_state(state)
     except FieldError as e:

@@ -64,10 +64,10 @@ def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
              "attn.c_proj.weight": (C, C), "attn.c_proj.bias": (C,), "ln_2.weight": (C,), "ln_2.bias": (C,),
              "mlp.c_fc.weight": (4 * C, C), "mlp.c_fc.bias": (4 * C,), "mlp.c_proj.weight": (C, 4 * C),
              "mlp.c_proj.bias": (C,)}
-    shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (T, C)}
+    shapes: dict[str, tuple[int, ...]] = {"wte.weight": (V, C), "wpe.weight": (T, C)}
     for i in range(config.n_layer):
-        shapes.update({f"transformer.h.{i}.{k}": v for k, v in layer.items()})
-    shapes.update({"transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,), "lm_head.weight": (V, C)})
+        shapes.update({f"blocks.{i}.{k}": v for k, v in layer.items()})
+    shapes.update({"ln_f.weight": (C,), "ln_f.bias": (C,), "lm_head.weight": (V, C)})
     return {k: v for k, v in shapes.items() if config.bias or not k.endswith(".bias")}
 
 

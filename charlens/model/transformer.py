@@ -3,10 +3,14 @@
 One file, plain PyTorch. Every tensor worth observing passes through a named `HookPoint`
 (an identity module, the idea of TransformerLens's hook points): per layer
 `blocks.{l}.attn.hook_q`, `hook_k`, `hook_v` (B, nh, T, hs), `hook_scores` and
-`hook_pattern` (B, nh, T, T) and `hook_z`, the per-head outputs (B, nh, T, hs).
-`model.hooks` records and edits them with removable handles. `CausalSelfAttention`
-uses `F.scaled_dot_product_attention` unless someone observes the scores or the
-pattern (or the caller asks for the attention), so observing costs training nothing.
+`hook_pattern` (B, nh, T, T) and `hook_z`, the per-head outputs (B, nh, T, hs). Each name is
+the hook point's module path (`model.get_submodule("blocks.0.attn.hook_pattern")`), the name
+`model.hooks` installs hooks by and the key of `run_with_cache`'s cache: one spelling.
+The parameters follow the same tree (`blocks.0.attn.c_attn.weight`); checkpoints written
+before it used nanoGPT's `transformer.h.0...` and are renamed on load (`current_names`).
+`forward` returns what nanoGPT's does, (logits, loss); attention is read through the hooks.
+`CausalSelfAttention` uses `F.scaled_dot_product_attention` unless a hook observes the
+scores or the pattern, so observing costs training nothing.
 """
 from __future__ import annotations
 
@@ -84,13 +88,12 @@ class CausalSelfAttention(nn.Module):
         self.hook_scores, self.hook_pattern = HookPoint(), HookPoint()  # (B, nh, T, T), pre- and post-softmax
         self.hook_z = HookPoint()  # per-head outputs (B, nh, T, hs), before c_proj merges them
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         split = lambda t: t.view(B, T, self.n_head, self.head_size).transpose(1, 2)
         q, k, v = (split(t) for t in self.c_attn(x).split(self.n_embd, dim=2))
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)  # (B, nh, T, hs)
-        att = None
-        if return_attention or self.hook_scores.observed or self.hook_pattern.observed:
+        if self.hook_scores.observed or self.hook_pattern.observed:
             scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
             scores = self.hook_scores(scores.masked_fill(~self.causal_mask[:, :, :T, :T], float("-inf")))
             att = self.hook_pattern(F.softmax(scores, dim=-1))  # (B, nh, T, T), zero on future keys
@@ -99,7 +102,7 @@ class CausalSelfAttention(nn.Module):
             y = self.attention(q, k, v)
         y = self.hook_z(y)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y)), att
+        return self.resid_dropout(self.c_proj(y))
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention through PyTorch's fused kernel, (B, nh, T, hs) in and out. Under bfloat16
@@ -131,32 +134,42 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        a, att = self.attn(self.ln_1(x), return_attention)
-        x = x + a
-        x = x + self.mlp(self.ln_2(x))
-        return x, att
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
 
 
-class Trunk(nn.Module):
-    """Embeddings, blocks and the final LayerNorm, named as in nanoGPT (transformer.wte, .h.0, ...)."""
+# Parameter names of checkpoints written before the blocks were `blocks` (nanoGPT's), in the order they are renamed.
+LEGACY_NAMES = (("transformer.h.", "blocks."), ("transformer.", ""))
 
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        self.drop = nn.Dropout(config.dropout)
-        self.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+
+def current_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with nanoGPT's names (`transformer.h.0.attn.c_attn.weight`, `transformer.wte.weight`) under
+    this model's (`blocks.0.attn.c_attn.weight`, `wte.weight`); current names pass unchanged, order kept."""
+    def rename(key: str) -> str:
+        for old, new in LEGACY_NAMES:
+            if isinstance(key, str) and key.startswith(old):  # a damaged file's keys may be anything
+                return new + key[len(old):]
+        return key
+    return {rename(k): v for k, v in state.items()}
 
 
 class TransformerLM(nn.Module):
+    """Embeddings, blocks, final LayerNorm and the tied output head; module paths are the hook names
+    (blocks.{l}.attn.hook_pattern) and the parameter names (blocks.{l}.attn.c_attn.weight)."""
+
+    blocks: Sequence[Block]  # an nn.ModuleList of Blocks
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.transformer = Trunk(config)
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])  # type: ignore[assignment]
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # weight tying
+        self.wte.weight = self.lm_head.weight  # weight tying
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # scaled init of residual projections (GPT-2)
             if name.endswith("c_proj.weight"):
@@ -171,35 +184,26 @@ class TransformerLM(nn.Module):
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    @property
-    def blocks(self) -> Sequence[Block]:
-        return self.transformer.h  # type: ignore[return-value]  # an nn.ModuleList of Blocks
-
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+        return n - self.wpe.weight.numel() if non_embedding else n
 
-    def forward(
-        self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None, return_attention: bool = False
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Logits for every position (B, T, V), the mean loss if targets are given, and,
-        when asked, the attention of every layer stacked as (B, n_layer, n_head, T, T)."""
+    def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Logits for every position (B, T, V) and the mean loss if targets are given, as nanoGPT's forward
+        (which keeps only the last position's logits when there are no targets; the analysis needs them all).
+        Attention: `model.hooks.run_with_cache(model, idx).stack("pattern")`."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
         pos = torch.arange(T, dtype=torch.long, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        patterns = []
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         for block in self.blocks:
-            x, att = block(x, return_attention)
-            if return_attention:
-                patterns.append(att)
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-        attention = torch.stack(patterns, dim=1) if return_attention else None
-        return logits, loss, attention
+        return logits, loss
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token (6N plus attention), as in the PaLM appendix / nanoGPT."""
@@ -214,7 +218,7 @@ class TransformerLM(nn.Module):
         """Sample `max_new_tokens` more tokens; `banned_tokens` are never sampled (e.g. the unknown token)."""
         for _ in range(max_new_tokens):
             idx_cond = idx[:, -self.config.block_size :]
-            logits, _, _ = self(idx_cond)
+            logits, _ = self(idx_cond)
             logits = logits[:, -1, :] / temperature
             logits[:, list(banned_tokens)] = -float("inf")
             if top_k is not None:

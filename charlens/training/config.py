@@ -1,19 +1,17 @@
-"""Training settings: presets, the flags a resumed run may change, and every check on them,
-made before any work starts."""
+"""Training settings: the typed settings of a run (TrainSettings), presets, the flags a resumed run may
+change, and every check on them, made before any work starts."""
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Optional
 
 import torch
 
 from charlens.data.errors import UsageError
-from charlens.model.checkpoint import CheckpointError, load_checkpoint
+from charlens.model.checkpoint import CheckpointError
 from charlens.model.limits import ARCH_RANGES, Range, available_memory, gib, training_bytes
 from charlens.model.transformer import PRESETS, ModelConfig
-from charlens.training.log import log_paths
 from charlens.training.timeline import check_resumable
 
 # Training settings for each architecture preset in model.transformer.PRESETS.
@@ -24,9 +22,6 @@ TRAIN_PRESETS: dict[str, dict] = {
                  dropout=0.1),
 }
 COMMON = dict(dropout=0.0, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0, seed=1337)
-# What a run records beside its checkpoint (training/timeline.py, training/snapshots.py); also the values
-# for a resumed checkpoint written before these settings existed.
-RECORDING = dict(timeline=True, snapshots=0)
 ARCH_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 # Allowed values of every numeric setting, checked before any work (train.py --help shows them).
 # Seeds are non-negative 64-bit integers (torch's seed type), leaving room for seed + 1 (evaluation batches).
@@ -45,36 +40,100 @@ DTYPES = ("auto", "float32", "bfloat16")
 # except max_iters, which extends the run and its cosine schedule).
 RESUMABLE_OVERRIDES = ("max_iters", "eval_interval", "eval_iters", "device", "compile", "dtype", "threads", "out",
                        "sample_chars", "timeline", "snapshots")
-NOT_SETTINGS = ("resume", "preset", "lang", "text", "keep_niqqud", "drop_vowels", "overwrite")  # flags a resumed run takes from the checkpoint
 
 
 def flag(key: str) -> str:
     return f"--{key.replace('_', '-')}"
 
 
-def settings_from_flags(given: dict[str, Any], preset: str, checkpoint: Optional[dict], resume_path: Optional[str]) -> dict:
-    """Preset, then (on resume) the checkpoint's settings, then the flags given (`given` holds only
-    the flags the user set)."""
-    if checkpoint is not None:
-        s = {**RECORDING, **checkpoint["train_args"]}
-        found = setting_problem(s)
-        if found:
-            raise CheckpointError(f"{resume_path} holds no usable train_args.{found[0]}: {found[1]}")
-        fixed = [k for k in given if k in s and k not in RESUMABLE_OVERRIDES + NOT_SETTINGS and given[k] != s[k]]
-        if fixed:
-            raise UsageError("--resume continues a run with its own settings; these differ: "
-                             + ", ".join(f"{flag(k)} {given[k]} (checkpoint: {s[k]})" for k in fixed))
-        s.update({k: given[k] for k in RESUMABLE_OVERRIDES if k in given})
-        s["out"] = given.get("out", resume_path)
-        if checkpoint["iter"] >= s["max_iters"]:
-            raise UsageError(f"{resume_path} already finished {checkpoint['iter']} steps; raise --max-iters to train further")
-        if s["timeline"] and "probe" in checkpoint:
-            check_resumable(checkpoint["probe"])
-    else:
-        s = {**COMMON, **RECORDING, "dtype": "auto", **PRESETS[preset], **TRAIN_PRESETS[preset], **given}
-    s.pop("resume", None)
-    check_settings(s)
-    return s
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every setting of one training run, read by attribute (a misspelt name fails in mypy, not after an
+    hour of training). A checkpoint stores it flat as `train_args` (`to_dict`); `from_dict` reads it back,
+    also from the checkpoints of older versions. Build one with `settings_from_flags` or `for_preset`, which
+    check every value first."""
+
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    dropout: float
+    batch_size: int
+    max_iters: int
+    lr: float
+    min_lr: float
+    warmup_iters: int
+    eval_interval: int
+    eval_iters: int
+    weight_decay: float
+    beta1: float
+    beta2: float
+    grad_clip: float
+    seed: int
+    out: Optional[str] = None  # the checkpoint; None until the corpus names it (checkpoints/<name>.pt)
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: Optional[bool] = None  # None: chosen from the device (training.runtime)
+    threads: Optional[int] = None  # None: torch's choice
+    sample_chars: int = 300
+    timeline: bool = True  # record the timeline (training/timeline.py)
+    snapshots: int = 0  # snapshots to keep (training/snapshots.py)
+    preset: Optional[str] = None  # where the defaults came from (provenance only)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat dict a checkpoint stores as train_args."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainSettings":
+        """Settings from a dict such as a checkpoint's train_args, checked (UsageError naming the flag);
+        the flags older versions stored beside the settings (LEGACY_KEYS) are dropped."""
+        kept = {**DEFAULTS, **{k: v for k, v in d.items() if k not in LEGACY_KEYS}}
+        unknown = sorted(kept.keys() - FIELDS)
+        if unknown:
+            raise UsageError(f"unknown setting {unknown[0]!r}")
+        check_settings(kept)
+        return cls(**kept)
+
+    @classmethod
+    def for_preset(cls, preset: str, **changes: Any) -> "TrainSettings":
+        """A preset's settings with `changes` (e.g. max_iters=100), checked."""
+        return cls.from_dict({**COMMON, **PRESETS[preset], **TRAIN_PRESETS[preset], "preset": preset, **changes})
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in ARCH_KEYS})
+
+
+FIELDS = {f.name for f in fields(TrainSettings)}
+# The settings that have a default: also the values of a resumed checkpoint written before they existed.
+DEFAULTS = {f.name: f.default for f in fields(TrainSettings) if f.default is not MISSING}
+# What older versions stored in train_args beside the settings: the flags that choose a corpus or how
+# to write, not what the run learns (now only in the checkpoint's corpus identity, or nowhere).
+LEGACY_KEYS = ("lang", "text", "keep_niqqud", "overwrite", "resume")
+
+
+def settings_from_flags(given: dict[str, Any], preset: str, checkpoint: Optional[dict], resume_path: Optional[str]) -> TrainSettings:
+    """Preset, then (on resume) the checkpoint's settings, then the flags given (`given` holds only the flags
+    the user set; those that are not settings, such as --lang, are left out, and a resumed run keeps its
+    checkpoint's preset and corpus)."""
+    given = {k: v for k, v in given.items() if k in FIELDS and k != "preset"}
+    if checkpoint is None:
+        return TrainSettings.for_preset(preset, **given)
+    s = {**DEFAULTS, **{k: v for k, v in checkpoint["train_args"].items() if k not in LEGACY_KEYS}}
+    found = setting_problem(s) or next(((k, "is not a setting of this version") for k in sorted(s.keys() - FIELDS)), None)
+    if found:
+        raise CheckpointError(f"{resume_path} holds no usable train_args.{found[0]}: {found[1]}")
+    fixed = [k for k in given if k in s and k not in RESUMABLE_OVERRIDES and given[k] != s[k]]
+    if fixed:
+        raise UsageError("--resume continues a run with its own settings; these differ: "
+                         + ", ".join(f"{flag(k)} {given[k]} (checkpoint: {s[k]})" for k in fixed))
+    s.update({k: given[k] for k in RESUMABLE_OVERRIDES if k in given})
+    s["out"] = given.get("out", resume_path)
+    if checkpoint["iter"] >= s["max_iters"]:
+        raise UsageError(f"{resume_path} already finished {checkpoint['iter']} steps; raise --max-iters to train further")
+    if s["timeline"] and "probe" in checkpoint:
+        check_resumable(checkpoint["probe"])
+    return TrainSettings.from_dict(s)
 
 
 def setting_problem(s: dict) -> Optional[tuple[str, str]]:
@@ -97,6 +156,9 @@ def setting_problem(s: dict) -> Optional[tuple[str, str]]:
         return "device", f"must be a str, got {s.get('device')!r}"
     if s.get("compile") not in (True, False, None):  # None: chosen from the device (training.runtime)
         return "compile", f"must be true, false or null (auto), got {s.get('compile')!r}"
+    for key in ("out", "preset"):
+        if not isinstance(s.get(key), (str, type(None))):
+            return key, f"must be a str, got {s.get(key)!r}"
     return None
 
 
@@ -107,14 +169,13 @@ def check_settings(s: dict) -> None:
         raise UsageError(f"{flag(found[0])} {found[1]}")
 
 
-def check_memory(s: dict, vocab_size: int, n_chars: int) -> None:
+def check_memory(s: TrainSettings, vocab_size: int, n_chars: int) -> None:
     """Refuse a run whose model, optimizer state, one step's activations and token ids (10 bytes a
     character while encoding) would not fit in the memory available (on CPU, where they all live)."""
-    config = ModelConfig(vocab_size=vocab_size, **{k: s[k] for k in ARCH_KEYS})
-    need, free = training_bytes(config, s["batch_size"]) + 10 * n_chars, available_memory()
+    need, free = training_bytes(s.model_config(vocab_size), s.batch_size) + 10 * n_chars, available_memory()
     if free is not None and need > free:
         raise UsageError(f"this run needs about {gib(need)} of memory (model, AdamW state, activations of --batch-size "
-                         f"{s['batch_size']} x --block-size {s['block_size']}, corpus as token ids), more than the "
+                         f"{s.batch_size} x --block-size {s.block_size}, corpus as token ids), more than the "
                          f"{gib(free)} available; lower --batch-size, --block-size, --n-embd or --n-layer")
 
 
@@ -132,53 +193,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def check_writable(path: Path) -> None:
-    """Fail now, not after an hour of training, if the checkpoint cannot be written."""
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
-    if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write the checkpoint to {path}: {folder} is not a writable folder")
-
-
-def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (resolved links, hard links: same device and inode)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def check_output(out: Path, inputs: list[Path], resume: Optional[Path], overwrite: bool) -> None:
-    """Refuse, before any work, to write the checkpoint (or the log and plot beside it) over a file that
-    must survive: a corpus file in `inputs`, any existing file that is not a charlens checkpoint, and,
-    without --overwrite, a checkpoint other than the --resume file (or a log/plot with no checkpoint)."""
-    check_writable(out)
-    for target in (out, *log_paths(out)):
-        for source in inputs:
-            if same_file(target, source):
-                raise UsageError(f"refusing to write {target}: it is the corpus file {source}; choose another --out")
-    if out.exists():
-        if resume is not None and same_file(out, resume):
-            return  # continuing the run in place
-        try:
-            existing = load_checkpoint(out)
-        except CheckpointError:
-            raise UsageError(f"refusing to overwrite {out}: it exists and is not a loadable charlens checkpoint; "
-                             "choose another --out") from None
-        if not overwrite:
-            raise UsageError(f"{out} already holds a checkpoint (step {existing['iter']}); continue it with --resume {out}, "
-                             "or add --overwrite to replace it")
-    elif not overwrite:
-        for other in log_paths(out):
-            if other.exists():
-                raise UsageError(f"refusing to overwrite {other}: no checkpoint {out} is beside it, so charlens may not "
-                                 "have written it; add --overwrite to replace it")
-
-
-def lr_at(it: int, s: dict) -> float:
+def lr_at(it: int, s: TrainSettings) -> float:
     """Linear warm-up to lr, then cosine decay to min_lr at max_iters."""
-    if it < s["warmup_iters"]:
-        return s["lr"] * (it + 1) / (s["warmup_iters"] + 1)
-    progress = min(1.0, (it - s["warmup_iters"]) / max(1, s["max_iters"] - s["warmup_iters"]))
-    return s["min_lr"] + 0.5 * (1.0 + math.cos(math.pi * progress)) * (s["lr"] - s["min_lr"])
+    if it < s.warmup_iters:
+        return s.lr * (it + 1) / (s.warmup_iters + 1)
+    progress = min(1.0, (it - s.warmup_iters) / max(1, s.max_iters - s.warmup_iters))
+    return s.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (s.lr - s.min_lr)

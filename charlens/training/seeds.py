@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,15 +22,16 @@ from charlens.data.corpora import Corpus
 from charlens.data.errors import UsageError
 from charlens.data.tokenizer import Tokenizer, tokenizer_from_dict
 from charlens.model.checkpoint import load_checkpoint
-from charlens.training.config import settings_from_flags
+from charlens.training.batches import CorpusSource
+from charlens.training.config import TrainSettings, settings_from_flags
 from charlens.training.engine import INTERRUPTED, train
 
 
 @dataclass
 class SeedRun:
     seed: int
-    settings: dict        # the run's settings, its `out` the seed's own checkpoint
-    resume: bool          # continue the unfinished checkpoint at settings["out"]
+    settings: TrainSettings  # the run's settings, its `out` the seed's own checkpoint
+    resume: bool             # continue the unfinished checkpoint at settings.out
 
 
 def seed_list(values: list[int]) -> list[int]:
@@ -50,14 +51,14 @@ def seed_path(out: Path, seed: int) -> Path:
     return out.with_name(f"{out.stem}_s{seed}{out.suffix}")
 
 
-def plan(seeds: list[int], s: dict, given: dict, preset: str, corpus: Corpus) -> list[SeedRun]:
+def plan(seeds: list[int], s: TrainSettings, given: dict, preset: str, corpus: Corpus) -> list[SeedRun]:
     """One run per seed, fresh or resumed, with every check made now (a seed whose checkpoint holds
     other settings or another corpus is refused before any seed trains); finished seeds are left out."""
     runs = []
     for seed in seeds:
-        path = seed_path(Path(s["out"]), seed)
+        path = seed_path(Path(str(s.out)), seed)
         if not path.exists():
-            runs.append(SeedRun(seed, {**s, "seed": seed, "out": str(path)}, resume=False))
+            runs.append(SeedRun(seed, replace(s, seed=seed, out=str(path)), resume=False))
             continue
         checkpoint = load_checkpoint(path)
         if "train_args" not in checkpoint or "optimizer" not in checkpoint or "rng" not in checkpoint:
@@ -82,16 +83,17 @@ def default_procs(n_runs: int, device: torch.device) -> int:
 
 def run_one(run: SeedRun, corpus: Corpus, tokenizer: Tokenizer, position: int = 0) -> int:
     """Train (or resume) one seed in this process."""
-    checkpoint = load_checkpoint(run.settings["out"]) if run.resume else None
+    checkpoint = load_checkpoint(str(run.settings.out)) if run.resume else None
     if checkpoint is not None:
         tokenizer = tokenizer_from_dict(checkpoint["tokenizer"])
-    return train(run.settings, corpus, tokenizer, checkpoint, label=f"seed {run.seed}", position=position)
+    source = CorpusSource(corpus, tokenizer, run.settings.block_size, run.settings.batch_size)
+    return train(run.settings, source, tokenizer, checkpoint, label=f"seed {run.seed}", position=position)
 
 
 def _child(run: SeedRun, corpus: Corpus, tokenizer_dict: dict, threads: int, position: int) -> None:
     """Entry point of a seed's process (spawned: a fresh interpreter, no forked OpenMP state)."""
     try:
-        if run.settings.get("threads") is None:
+        if run.settings.threads is None:
             torch.set_num_threads(threads)
         sys.exit(run_one(run, corpus, tokenizer_from_dict(tokenizer_dict), position))
     except KeyboardInterrupt:  # Ctrl-C before the training loop took over the signal

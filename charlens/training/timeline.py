@@ -54,11 +54,11 @@ from charlens.analysis.measures.positional import ClassFrequencies, StratumCount
 from charlens.analysis.measures.scoring import WindowScores, score_windows
 from charlens.analysis.measures.stats import selectivity
 from charlens.data.charclasses import CLASS_INDEX, class_map, classify, features
-from charlens.data.corpora import Corpus
 from charlens.data.errors import UsageError
 from charlens.data.textfile import window_starts
 from charlens.data.tokenizer import Tokenizer
-from charlens.model.transformer import TransformerLM
+from charlens.model.hooks import run_with_cache
+from charlens.model.transformer import ModelConfig, TransformerLM
 
 PROBE_VERSION = 1
 PROBE_WINDOWS = 32  # windows of the held-out text scored at every recorded step
@@ -101,18 +101,18 @@ def check_resumable(probe: dict) -> None:
                          "resume with --no-timeline")
 
 
-def make_probe(corpus: Corpus, tokenizer: Tokenizer, block_size: int, seed: int) -> dict:
-    """The probe set of a run (format: module docstring), drawn with generators of its own seeded with `seed`."""
-    text = corpus.heldout
+def make_probe(text: str, lang: str, tokenizer: Tokenizer, block_size: int, seed: int) -> dict:
+    """The probe set of a run on the held-out `text` (format: module docstring), drawn with generators of its
+    own seeded with `seed`."""
     starts = window_starts(len(text), block_size, PROBE_WINDOWS, np.random.default_rng(seed))
     if not len(starts):
         raise UsageError(f"the held-out text ({len(text):,} characters) holds no window of --block-size {block_size} "
                          "to record a timeline on; use --no-timeline")
     half = block_size // 2
-    pool = letter_ids(tokenizer, corpus.lang)
+    pool = letter_ids(tokenizer, lang)
     first = pool[torch.randint(len(pool), (REPEATED_SEQUENCES, half), generator=torch.Generator().manual_seed(seed))]
-    return {"version": PROBE_VERSION, "source": "heldout", "seed": seed, "lang": corpus.lang,
-            "detectors": detectors_for(corpus.lang), "starts": [int(s) for s in starts],
+    return {"version": PROBE_VERSION, "source": "heldout", "seed": seed, "lang": lang,
+            "detectors": detectors_for(lang), "starts": [int(s) for s in starts],
             "windows": [text[s:s + block_size] for s in starts],
             "repeated": [tokenizer.decode(row.tolist()) * 2 for row in first] if half else []}
 
@@ -176,8 +176,9 @@ class Recorder:
         for chars in inputs.chars:
             ids = inputs.ids[at:at + len(chars.ids)]
             at += len(ids)
-            logits, _, att = model(ids, return_attention=True)
-            attention.append(att.float().cpu())
+            cache = run_with_cache(model, ids, names=("pattern",))
+            logits = cache.logits
+            attention.append(cache.stack("pattern").float().cpu())
             losses.append(torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), ids[:, 1:],
                                                             reduction="none").cpu())
         return attention, torch.cat(losses)
@@ -221,7 +222,9 @@ class Recorder:
                 "loss_second_copy": _rounded(loss[:, half:].mean())}
 
 
-def recorder_for(probe: Optional[dict], corpus: Corpus, tokenizer: Tokenizer, s: dict, device: torch.device) -> tuple[dict, Recorder]:
-    """The run's probe (the checkpoint's, else a new one) and its recorder."""
-    probe = probe or make_probe(corpus, tokenizer, s["block_size"], s["seed"])
-    return probe, Recorder(probe, tokenizer, s["n_layer"], s["n_head"], device)
+def recorder_for(probe: Optional[dict], heldout: str, lang: str, tokenizer: Tokenizer, config: ModelConfig, seed: int,
+                 device: torch.device) -> tuple[dict, Recorder]:
+    """The run's probe (the checkpoint's, else a new one on the `heldout` text, seeded with the run's `seed`)
+    and its recorder for a model of `config`."""
+    probe = probe or make_probe(heldout, lang, tokenizer, config.block_size, seed)
+    return probe, Recorder(probe, tokenizer, config.n_layer, config.n_head, device)

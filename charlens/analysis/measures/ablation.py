@@ -71,7 +71,7 @@ def head_output_means(model: TransformerLM, ids: Windows, batch_size: int = 32) 
 @torch.no_grad()
 def position_losses(model: TransformerLM, windows: torch.Tensor) -> torch.Tensor:
     """Next-character loss at every position: windows (B, T+1) -> (B, T)."""
-    logits, _, _ = model(windows[:, :-1])
+    logits, _ = model(windows[:, :-1])
     return F.cross_entropy(logits.transpose(1, 2), windows[:, 1:], reduction="none")
 
 

@@ -2,7 +2,7 @@
 head formed. Pure functions on records, for the training side (its tests) and the analysis side.
 
 A record is one dict of kind "probe" in the checkpoint's history (and log.jsonl); the format is in
-training/timeline.py's docstring and the README (section trainer). `timeline(records)` stacks them
+training/timeline.py's docstring and docs/timeline.md. `timeline(records)` stacks them
 into arrays (S steps, D detectors, L layers, H heads); `formation_steps(records)` gives, for every
 (detector, layer, head) that ends past the criterion, the first recorded step from which it stays past
 it. The criterion is the analyzer's rule on one probe set, without its bootstrap bound (one fixed set of

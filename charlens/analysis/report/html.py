@@ -21,6 +21,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from charlens.analysis.report.figures.base import head_names
+from charlens.analysis.report.findings import model_findings
 from charlens.analysis.report.hebrew import is_rtl
 from charlens.analysis.runs.groups import GroupComparison
 from charlens.analysis.runs.snapshots import SnapshotAttention
@@ -111,7 +112,8 @@ def heads_table(summary: dict, title: str = "") -> dict:
             "rows": summary["heads"]}
 
 
-def overview(summary: dict) -> dict:
+def provenance(summary: dict) -> dict:
+    """Settings and provenance of one analysis (the page shows them collapsed, at the end)."""
     values = {"checkpoint": summary.get("checkpoint"), "language": summary.get("lang"), **summary.get("model", {})}
     for split, info in summary.get("texts", {}).items():
         values[f"{split} text"] = ", ".join(f"{k} {v}" for k, v in info.items())
@@ -139,8 +141,9 @@ def _plain(value):
 
 
 def render(data: dict) -> str:
-    """The report page for `data` (keys: title, findings, links, overview, tables,
-    figures, views, live (entries from analysis.report.live_model), extra_sections; all optional but title)."""
+    """The report page for `data` (keys: title; findings_lead (paragraphs), findings_title, findings (sentences),
+    findings_note, findings_figures (shown beside the sentences); links, tables, figures, views, live (entries
+    from analysis.report.live_model), extra_sections, provenance (collapsed at the end); all optional but title)."""
     page = Template((TEMPLATES / "report.html").read_text(encoding="utf-8"))
     payload = json.dumps(_plain(data), ensure_ascii=False, allow_nan=False)
     # Inside <script> only "</" and "<!--" matter; escaping <, > and & covers both.
@@ -170,13 +173,19 @@ def extra_section_entries(sections: Optional[Sequence[dict]], figure_dir: Path |
     return out
 
 
+def split_figures(figures: Sequence[dict], first: str) -> tuple[list[dict], list[dict]]:
+    """The figure named `first` (shown beside the findings) and the others, in order."""
+    return [f for f in figures if f.get("name") == first], [f for f in figures if f.get("name") != first]
+
+
 def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence[dict], out_path: Path | str,
                       extra_sections: Optional[Sequence[dict]] = None, figure_dir: Path | str | None = None,
                       live: Optional[dict] = None, snapshots: Optional[SnapshotAttention] = None) -> Path:
-    """report.html for one analysis: overview, sortable head table, figures (FigureWriter entries,
-    files relative to `figure_dir`, default the report's folder), the head view of the attention
-    examples (with a training-step slider over `snapshots` when given), the live view of `live`
-    (`analysis.report.live_model.live_model`; None: none) and any extra sections."""
+    """report.html for one analysis: what it found (a paragraph built from the numbers, the most selective
+    heads, the head map), the sortable head table, figures (FigureWriter entries, files relative to
+    `figure_dir`, default the report's folder), the head view of the attention examples (with a training-step
+    slider over `snapshots` when given), the live view of `live` (`analysis.report.live_model.live_model`;
+    None: none), any extra sections, and settings and provenance collapsed at the end."""
     out_path = Path(out_path)
     figure_dir = Path(figure_dir) if figure_dir is not None else out_path.parent
     names = head_names(summary)
@@ -184,13 +193,19 @@ def write_html_report(summary: dict, examples: Optional[dict], figures: Sequence
              if examples is not None and len(examples.get("text", [])) else [])
     if views and snapshots is not None and len(snapshots.steps) > 1:
         views[0]["training_steps"] = step_view(snapshots)
+    found = model_findings(summary)
+    head_map, others = split_figures(figures, "behaviours")
     data = {"title": f"charlens: {summary.get('name', 'analysis')} ({summary.get('lang', '?')})",
-            "overview": [overview(summary)],
+            "findings_lead": [found.paragraph()],
+            "findings_title": "The most selective heads" if found.heads else "",
+            "findings": list(found.heads),
+            "findings_figures": figure_entries(head_map, figure_dir),
             "tables": [heads_table(summary)],
-            "figures": figure_entries(figures, figure_dir),
+            "figures": figure_entries(others, figure_dir),
             "views": views,
             "live": [live_view(live, names, examples)] if live is not None else [],
-            "extra_sections": extra_section_entries(extra_sections, figure_dir)}
+            "extra_sections": extra_section_entries(extra_sections, figure_dir),
+            "provenance": [provenance(summary)]}
     return write_page(data, out_path)
 
 
@@ -210,8 +225,9 @@ def first_validated(summary: dict) -> tuple[int, int]:
 
 def write_group_page(cmp: GroupComparison, figures: Sequence[dict], out_path: Path | str,
                      links: Sequence[dict] = (), stages: Optional[StageComparison] = None) -> Path:
-    """report.html of a group comparison: the replicated findings first, then every quantity with its
-    per-seed values and verdict, within-group agreement, the figures and links to each model's report."""
+    """report.html of a group comparison: the replicated findings first, their figure beside them (every seed
+    a point), then every quantity with its per-seed values and verdict, within-group agreement, the findings
+    across training (with `stages`), the figures and links to each model's report."""
     A, B = cmp.names
     rows = [{"quantity": q.label, "verdict": q.verdict, f"{A} mean": q.difference.mean_a if q.difference else None,
              f"{B} mean": q.difference.mean_b if q.difference else None,
@@ -223,10 +239,14 @@ def write_group_page(cmp: GroupComparison, figures: Sequence[dict], out_path: Pa
     recurring = [{"group": name, "head (first seed)": h.head, "behaviour": h.behaviour, "recurs in every seed": h.recurs,
                   "matches": ", ".join(f"{m}: {head} d={d:.2f}" for m, head, d in h.matches)}
                  for name, agreement in zip(cmp.names, cmp.agreement) for h in agreement.heads]
+    shown, others = split_figures(figures, "group_findings")
     data = {"title": f"charlens: {A} vs {B} ({len(cmp.members[0])} vs {len(cmp.members[1])} seeds)",
+            "findings_title": "Replicated findings" if cmp.replicated else "",
             "findings": list(cmp.replicated) or [f"No difference between {A} and {B} replicated across seeds."],
+            "findings_numbered": bool(cmp.replicated),
+            "findings_figures": figure_entries(shown, Path(out_path).parent),
             "findings_note": " ".join(cmp.notes) + " Replicated: the same sign in every seed pair, exact permutation "
-                             f"p <= {cmp.alpha} over seed labels, and at least the minimum effect (README). Everything "
+                             f"p <= {cmp.alpha} over seed labels, and at least the minimum effect (docs/comparison.md). Everything "
                              "else is in the table below with its per-seed values.",
             "links": list(links),
             "tables": [{"title": "Every quantity, per seed", "rows": rows},
@@ -235,5 +255,5 @@ def write_group_page(cmp: GroupComparison, figures: Sequence[dict], out_path: Pa
                if recurring else [])
             + ([{"title": "Findings across training", "rows": [{"finding": f} for f in stages.findings]
                  or [{"finding": "none at any recorded step"}]}] if stages is not None else []),
-            "figures": figure_entries(figures, Path(out_path).parent)}
+            "figures": figure_entries(others, Path(out_path).parent)}
     return write_page(data, out_path)

@@ -22,7 +22,7 @@ from charlens.data.tokenizer import UNKNOWN_ID, Tokenizer
 from charlens.model.transformer import TransformerLM
 
 MAX_LIVE_BYTES = 4_000_000  # float16 weight bytes (2,000,000 parameters; the small preset has ~0.8M)
-TIED = "lm_head.weight"  # the same tensor as transformer.wte.weight; sent once
+TIED = "lm_head.weight"  # the same tensor as wte.weight; sent once
 
 
 def live_model(model: TransformerLM, tokenizer: Tokenizer, lang: str, name: str = "",

@@ -1,31 +1,47 @@
-"""report.md: the head table, validated heads per detector, the induction test, salient patterns,
-the character classes, and the sections of the optional analyses; built once from the summary."""
+"""report.md: what the analysis found (a paragraph built from the numbers and the head map), the head table,
+validated heads per detector, the induction test, salient patterns, the character classes, the sections of
+the optional analyses, and settings and provenance collapsed at the end; built once from the summary."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from charlens.analysis.report.extras import Section
+from charlens.analysis.report.findings import model_findings
 from charlens.analysis.report.mdtext import md_code, md_escape
 from charlens.analysis.runs.groups import GroupComparison
 from charlens.analysis.runs.matching import RECUR_DISTANCE
 from charlens.data.charclasses import table_markdown
 
 
+def _behaviour_cell(h: dict) -> str:
+    if h["validated"]:
+        name = h["behaviour"] if h["behaviour"] == h["candidate"] else f"{h['behaviour']} ({h['candidate']})"
+    else:
+        name = f"none ({'borderline' if h['borderline'] else 'best'}: {h['candidate']})"
+    others = [b for b in h["behaviours"] if b != h["candidate"]]
+    return name + (f" (+{', '.join(others)})" if others else "")
+
+
+# The head table's columns, in order: (header, markdown alignment, the cell of one summary["heads"] entry).
+# A new column is one line here (heads.csv and report.html's table take every key of a head by themselves).
+HEAD_COLUMNS: list[tuple[str, str, Callable[[dict], str]]] = [
+    ("layer", "---:", lambda h: str(h["layer"])),
+    ("head", "---:", lambda h: str(h["head"])),
+    ("behaviour", "---", _behaviour_cell),
+    ("selectivity", "---:", lambda h: _num(h["selectivity"])),
+    ("held-out", "---:", lambda h: _num(h["heldout_selectivity"])),
+    ("margin (SE)", "---:", lambda h: f"{_num(h['margin'], '+.3f')} ({_num(h['margin_se'], '+.1f')})"),
+    ("score", "---:", lambda h: _num(h["score"])),
+    ("control", "---:", lambda h: _num(h["baseline"])),
+    ("attention explained as", "---", lambda h: str(h["components"])),
+    ("unexplained", "---:", lambda h: _num(h["unexplained"], ".2f")),
+]
+
+
 def format_head_table(summary: dict) -> str:
-    """The concise head table printed by the CLI (and used in report.md)."""
-    rows = ["| layer | head | behaviour | selectivity | held-out | margin (SE) | score | control | attention explained as | "
-            "unexplained |", "|---:|---:|---|---:|---:|---:|---:|---:|---|---:|"]
-    for h in summary["heads"]:
-        if h["validated"]:
-            name = h["behaviour"] if h["behaviour"] == h["candidate"] else f"{h['behaviour']} ({h['candidate']})"
-        else:
-            name = f"none ({'borderline' if h['borderline'] else 'best'}: {h['candidate']})"
-        others = [b for b in h["behaviours"] if b != h["candidate"]]
-        if others:
-            name += f" (+{', '.join(others)})"
-        rows.append(f"| {h['layer']} | {h['head']} | {name} | {_num(h['selectivity'])} | {_num(h['heldout_selectivity'])} | "
-                    f"{_num(h['margin'], '+.3f')} ({_num(h['margin_se'], '+.1f')}) | {_num(h['score'])} | {_num(h['baseline'])} | "
-                    f"{h['components']} | {_num(h['unexplained'], '.2f')} |")
+    """The concise head table printed by the CLI (and used in report.md): one row per head, HEAD_COLUMNS."""
+    rows = ["| " + " | ".join(c[0] for c in HEAD_COLUMNS) + " |", "|" + "|".join(c[1] for c in HEAD_COLUMNS) + "|"]
+    rows += ["| " + " | ".join(cell(h) for _, _, cell in HEAD_COLUMNS) + " |" for h in summary["heads"]]
     return "\n".join(rows)
 
 
@@ -88,8 +104,32 @@ def timeline_lines(timeline: dict | None) -> list[str]:
     return lines + ["", *[f"- {h['sentence']}" for h in timeline["heads"] if h["primary"]], ""]
 
 
-def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
-    """The whole report.md of one analysis (`summary`: the summary.json contract)."""
+def findings_lines(summary: dict, head_map: Optional[str] = None) -> list[str]:
+    """The opening: the findings paragraph, the most selective heads, the head map."""
+    found = model_findings(summary)
+    lines = [md_escape(found.paragraph()), ""]
+    if found.heads:
+        lines += ["The most selective heads:", "", *[f"- {md_escape(sentence)}" for sentence in found.heads], ""]
+    if head_map:
+        lines += [f"![the primary validated behaviour of every head]({head_map})", ""]
+    return lines
+
+
+def provenance_lines(summary: dict) -> list[str]:
+    """Settings and provenance, collapsed at the end (a <details> block, which markdown viewers fold)."""
+    s, t, m = summary["settings"], summary["texts"], summary["model"]
+    values = {"checkpoint": md_code(summary["checkpoint"]), "language": summary["lang"],
+              **{k: v for k, v in m.items()},
+              **{f"{split} text": md_escape(", ".join(f"{k} {v}" for k, v in info.items()))
+                 for split, info in t.items() if isinstance(info, dict)},
+              **{f"setting: {k}": md_escape(", ".join(map(str, v)) if isinstance(v, list) else str(v)) for k, v in s.items()}}
+    return ["<details><summary>Settings and provenance</summary>", "", "| setting | value |", "|---|---|",
+            *[f"| {k} | {v} |" for k, v in values.items()], "", "</details>", ""]
+
+
+def report_markdown(summary: dict, extras: Sequence[Section] = (), head_map: Optional[str] = None) -> str:
+    """The whole report.md of one analysis (`summary`: the summary.json contract; `head_map`: the file of the
+    behaviour map figure, shown under the findings)."""
     s, t = summary["settings"], summary["texts"]
     ind = summary["induction_test"]
     best_ind = max(((l, h) for l in range(len(ind["score"])) for h in range(len(ind["score"][0]))),
@@ -97,23 +137,21 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
     lines = [
         f"# Attention heads of {md_code(summary['name'])} ({summary['lang']})",
         "",
-        f"Checkpoint {md_code(summary['checkpoint'])}: {summary['model']['n_layer']} layers x {summary['model']['n_head']} heads, "
-        f"window {s['window']} characters.",
-        f"Discovery: {md_escape(t['discovery']['source'])} ({t['discovery']['n_windows']} windows). "
-        f"Held-out: {md_escape(t['heldout']['source'])} ({t['heldout']['n_windows']} windows).",
+        *findings_lines(summary, head_map),
+        *unknown_lines(t),
+        "## Heads",
         "",
-        f"A head gets a behaviour when the lower end of its selectivity interval is above {s['min_selectivity']} on "
-        f"discovery text and again on held-out text. Selectivity = (score - control) / (1 - control): the share of the "
-        f"possible gain over the detector's control that the head achieves (control: uniform causal attention for "
-        f"where-the-key-is detectors, a class-blind head with the head's own positional profile for what-the-key-is "
+        f"{summary['model']['n_layer']} layers x {summary['model']['n_head']} heads, window {s['window']} characters; "
+        f"discovery: {md_escape(t['discovery']['source'])} ({t['discovery']['n_windows']} windows), held-out: "
+        f"{md_escape(t['heldout']['source'])} ({t['heldout']['n_windows']} windows). A head gets a behaviour when "
+        f"the lower end of its selectivity interval is above {s['min_selectivity']} on discovery text and again on "
+        f"held-out text. Selectivity = (score - control) / (1 - control): the share of the possible gain over the "
+        f"detector's control that the head achieves (control: uniform causal attention for where-the-key-is detectors, a class-blind head with the head's own positional profile for what-the-key-is "
         f"detectors, a one-character prefix matcher for prefix matches). Interval: selectivity -+ z x bootstrap SE "
         f"({s['n_boot']} resamples of windows; alpha {s['alpha']} over {s['n_tests']} tests, {s['alpha_per_test']:.2g} "
         f"each). `induction` also needs the repeated-sequence test. Margin: the lower end minus the cut (the smaller of "
         f"the two texts), and in standard errors; borderline: the interval contains the cut. Confidence and windows "
         f"(summary.json) are measured on held-out text.",
-        "",
-        *unknown_lines(t),
-        "## Heads",
         "",
         format_head_table(summary),
         "",
@@ -163,11 +201,12 @@ def report_markdown(summary: dict, extras: Sequence[Section] = ()) -> str:
               "", *timeline_lines(summary.get("timeline")), "## Character classes", "", table_markdown(), ""]
     if extras:
         lines += ["## Beyond attention weights", ""] + [line for s in extras for line in s.as_markdown()] + [""]
-    return "\n".join(lines)
+    return "\n".join(lines + provenance_lines(summary))
 
 
-def group_markdown(cmp: GroupComparison, links: Sequence[dict] = ()) -> str:
-    """report.md of a group comparison: replicated findings first, then the rest, then agreement."""
+def group_markdown(cmp: GroupComparison, links: Sequence[dict] = (), findings_figure: Optional[str] = None) -> str:
+    """report.md of a group comparison: replicated findings first (numbered as the panels of `findings_figure`,
+    every seed a point), then the rest, then agreement."""
     A, B = cmp.names
     lines = [f"# {md_escape(A)} vs {md_escape(B)}: {len(cmp.members[0])} vs {len(cmp.members[1])} seeds", "",
              f"{md_escape(A)}: {md_escape(', '.join(cmp.members[0]))}. {md_escape(B)}: {md_escape(', '.join(cmp.members[1]))}.",
@@ -175,8 +214,10 @@ def group_markdown(cmp: GroupComparison, links: Sequence[dict] = ()) -> str:
              "A difference replicates when it has the same sign in every seed pair, the exact permutation test over "
              f"seed labels gives p <= {cmp.alpha}, and it is at least the quantity's minimum effect.", "",
              "## Replicated findings", ""]
-    lines += [f"- {md_escape(f)}" for f in cmp.replicated] or [
+    lines += [f"{k}. {md_escape(f)}" for k, f in enumerate(cmp.replicated, 1)] or [
         f"None: no difference between {md_escape(A)} and {md_escape(B)} replicated across seeds."]
+    if findings_figure and cmp.replicated:
+        lines += ["", f"![the replicated findings, every seed a point]({findings_figure})"]
     lines += ["", "## Not replicated", "", *[f"- {md_escape(f)}" for f in cmp.not_replicated], "", "## Within each group", ""]
     for name, agreement in zip(cmp.names, cmp.agreement):
         present = [f"{d} in {b['seeds']} of {agreement.n_seeds} (first layers {b['first_layers']})"

@@ -38,7 +38,8 @@ def write_analysis_report(summary: Summary, out_dir: Path | str, live: Optional[
     analysis_figures(data, summary.examples, figures)
     extras = FigureWriter(out_dir)
     sections = extras_sections(summary.extras, summary.analysis.lang, extras)
-    (out_dir / "report.md").write_text(report_markdown(data, sections), encoding="utf-8")
+    head_map = next((f["file"] for f in figures.entries if f["name"] == "behaviours"), None)
+    (out_dir / "report.md").write_text(report_markdown(data, sections, head_map), encoding="utf-8")
     write_html_report(data, summary.examples, figures.entries, out_dir / "report.html",
                       extra_sections=[s.as_html_section() for s in sections], live=live,
                       snapshots=summary.snapshots)
@@ -56,7 +57,8 @@ def write_group_report(comparison: GroupComparison, out_dir: Path | str, links: 
     with style():
         for name, (title, fig, caption) in {**group_figures(comparison), **(stage_figures(stages) if stages else {})}.items():
             figures.add(name, title, fig, caption)
-    text = group_markdown(comparison, links)
+    shown = next((f["file"] for f in figures.entries if f["name"] == "group_findings"), None)
+    text = group_markdown(comparison, links, shown)
     if stages is not None:
         text += "\n" + "\n".join(stage_markdown(stages))
     (out_dir / "report.md").write_text(text, encoding="utf-8")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from charlens.model.hooks import run_with_cache
+from charlens.model.hooks import attention_patterns, run_with_cache
 from charlens.analysis.measures.detectors import CharBatch
 from charlens.analysis.measures.value_weighted import row_normalize, value_weighted_attention
 from charlens.data.charclasses import classify, features
@@ -84,7 +84,7 @@ def iter_attention(
             if value_weighted:  # ||alpha_ij v_j W_O|| rows normalized (Kobayashi et al. 2020), see analysis.measures.value_weighted
                 attention = row_normalize(value_weighted_attention(model, run_with_cache(model, ids, names=("v", "pattern"))))
             else:
-                _, _, attention = model(ids, return_attention=True)
+                attention = attention_patterns(model, ids)
             yield AttentionBatch(attention.float().cpu(), chars.ids, chars.classes, chars.features, list(texts))
             bar.update(len(texts))
     finally:

@@ -28,7 +28,7 @@ VOWEL_CONSONANT = ("vowel", "consonant")
 class QuantityKind:
     label: str  # with {d}: the behaviour, {k}: the offset, {cells}: the classes
     unit: str
-    min_effect: float  # the smallest difference of means worth a finding (README: group comparison)
+    min_effect: float  # the smallest difference of means worth a finding (docs/comparison.md)
 
 
 KINDS: dict[str, QuantityKind] = {

@@ -20,6 +20,7 @@ from charlens.analysis.measures.stats import ScoreAccumulator, SplitStats, split
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings
 from charlens.data.charclasses import CLASS_INDEX, class_map
 from charlens.data.tokenizer import Tokenizer
+from charlens.model.hooks import run_with_cache
 
 LETTER_CLASSES = ("vowel", "consonant")  # lower-case letters in English
 MIN_POOL = 8  # fewer letters than this in the vocabulary: draw from the whole vocabulary instead
@@ -56,7 +57,8 @@ def induction_test(inputs: AnalysisInputs, settings: Settings, alpha_test: float
         acc = ScoreAccumulator()
         with torch.no_grad():
             for chunk in ids.split(settings.batch_size):
-                logits, _, att = model(chunk, return_attention=True)
+                cache = run_with_cache(model, chunk, names=("pattern",))
+                logits, att = cache.logits, cache.stack("pattern")
                 ws = score_repeated(att.float(), chunk, half)
                 acc.add(ws.score.numpy(), ws.control.numpy(), ws.baseline.numpy())
                 losses.append(torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), chunk[:, 1:], reduction="none"))

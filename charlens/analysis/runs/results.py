@@ -21,7 +21,7 @@ SCHEMA_VERSION = 5  # 2: head_similarity, class_attention.most_selective; extras
 # 4: timeline (the recorded training path: formation steps and phase changes), or a note that there is none
 # 5: root_attention (consonant -> same-word consonant at distances 2-3 over its within-word shuffled-letter control)
 
-Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (see README, analyzer section)
+Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (docs/analysis.md)
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ class Summary:
         return self.analysis.examples
 
     def to_dict(self) -> dict[str, Any]:
-        """summary.json: the analysis data contract (README, analyzer section)."""
+        """summary.json: the analysis data contract (docs/analysis.md)."""
         a, x = self.analysis, self.extras
         settings = dict(a.settings)
         heads = [h.to_dict() for h in a.heads]

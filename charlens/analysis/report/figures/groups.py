@@ -13,9 +13,10 @@ from charlens.analysis.runs.groups import GroupComparison, QuantityComparison
 GROUP_COLOURS = ("C0", "C3")
 
 
-def _strip(ax, quantities: Sequence[QuantityComparison], names: Sequence[str], labels: Sequence[str]) -> None:
+def _strip(ax, quantities: Sequence[QuantityComparison], names: Sequence[str], labels: Sequence[str],
+           star: bool = True) -> None:
     """Per quantity (x), the seeds of both groups as points and their means as short bars; a star marks
-    replicated differences."""
+    replicated differences (unless `star` is off: a panel of replicated findings only)."""
     width = 0.36
     for k, q in enumerate(quantities):
         d = q.difference
@@ -26,20 +27,53 @@ def _strip(ax, quantities: Sequence[QuantityComparison], names: Sequence[str], l
                        label=names[g] if k == 0 else None)
             if len(vals):
                 ax.hlines(np.mean(vals), x - 0.14, x + 0.14, color=colour, linewidth=2.2, zorder=4)
-        if d is not None and d.verdict == "replicated":
+        if star and d is not None and d.verdict == "replicated":
             top = max(d.values_a + d.values_b)
             ax.text(k, top, "*", ha="center", va="bottom", fontsize=11)
     ax.set_xticks(range(len(quantities)), labels, rotation=35, ha="right", fontsize=7)
     ax.grid(axis="y", alpha=0.3)
 
 
+FINDINGS_PER_ROW = 4
+
+
+def findings_figure(cmp: GroupComparison) -> Figure | None:
+    """One panel per replicated finding, in the order of the sentences: every seed of both groups a point,
+    each group's mean a bar, the panel titled with the quantity as its sentence begins; None when nothing
+    replicated."""
+    found = [q for q in cmp.quantities if q.verdict == "replicated" and q.difference]
+    if not found:
+        return None
+    cols = min(FINDINGS_PER_ROW, len(found))
+    rows = -(-len(found) // cols)
+    fig = Figure(figsize=(2.3 * cols + 0.4, 2.5 * rows + 0.3), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for k, (ax, q) in enumerate(zip(axes, found)):
+        _strip(ax, [q], list(cmp.names), [""], star=False)
+        ax.set_xticks([])
+        ax.set_title(f"{k + 1}. {q.label}" + (f" ({q.unit})" if q.unit and q.unit != "x" else ""), fontsize=7,
+                     wrap=True)
+    for ax in axes[len(found):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=6, loc="best")
+    fig.suptitle(f"replicated findings: every seed a point, bars the group means "
+                 f"({len(cmp.members[0])} vs {len(cmp.members[1])} seeds)", fontsize=8)
+    return fig
+
+
 def group_figures(cmp: GroupComparison) -> dict[str, tuple[str, Figure, str]]:
-    """{file name: (title, figure, caption)} for the figures that have something to show."""
+    """{file name: (title, figure, caption)} for the figures that have something to show; the replicated
+    findings' figure (group_findings) first."""
     names = list(cmp.names)
+    out: dict[str, tuple[str, Figure, str]] = {}
+    found = findings_figure(cmp)
+    if found is not None:
+        out["group_findings"] = ("Replicated findings, per seed", found,
+                                 "One panel per replicated finding, numbered as the sentences: each point is one seed, "
+                                 "bars are the group means.")
     by_kind: dict[str, list[QuantityComparison]] = {}
     for q in cmp.quantities:
         by_kind.setdefault(q.key.partition(":")[0], []).append(q)
-    out: dict[str, tuple[str, Figure, str]] = {}
     counts = [q for q in by_kind.get("count", []) if q.difference and any(q.difference.values_a + q.difference.values_b)]
     if counts:
         fig = Figure(figsize=(max(5.0, 0.75 * len(counts) + 2), 3.6), layout="constrained")

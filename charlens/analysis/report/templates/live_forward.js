@@ -31,7 +31,7 @@ const charlensForward = (function () {
     const p = decodeWeights(entry), get = function (name) { return p[name] || null; };
     const layers = [];
     for (let l = 0; l < entry.config.n_layer; l++) {
-      const b = "transformer.h." + l + ".";
+      const b = "blocks." + l + ".";
       layers.push({
         ln1: [get(b + "ln_1.weight"), get(b + "ln_1.bias")], ln2: [get(b + "ln_2.weight"), get(b + "ln_2.bias")],
         attn: [get(b + "attn.c_attn.weight"), get(b + "attn.c_attn.bias")],
@@ -40,8 +40,8 @@ const charlensForward = (function () {
         fcProj: [get(b + "mlp.c_proj.weight"), get(b + "mlp.c_proj.bias")]
       });
     }
-    return { config: entry.config, wte: get("transformer.wte.weight"), wpe: get("transformer.wpe.weight"),
-             lnF: [get("transformer.ln_f.weight"), get("transformer.ln_f.bias")], layers: layers };
+    return { config: entry.config, wte: get("wte.weight"), wpe: get("wpe.weight"),
+             lnF: [get("ln_f.weight"), get("ln_f.bias")], layers: layers };
   }
 
   /* out (T x nOut) = x (T x nIn) W^T + b, W stored (nOut x nIn) as torch keeps nn.Linear weights. Four rows

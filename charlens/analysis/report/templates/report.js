@@ -1,6 +1,7 @@
 /* charlens report: draws the sections of a report from the JSON block #report-data.
-   Plain JavaScript, no libraries, no network. Sections: findings, overview, tables
-   (sortable), figures, interactive head views, live models (live.js), extra sections. */
+   Plain JavaScript, no libraries, no network. Sections: findings (with their figure beside them), links,
+   tables (sortable, one line per row), figures, interactive head views, live models (live.js), extra
+   sections, and settings and provenance collapsed at the end. */
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("report-data").textContent);
@@ -57,8 +58,8 @@
       for (const row of order) {
         const tr = el("tr", row.validated ? { class: "validated" } : {});
         for (const c of columns) {
-          const v = row[c];
-          tr.append(el("td", { text: formatCell(v), class: typeof v === "number" ? "num" : "" }));
+          const v = row[c], text = formatCell(v);  // one line per row: long cells are cut, the whole value on hover
+          tr.append(el("td", { text: text, title: text, class: typeof v === "number" ? "num" : "" }));
         }
         body.append(tr);
       }
@@ -335,23 +336,24 @@
 
   /* ---------- sections ---------- */
 
-  if (data.findings && data.findings.length) {
+  if ((data.findings && data.findings.length) || (data.findings_lead && data.findings_lead.length)) {
     const s = section("findings", "Findings");
-    if (data.findings_note) s.append(el("p", { class: "note", text: data.findings_note }));
-    s.append(el("ul", { class: "findings" }, data.findings.map(function (f) { return el("li", { text: f }); })));
+    const text = el("div", { class: "findings-text" });
+    for (const p of data.findings_lead || []) text.append(el("p", { class: "lead", text: p }));
+    if (data.findings_title && data.findings && data.findings.length) text.append(el("h3", { text: data.findings_title }));
+    if (data.findings && data.findings.length) {
+      text.append(el(data.findings_numbered ? "ol" : "ul", { class: "findings" },
+                     data.findings.map(function (f) { return el("li", { text: f }); })));
+    }
+    if (data.findings_note) text.append(el("p", { class: "note", text: data.findings_note }));
+    const figures = data.findings_figures || [];
+    s.append(el("div", { class: figures.length ? "findings-grid" : "" }, [text].concat(
+      figures.length ? [el("div", { class: "findings-figures" }, figures.map(figureBlock))] : [])));
   }
 
   if (data.links && data.links.length) {
     const s = section("links", "Reports");
     s.append(el("ul", {}, data.links.map(function (l) { return el("li", {}, [el("a", { href: l.href, text: l.text })]); })));
-  }
-
-  if (data.overview && data.overview.length) {
-    const s = section("overview", "Overview");
-    for (const o of data.overview) {
-      s.append(el("h3", { text: o.title }));
-      s.append(keyValueTable(o.values));
-    }
   }
 
   (data.tables || []).forEach(function (t, k) {
@@ -384,4 +386,15 @@
     }
     for (const f of x.figures || []) s.append(figureBlock(f));
   });
+
+  if (data.provenance && data.provenance.length) {
+    const s = section("provenance", "Settings and provenance");
+    const details = el("details", { id: "provenance-details" }, [el("summary", {
+      text: "The checkpoint, the model, the texts and every setting of this analysis (click to open)" })]);
+    for (const o of data.provenance) {
+      details.append(el("h3", { text: o.title }));
+      details.append(keyValueTable(o.values));
+    }
+    s.append(details);
+  }
 })();
