@@ -23,7 +23,8 @@ from charlens.analysis.runs.inputs import Settings, load_inputs  # noqa: E402
 from charlens.analysis.runs.single import run_analysis  # noqa: E402
 from charlens.model.checkpoint import model_from_checkpoint  # noqa: E402
 from charlens.training.config import TrainSettings, lr_at  # noqa: E402
-from charlens.training.engine import get_batch, make_optimizer, train_step  # noqa: E402
+from charlens.training.batches import CorpusSource  # noqa: E402
+from charlens.training.engine import make_optimizer, train_step  # noqa: E402
 from charlens.training.runtime import autocast_for, resolve_dtype  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def main() -> None:
     model = model_from_checkpoint(inputs.state).train()
     optimizer = make_optimizer(model, s, torch.device("cpu"))  # a fresh optimizer: the steps' cost, not the run's state
     assert inputs.corpus is not None
-    data = torch.from_numpy(inputs.tokenizer.encode(inputs.corpus.train, unknown="replace").astype("int64"))
+    source = CorpusSource(inputs.corpus, inputs.tokenizer, s.block_size, s.batch_size)
     rng = torch.Generator().manual_seed(0)
     cpu = torch.device("cpu")
     autocast = autocast_for(resolve_dtype(s.dtype, cpu), cpu)  # as the run trained
@@ -48,7 +49,7 @@ def main() -> None:
     for r in range(args.rounds):
         t0 = time.perf_counter()
         for it in range(args.steps):
-            x, y = get_batch(data, s.block_size, s.batch_size, rng, torch.device("cpu"))
+            x, y = source.batch("train", rng)
             train_step(model, model, optimizer, x, y, lr_at(s.max_iters - 1, s), s.grad_clip, autocast)
         step = (time.perf_counter() - t0) / args.steps
         t0 = time.perf_counter()
