@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from charlens.analysis.runs.inputs import Settings, load_inputs  # noqa: E402
 from charlens.analysis.runs.single import run_analysis  # noqa: E402
 from charlens.model.checkpoint import model_from_checkpoint  # noqa: E402
-from charlens.training.config import TrainSettings, lr_at  # noqa: E402
+from charlens.training.config import FIELDS, TrainSettings, lr_at  # noqa: E402
 from charlens.training.batches import CorpusSource  # noqa: E402
 from charlens.training.engine import make_optimizer, train_step  # noqa: E402
 from charlens.training.runtime import autocast_for, resolve_dtype  # noqa: E402
@@ -37,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(1)
     settings = Settings()
     inputs = load_inputs(args.ckpt, settings)
-    s = TrainSettings.from_dict(inputs.state["train_args"])
+    s = TrainSettings.from_dict({k: v for k, v in inputs.state["train_args"].items() if k in FIELDS})
     model = model_from_checkpoint(inputs.state).train()
     optimizer = make_optimizer(model, s, torch.device("cpu"))  # a fresh optimizer: the steps' cost, not the run's state
     assert inputs.corpus is not None
