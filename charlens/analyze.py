@@ -6,6 +6,7 @@
     python analyze.py --ckpt checkpoints/en.pt --save-attention out.npz
     python analyze.py --compare checkpoints/en.pt checkpoints/he.pt --out reports/en_vs_he
     python analyze.py --compare 'checkpoints/en_s*.pt' --vs 'checkpoints/he_s*.pt'   # seeds as the unit
+    python analyze.py --study 'checkpoints/*_s?.pt' --stages     # en, en_novowel, he, he_niqqud: script or language
 
 Flow: parse -> check every input (one-line errors, before any work) -> analysis.runs (typed results)
 -> analysis.report.render into a staged folder -> rename it into place, so a failed run never leaves
@@ -15,29 +16,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import importlib.util
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import Optional
 
 from charlens.analysis.report.folder import check_output_dir, staged_output_dir
-from charlens.analysis.report.live_model import MAX_LIVE_BYTES, live_model
+from charlens.analysis.report.live_model import MAX_LIVE_BYTES
 from charlens.analysis.report.markdown import few_windows, format_head_table
-from charlens.analysis.report.render import write_analysis_report, write_group_report
-from charlens.analysis.runs.groups import compare_groups
-from charlens.analysis.runs.extras import ExtrasRequest, check_request, run_extras
-from charlens.analysis.runs.inputs import UNKNOWN_POLICIES, AnalysisInputs, Settings, load_inputs, parallel_heldout
-from charlens.analysis.runs.results import Extras, Summary
-from charlens.analysis.runs.single import run_analysis
+from charlens.analysis.report.render import write_analysis_report
+from charlens.analysis.runs.extras import ExtrasRequest, check_request
+from charlens.analysis.runs.inputs import UNKNOWN_POLICIES, Settings, load_inputs
 from charlens.analysis.runs.snapshots import snapshot_attention
 from charlens.analysis.runs.store import check_attention_target, place_file
 from charlens.data.errors import (CharlensError, OneLineParser, UsageError, interrupt_status, raise_terminated,
                                   visible)
+from charlens.groupcli import analyze, live_entry, run_compare, run_study, warn_unknown
 
-INTERRUPTED = 130  # exit status after Ctrl-C, as a shell reports it
 PROJECTION_PACKAGES = {"tsne": "sklearn", "umap": "umap"}
 # Ranges of the integer flags: beyond these a run would take hours or more memory than a laptop has.
 INT_RANGES = {"windows": (1, 100_000), "batch_size": (1, 4096), "n_boot": (1, 100_000), "min_windows": (1, 100_000),
@@ -61,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "OUT/<model>/, the comparison (findings that replicate across seeds, figures, compare.json, report.html) "
                      "to OUT (default reports/<A>_vs_<B>)")
     src.add_argument("--vs", nargs="+", metavar="CKPT", help="the second group of --compare (see there)")
+    src.add_argument("--study", nargs="+", metavar="CKPT",
+                     help="the script control: seeds of the four conditions en, en_novowel (train.py --drop-vowels), he and "
+                     "he_niqqud (--keep-niqqud), grouped by the corpus each was trained on (quoted globs are expanded), all "
+                     "analysed on the same held-out verses; reports each English-vs-Hebrew finding as following the "
+                     "script, the language, both or neither (default OUT reports/study)")
+    src.add_argument("--stages", action="store_true",
+                     help="with --compare/--vs or --study (English and Hebrew): also analyse every model's snapshots "
+                     "(train.py --snapshots N: <name>.step<k>.pt) the same way, and report each quantity at every "
+                     "recorded step and the steps over which each finding holds (one more analysis per snapshot)")
     src.add_argument("--text", metavar="FILE", help="analyze this UTF-8 text instead of the checkpoint's corpus: "
                      "its first half is the discovery text, its second half the held-out text")
     src.add_argument("--sentences", nargs="+", metavar="S", help="held-out texts, each its own window "
@@ -135,11 +140,17 @@ def check_args(args: argparse.Namespace) -> None:
     """Refuse bad flag values before any work starts."""
     if args.vs and not args.compare:
         raise UsageError("--vs is the second group of --compare")
-    if not args.ckpt and not args.compare:
-        raise UsageError("give a checkpoint with --ckpt PATH (or two with --compare A B, or groups with --compare ... --vs ...)")
-    if args.ckpt and args.compare:
-        raise UsageError("give either --ckpt or --compare, not both")
-    if args.compare and args.save_attention:
+    sources = [flag for flag, given in (("--ckpt", args.ckpt), ("--compare", args.compare), ("--study", args.study)) if given]
+    if not sources:
+        raise UsageError("give a checkpoint with --ckpt PATH (or two with --compare A B, groups with --compare ... --vs ..., "
+                         "or the four conditions with --study ...)")
+    if len(sources) > 1:
+        raise UsageError(f"give one of {', '.join(sources)}, not several")
+    if args.stages and args.ckpt:
+        raise UsageError("--stages works with --compare or --study (a single model's snapshots: analyse each with --ckpt)")
+    if args.study and (args.text or args.sentences is not None):
+        raise UsageError("--study compares the conditions on their own held-out verses; drop --text/--sentences")
+    if (args.compare or args.study) and args.save_attention:
         raise UsageError("--save-attention works with --ckpt only")
     if args.text and args.sentences is not None:
         raise UsageError("give either --text or --sentences, not both")
@@ -182,14 +193,6 @@ def request_from_args(args: argparse.Namespace) -> ExtrasRequest:
         windows=args.beyond_windows, batch_size=args.batch_size, seed=args.seed)
 
 
-def analyze(inputs: AnalysisInputs, settings: Settings, request: ExtrasRequest, progress: bool,
-            save_attention: Optional[Path] = None) -> Summary:
-    """The analysis of one model and the extras asked for, as one summary."""
-    analysis = run_analysis(inputs, settings, save_attention=save_attention, progress=progress)
-    extras = run_extras(request, inputs, analysis, progress=progress) if request.wanted() else Extras()
-    return Summary(analysis, extras)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0; 2 with one line for any problem with the input; 130 or 143 after Ctrl-C or SIGTERM, with one
     line (the staged report is removed, a previous report at --out is left as it was)."""
@@ -197,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         check_args(args)
-        return run_compare(args) if args.compare else run_single(args)
+        if args.compare or args.study:
+            settings, request = settings_from_args(args), request_from_args(args)
+            return (run_compare if args.compare else run_study)(args, settings, request)
+        return run_single(args)
     except CharlensError as e:
         print(f"analyze.py: error: {visible(str(e))}", file=sys.stderr)
         return 2
@@ -244,110 +250,3 @@ def run_single(args: argparse.Namespace) -> int:
     if not data["timeline"]["recorded"]:
         print(f"analyze.py: note: {visible(inputs.name)}: {data['timeline']['note']}", file=sys.stderr)
     return 0
-
-
-def warn_unknown(inputs: AnalysisInputs) -> None:
-    """One line on stderr for characters --unknown-chars dropped or replaced (a warning for a foreign text)."""
-    if inputs.unknown is not None:
-        kind = "warning" if inputs.unknown.foreign else "note"
-        print(f"analyze.py: {kind}: {visible(inputs.name)}: {visible(inputs.unknown.message())}", file=sys.stderr)
-
-
-def live_entry(args: argparse.Namespace, inputs: AnalysisInputs) -> Optional[dict]:
-    """The model for report.html's live view (None with --no-live-model)."""
-    return None if args.no_live_model else live_model(inputs.model, inputs.tokenizer, inputs.lang, inputs.name)
-
-
-def expand_group(patterns: list[str], flag: str) -> list[str]:
-    """Checkpoint paths from the arguments of --compare / --vs: plain paths, or quoted shell globs."""
-    paths = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            found = sorted(glob.glob(pattern))
-            if not found:
-                raise UsageError(f"{flag} {pattern}: no checkpoint matches")
-            paths += found
-        else:
-            paths.append(pattern)
-    return paths
-
-
-def check_group(name: str, members: list[AnalysisInputs]) -> None:
-    """One group = one kind of model: the same architecture and the same training corpus."""
-    first = members[0]
-    for m in members[1:]:
-        if m.state["corpus"].get("sha256") != first.state["corpus"].get("sha256"):
-            raise UsageError(f"group {name} mixes corpora: {first.ckpt_path} and {m.ckpt_path} were trained on different texts")
-        a, b = first.state["model_config"], m.state["model_config"]
-        differ = [f"{k} {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        if differ:
-            raise UsageError(f"group {name} mixes architectures: {first.ckpt_path} and {m.ckpt_path} differ in "
-                             + ", ".join(differ))
-
-
-def group_name(members: list[AnalysisInputs]) -> str:
-    """The corpus name every member shares (e.g. en), else the common prefix of the file names."""
-    corpora = {m.corpus.name if m.corpus else None for m in members}
-    if len(corpora) == 1 and None not in corpora:
-        return corpora.pop()  # type: ignore[return-value]
-    prefix = os.path.commonprefix([m.name for m in members]).rstrip("_-.")
-    return prefix or members[0].name
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    """--compare A [A ...] [--vs B [B ...]]: every model analysed on the same held-out windows (parallel verses for
-    the default Bibles), each report under OUT/<model>/, and the group comparison under OUT; one staged folder."""
-    if args.vs is None and len(args.compare) != 2:
-        raise UsageError("--compare takes two checkpoints (A B), or two groups: --compare A [A ...] --vs B [B ...]")
-    paths = (expand_group(args.compare[:1] if args.vs is None else args.compare, "--compare"),
-             expand_group(args.compare[1:] if args.vs is None else args.vs, "--vs"))
-    both = {str(Path(p).resolve()) for p in paths[0]} & {str(Path(p).resolve()) for p in paths[1]}
-    if both:
-        raise UsageError(f"{sorted(both)[0]} is in both groups")
-    if args.out:
-        check_output_dir(Path(args.out))  # before the checkpoints are read, as for --ckpt
-    settings, request = settings_from_args(args), request_from_args(args)
-    groups = [[load_inputs(p, settings, text_path=args.text, sentences=args.sentences) for p in group] for group in paths]
-    names = [group_name(g) for g in groups]
-    if names[0] == names[1]:
-        names[1] += "-2"
-    for name, group in zip(names, groups):
-        check_group(name, group)
-        for inputs in group:
-            check_request(request, inputs.model, inputs.tokenizer)
-            warn_unknown(inputs)
-    if args.text is None and args.sentences is None:
-        parallel = parallel_heldout(groups[0][0], groups[1][0], settings.n_windows, settings.seed)
-        if parallel is not None:
-            groups = [[dataclasses.replace(m, heldout=rep.heldout) for m in group] for group, rep in zip(groups, parallel)]
-    seen: dict[str, int] = {}
-    for group in groups:
-        for k, m in enumerate(group):
-            name = "_" + m.name if m.name.startswith(".") else m.name  # each model's folder: never hidden, never the manifest
-            seen[name] = seen.get(name, 0) + 1
-            group[k] = dataclasses.replace(m, name=name if seen[name] == 1 else f"{name}-{seen[name]}")
-    out_dir = Path(args.out) if args.out else Path("reports") / f"{names[0]}_vs_{names[1]}"
-    everyone = [m for group in groups for m in group]
-    with staged_output_dir(out_dir) as tmp:
-        written: list[list[dict]] = [[], []]
-        examples: list[list] = [[], []]
-        for g, group in enumerate(groups):
-            for inputs in group:
-                if not args.quiet:
-                    print(f"analysing {visible(inputs.name)} ({len(written[0]) + len(written[1]) + 1} of {len(everyone)})",
-                          file=sys.stderr)
-                (tmp / inputs.name).mkdir()
-                summary = analyze(inputs, settings, request, progress=not args.quiet)
-                written[g].append(write_analysis_report(summary, tmp / inputs.name, live=live_entry(args, inputs)))
-                examples[g].append(summary.examples)
-        comparison = compare_groups((names[0], names[1]), (written[0], written[1]), (examples[0], examples[1]),
-                                    alpha=settings.alpha)
-        write_group_report(comparison, tmp, links=[{"text": f"{m.name}: full report", "href": f"{m.name}/report.html"}
-                                                  for m in everyone])
-    if not args.quiet:
-        print("\n".join(map(visible, comparison.notes)))
-        print("replicated:\n" + ("\n".join(f"- {visible(f)}" for f in comparison.replicated) or "- none"))
-        print(f"comparison written to {visible(str(out_dir))}/ (report.html, report.md, compare.json, figures; "
-              f"one folder per model with its own report)")
-    return 0
-

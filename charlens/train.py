@@ -2,6 +2,7 @@
 
     python train.py --lang en                       # the King James Bible (39 OT books), small preset
     python train.py --lang he                       # the Hebrew Bible, niqqud removed (--keep-niqqud keeps it)
+    python train.py --lang en --drop-vowels         # English without a, e, i, o, u (an abjad, like unpointed Hebrew)
     python train.py --text corpus.txt --out checkpoints/mine.pt
     python train.py --resume checkpoints/en.pt --max-iters 4000
     python train.py --lang en --seeds 3             # seeds 0, 1, 2 -> checkpoints/en_s0.pt, en_s1.pt, en_s2.pt
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model size and schedule (default small; with --task induction, induction)")
     p.add_argument("--attn-only", action=argparse.BooleanOptionalAction,
                    help="attention-only blocks, no MLP (default: from the preset; on in the induction preset)")
+    p.add_argument("--drop-vowels", action="store_true",
+                   help="with --lang en: remove the vowel letters a, e, i, o, u in both cases, so English is written as "
+                        "an abjad like unpointed Hebrew; y stays, as Hebrew keeps yod, a consonant letter that also writes "
+                        "vowels; a word of vowels only (a, I, O) goes with its space (writes en_novowel)")
     for name, what in NUMERIC_FLAGS:
         allowed = SETTING_RANGES[name.replace("-", "_")]
         p.add_argument(f"--{name}", type=allowed.kind, metavar="N" if allowed.kind is int else "X",
@@ -134,7 +139,8 @@ def make_corpus(args: argparse.Namespace, s: TrainSettings) -> Corpus:
             return task_corpus(InductionTask(length=s.block_size, **given))
         except ValueError as e:
             raise UsageError(f"--task induction: {e} (--task-segment, --task-letters, --block-size)") from None
-    return bible_corpus(args.lang, args.keep_niqqud) if args.lang else file_corpus(args.text, s.block_size)
+    return (bible_corpus(args.lang, args.keep_niqqud, args.drop_vowels) if args.lang
+            else file_corpus(args.text, s.block_size))
 
 
 def check_seed_flags(args: argparse.Namespace) -> None:
@@ -156,6 +162,8 @@ def prepare(args: argparse.Namespace) -> tuple[TrainSettings, Corpus, Tokenizer,
         raise UsageError("--keep-niqqud only applies to --lang he")
     if (args.task_segment is not None or args.task_letters is not None) and not args.task:
         raise UsageError("--task-segment and --task-letters only apply to --task induction")
+    if args.drop_vowels and args.lang != "en":
+        raise UsageError("--drop-vowels only applies to --lang en" + (" (a resumed run keeps its corpus)" if args.resume else ""))
     if args.seeds is not None:
         check_seed_flags(args)
     checkpoint = None

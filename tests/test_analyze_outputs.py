@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from charlens import analyze
+from charlens import analyze, groupcli
 from charlens.analysis.report.folder import MARKER, check_output_dir
 from analyzer_helpers import make_checkpoint
 from startup_helpers import ctrl_c_while_torch_loads
@@ -149,7 +149,7 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_the_previous_report(ckpt, tmp_pa
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(analyze, "run_analysis", interrupted)
+    monkeypatch.setattr(groupcli, "run_analysis", interrupted)
     assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("analyze.py: interrupted") and "Traceback" not in "".join(err)

@@ -53,6 +53,26 @@ def test_hebrew_has_no_cantillation_and_niqqud_only_when_asked(he):
     assert corpora.NIQQUD.sub("", dict(pointed.heldout_units)["Ruth 1:1"]) == dict(he.heldout_units)["Ruth 1:1"]
 
 
+def test_drop_vowels_writes_english_as_an_abjad_keeping_words_and_verses(en):
+    abjad = bible_corpus("en", drop_vowels=True)
+    assert abjad.name == "en_novowel" and abjad.lang == "en" and abjad.identity["drop_vowels"] is True
+    for split in ("train", "val", "heldout"):
+        text, plain = getattr(abjad, split), getattr(en, split)
+        assert not set(text) & set("aeiouAEIOU")
+        assert text.count("y") == plain.count("y") > 0 and text.count("Y") == plain.count("Y")  # y stays
+        lines, plain_lines = text.split("\n"), plain.split("\n")
+        assert len(lines) == len(plain_lines)  # one verse a line, none lost
+        for line, verse in zip(lines, plain_lines):  # every word kept, in order; vowel-only words have nothing left
+            assert line.split(" ") == [w for w in (w.translate(corpora._NO_VOWELS) for w in verse.split(" ")) if w] or not verse
+    assert dict(abjad.heldout_units)["Ruth 1:1"].startswith("Nw t cm t pss n th dys whn th jdgs rld")
+    assert [k for k, _ in abjad.heldout_units] == [k for k, _ in en.heldout_units]  # the same verses line up
+    assert corpus_from_identity(abjad.identity).train == abjad.train
+    with pytest.raises(CorpusError, match="English only"):
+        bible_corpus("he", drop_vowels=True)
+    with pytest.raises(CorpusError, match="unusable corpus identity.*drop_vowels"):
+        corpus_from_identity({**abjad.identity, "drop_vowels": "yes"})
+
+
 def test_unknown_language_is_refused():
     with pytest.raises(CorpusError, match="unknown language 'fr'"):
         bible_corpus("fr")

@@ -65,9 +65,12 @@ def test_a_planted_head_is_claimed_with_its_sign_and_nothing_else(seeds):
     # and less elsewhere, a shorter distance, a lower entropy, and in English (letters alternate between vowels and
     # consonants) more vowel <-> consonant and less same-class attention. Nothing about induction or other behaviours.
     implied = {"offset:1": 1, "distance": -1, "entropy": -1, "class:vowel>vowel": -1, "class:vowel>consonant": 1,
-               "class:consonant>vowel": 1, "class:consonant>consonant": -1, **{f"offset:{k}": -1 for k in (0, *range(2, 9))}}
+               "class:consonant>vowel": 1, "class:consonant>consonant": -1, **{f"offset:{k}": -1 for k in (0, *range(2, 9))},
+               # and, while word_start is measured against uniform attention, more word-start keying: the second
+               # letter of each word attends to its first
+               "keyed:word_start": 1}
     profile = {k: v for k, v in claimed.items() if k not in ("validated_heads", "count:previous_char")}
-    assert all(implied.get(k) == v for k, v in profile.items()), profile
+    assert all(implied.get(k) == v for k, v in profile.items()), {k: v for k, v in profile.items() if implied.get(k) != v}
     assert {"offset:1", "distance", "entropy"} <= set(profile)
     assert any(f.startswith("previous_char heads: A 1 heads (seeds: 1, 1, 1, 1), B 0 heads") for f in cmp.replicated)
     recurring = {h.head: h.recurs for h in cmp.agreement[0].heads}

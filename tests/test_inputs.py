@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_parallel_windows_start_at_the_same_verses_and_never_overlap():
     en = [(f"Ruth 1:{v}", f"verse {v} of ruth in english words") for v in range(1, 30)]
     he = [(f"Ruth 1:{v}", f"פסוק {v} ברות") for v in range(1, 30) if v != 4]  # one verse missing
-    wa, wb, keys = parallel_windows(en, he, T=40, n=100)
+    (wa, wb), keys = parallel_windows([en, he], T=40, n=100)
     assert "Ruth 1:4" not in keys and len(wa) == len(wb) == len(keys) > 5
     en_d, he_d = dict(en), dict(he)
     for a, b, k in zip(wa, wb, keys):
@@ -25,8 +25,13 @@ def test_parallel_windows_start_at_the_same_verses_and_never_overlap():
         assert a.startswith(en_d[k]) and b.startswith(he_d[k])
     starts = [int(k.split(":")[1]) for k in keys]
     assert starts == sorted(starts) and all(y - x >= 2 for x, y in zip(starts, starts[1:]))  # 40 chars span > 1 verse
-    wa2, _, keys2 = parallel_windows(en, he, T=40, n=3, seed=1)
+    (wa2, _), keys2 = parallel_windows([en, he], T=40, n=3, seed=1)
     assert len(keys2) == 3 and set(keys2) <= set(keys)
+    long = [(k, v + " and a much longer tail in this third text") for k, v in en if k != "Ruth 1:9"]
+    windows, keys3 = parallel_windows([en, he, long], T=40, n=100)  # any number of texts: every one lines up
+    assert "Ruth 1:9" not in keys3 and len(windows) == 3 and all(len(w) == len(keys3) for w in windows)
+    for text, units in zip(windows, (en, he, long)):
+        assert all(w.startswith(dict(units)[k][:40]) for w, k in zip(text, keys3))
 
 
 def test_default_bibles_are_compared_on_the_same_verses():
@@ -38,7 +43,7 @@ def test_default_bibles_are_compared_on_the_same_verses():
     corpora = {lang: bible_corpus(lang) for lang in ("en", "he")}
     model = SimpleNamespace(config=SimpleNamespace(block_size=64))
     runs = [AnalysisInputs("x.pt", lang, lang, model, None, {}, None, None, corpus=c) for lang, c in corpora.items()]
-    a, b = parallel_heldout(runs[0], runs[1], n_windows=20, seed=0)
+    a, b = parallel_heldout(runs, n_windows=20, seed=0)
     assert runs[0].heldout is None  # the inputs given are not changed: new ones are returned
     en_units, he_units = dict(corpora["en"].heldout_units), dict(corpora["he"].heldout_units)
     wa, wb = a.heldout.windows, b.heldout.windows
@@ -47,7 +52,14 @@ def test_default_bibles_are_compared_on_the_same_verses():
         keys = [k for k in en_units if x.startswith(en_units[k][:64]) and k in he_units and y.startswith(he_units[k][:64])]
         assert keys, f"windows {x[:30]!r} / {y[:30]!r} do not start at the same verse"
     files = [AnalysisInputs("x.pt", "f", "en", model, None, {}, None, None, corpus=None) for _ in range(2)]
-    assert parallel_heldout(files[0], files[1], n_windows=20) is None
+    assert parallel_heldout(files, n_windows=20) is None
+    abjad = AnalysisInputs("x.pt", "en_novowel", "en", model, None, {}, None, None, corpus=bible_corpus("en", drop_vowels=True))
+    pointed = AnalysisInputs("x.pt", "he_niqqud", "he", model, None, {}, None, None, corpus=bible_corpus("he", keep_niqqud=True))
+    four = parallel_heldout([*runs, abjad, pointed], n_windows=20, seed=0)  # the study's four conditions
+    units = [dict(f.corpus.heldout_units) for f in four]
+    for windows in zip(*(f.heldout.windows for f in four)):
+        assert any(all(w.startswith(u[k][:64]) for w, u in zip(windows, units)) for k in units[3] if k in units[0])
+    assert "same verses as in en, he, he_niqqud" in four[2].heldout.source
 
 
 @pytest.fixture(scope="module")

@@ -175,6 +175,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(text_file, tmp
     (["--lang", "en", "--seed", str(2**70)], "--seed must be an integer in [0, 9,223,372,036,854,775,806], got 1180591620717411303424"),
     (["--lang", "en", "--dropout", "1.5"], "--dropout must be a number in [0, 1), got 1.5"),
     (["--lang", "en", "--keep-niqqud"], "--keep-niqqud only applies"),
+    (["--lang", "he", "--drop-vowels"], "--drop-vowels only applies to --lang en"),
     (["--lang", "he", "--device", "cuda:7x"], "--device"),
     ([], "choose a corpus"),
     (["--text", "/nonexistent/corpus.txt"], "not found"),
@@ -234,3 +235,14 @@ def test_keep_niqqud_trains_on_pointed_hebrew_under_its_own_name(tmp_path, monke
     state = load(tmp_path / "checkpoints" / "he_niqqud.pt")
     assert state["corpus"]["keep_niqqud"] is True
     assert "\u05b8" in state["tokenizer"]["chars"]  # qamats is in the vocabulary
+
+
+def test_drop_vowels_trains_on_english_without_vowels_and_resumes_on_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--lang", "en", "--drop-vowels", "--preset", "tiny", "--max-iters", "1", "--sample-chars", "0"]) == 0
+    out = tmp_path / "checkpoints" / "en_novowel.pt"
+    state = load(out)
+    assert state["corpus"]["drop_vowels"] is True and state["corpus"]["lang"] == "en"
+    assert not set(state["tokenizer"]["chars"]) & set("aeiouAEIOU") and "y" in state["tokenizer"]["chars"]
+    assert train.main(["--resume", str(out), "--max-iters", "2", "--sample-chars", "0"]) == 0  # finds its corpus again
+    assert load(out)["iter"] == 2 and load(out)["corpus"] == state["corpus"]

@@ -40,6 +40,10 @@ KJV_NAMES = {"1 Samuel": "I Samuel", "2 Samuel": "II Samuel", "1 Kings": "I King
 # rafe) is removed unless asked for. Maqaf, paseq and sof pasuq stay: they are punctuation.
 CANTILLATION = re.compile("[\u0591-\u05af\u05bd\u05c4\u05c5\u05c6\u034f]")
 NIQQUD = re.compile("[\u05b0-\u05bc\u05bf\u05c1\u05c2\u05c7]")
+# English written as an abjad (--drop-vowels): the five vowel letters go, in both cases. `y` stays, as unpointed
+# Hebrew keeps yod and vav: a consonant letter that also writes vowels (a mater lectionis) is part of an abjad.
+VOWEL_LETTERS = "aeiouAEIOU"
+_NO_VOWELS = str.maketrans("", "", VOWEL_LETTERS)
 MIN_BLOCKS = 4  # a user file must hold at least this many context windows
 
 
@@ -230,6 +234,13 @@ def hebrew_verses(path: Path, keep_niqqud: bool) -> list[Verse]:
     return verses
 
 
+def without_vowels(verses: list[Verse]) -> list[Verse]:
+    """The verses with the letters a, e, i, o, u removed (upper and lower case). Words keep their order and
+    the single spaces between them; a word of vowels only (`a`, `I`, `O`) has nothing left to write and
+    goes with its space, as it would in an abjad."""
+    return [(book, c, v, " ".join(text.translate(_NO_VOWELS).split())) for book, c, v, text in verses]
+
+
 def split_by_book(verses: list[Verse]) -> tuple[str, str, str, list[tuple[str, str]]]:
     parts: dict[str, list[str]] = {"train": [], "val": [], "heldout": []}
     units = []
@@ -274,14 +285,18 @@ def _cached(key: dict, build) -> dict:
     return value
 
 
-def bible_corpus(lang: str, keep_niqqud: bool = False) -> Corpus:
-    """The default corpus of a language: the 39 books of the Hebrew Bible, split by book."""
+def bible_corpus(lang: str, keep_niqqud: bool = False, drop_vowels: bool = False) -> Corpus:
+    """The default corpus of a language: the 39 books of the Hebrew Bible, split by book. Two script
+    variants: Hebrew with its vowel points (`keep_niqqud`, he_niqqud) and English without its vowel
+    letters (`drop_vowels`, en_novowel; the identity records the option, so a checkpoint finds it again)."""
     if lang not in LANGS:
         raise CorpusError(f"unknown language {lang!r}; choose one of {', '.join(LANGS)} or pass --text FILE")
+    if drop_vowels and lang != "en":
+        raise CorpusError("dropping vowel letters applies to English only (unpointed Hebrew is the default)")
     if lang == "en":
         source = package_file("bible", "data", "kjv.jsonl")
-        read = lambda: english_verses(source)
-        name, options = "en", {}
+        read = (lambda: without_vowels(english_verses(source))) if drop_vowels else (lambda: english_verses(source))
+        name, options = ("en_novowel", {"drop_vowels": True}) if drop_vowels else ("en", {})
     else:
         source = package_file("scriptures", "json", "bible.json")
         read = lambda: hebrew_verses(source, keep_niqqud)
@@ -350,8 +365,11 @@ def check_identity(identity: object) -> None:
         raise ValueError(f"unknown language {identity['lang']!r}")
     if identity["kind"] == "task":
         task_from_identity(identity)
-    if not isinstance(identity.get("keep_niqqud", False), bool):
-        raise ValueError(f"keep_niqqud must be true or false, got {identity['keep_niqqud']!r}")
+    for option in ("keep_niqqud", "drop_vowels"):
+        if not isinstance(identity.get(option, False), bool):
+            raise ValueError(f"{option} must be true or false, got {identity[option]!r}")
+    if identity.get("drop_vowels") and identity.get("lang") != "en":
+        raise ValueError("drop_vowels applies to the English Bible only")
 
 
 def corpus_from_identity(identity: dict) -> Corpus:
@@ -361,7 +379,7 @@ def corpus_from_identity(identity: dict) -> Corpus:
     except ValueError as e:
         raise CorpusError(f"unusable corpus identity in checkpoint: {e}") from None
     if identity["kind"] == "bible":
-        corpus = bible_corpus(identity["lang"], identity.get("keep_niqqud", False))
+        corpus = bible_corpus(identity["lang"], identity.get("keep_niqqud", False), identity.get("drop_vowels", False))
     elif identity["kind"] == "task":
         corpus = task_corpus(task_from_identity(identity))
     else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -139,3 +139,11 @@ def compare_groups(a: ArrayLike, b: ArrayLike, alpha: float, min_effect: float) 
     return GroupDifference(tuple(map(float, a_arr)), tuple(map(float, b_arr)), float(a_arr.mean()), float(b_arr.mean()),
                            mean_interval(a_arr), mean_interval(b_arr), diff, difference_interval(a_arr, b_arr),
                            sign, p, p_min, min_effect, verdict)
+
+
+def compare_defined(a: Sequence[Optional[float]], b: Sequence[Optional[float]], alpha: float,
+                    min_effect: float) -> Optional[GroupDifference]:
+    """`compare_groups` when the quantity is defined (not None) in every seed of both non-empty groups, else None."""
+    if not len(a) or not len(b) or any(v is None for v in (*a, *b)):
+        return None
+    return compare_groups([float(v) for v in a], [float(v) for v in b], alpha, min_effect)  # type: ignore[arg-type]

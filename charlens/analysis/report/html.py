@@ -26,6 +26,7 @@ from charlens.analysis.report.findings import model_findings
 from charlens.analysis.report.hebrew import is_rtl
 from charlens.analysis.runs.groups import GroupComparison
 from charlens.analysis.runs.snapshots import SnapshotAttention
+from charlens.analysis.runs.stages import StageComparison
 from charlens.model.atomic import atomic_write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -234,10 +235,10 @@ def first_validated(summary: dict) -> tuple[int, int]:
 
 
 def write_group_page(cmp: GroupComparison, figures: Sequence[dict], out_path: Path | str,
-                     links: Sequence[dict] = ()) -> Path:
+                     links: Sequence[dict] = (), stages: Optional[StageComparison] = None) -> Path:
     """report.html of a group comparison: the replicated findings first, their figure beside them (every seed
-    a point), then every quantity with its per-seed values and verdict, within-group agreement, the figures
-    and links to each model's report."""
+    a point), then every quantity with its per-seed values and verdict, within-group agreement, the findings
+    across training (with `stages`), the figures and links to each model's report."""
     A, B = cmp.names
     rows = [{"quantity": q.label, "verdict": q.verdict, f"{A} mean": q.difference.mean_a if q.difference else None,
              f"{B} mean": q.difference.mean_b if q.difference else None,
@@ -262,6 +263,8 @@ def write_group_page(cmp: GroupComparison, figures: Sequence[dict], out_path: Pa
             "tables": [{"title": "Every quantity, per seed", "rows": rows},
                        {"title": "Not replicated", "rows": [{"finding": f} for f in cmp.not_replicated]}]
             + ([{"title": "Heads matched across seeds (optimal assignment on attention rows)", "rows": recurring}]
-               if recurring else []),
+               if recurring else [])
+            + ([{"title": "Findings across training", "rows": [{"finding": f} for f in stages.findings]
+                 or [{"finding": "none at any recorded step"}]}] if stages is not None else []),
             "figures": figure_entries(others, Path(out_path).parent)}
     return write_page(data, out_path)

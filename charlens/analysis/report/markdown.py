@@ -237,6 +237,9 @@ def group_markdown(cmp: GroupComparison, links: Sequence[dict] = (), findings_fi
                       "| head | behaviour | recurs | matches |", "|---|---|---|---|",
                       *[f"| {h.head} | {h.behaviour} | {'yes' if h.recurs else 'no'} | "
                         + ", ".join(f"{md_escape(m)}: {hd} ({d:.2f})" for m, hd, d in h.matches) + " |" for h in agreement.heads], ""]
-    if links:
-        lines += ["## Models", "", *[f"- {md_link(link['text'], link['href'])}" for link in links], ""]
-    return "\n".join(lines)
+    return "\n".join(lines + model_links(links))
+
+
+def model_links(links: Sequence[dict]) -> list[str]:
+    """The "Models" section of a comparison's report.md: a link to each model's own report."""
+    return ["## Models", "", *[f"- {md_link(link['text'], link['href'])}" for link in links], ""] if links else []

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from charlens.analysis.measures.seedstats import GroupDifference, compare_groups as compare_values, seeds_needed
+from charlens.analysis.measures.seedstats import GroupDifference, compare_defined, seeds_needed
 from charlens.analysis.runs.matching import RecurringHead, match_heads
 from charlens.analysis.runs.results import Examples
 
@@ -42,13 +42,20 @@ KINDS: dict[str, QuantityKind] = {
     "induction": QuantityKind("induction-test loss drop, first to second copy", "nats", 0.1),
     "ablation": QuantityKind("largest loss increase when a {d} head is ablated", "nats/char", 0.02),
     "formation": QuantityKind("training step at which the first {d} head formed (recorded timeline)", "steps", 50.0),
+    # The two hypotheses from the structure of Hebrew (issue 20): root letters two or three apart, and heads keyed on
+    # the word-initial prefix letters where English keys on the space.
+    "root": QuantityKind("consonant → same-word consonant attention at distances 2–3, over its {d} control", "x", 0.1),
+    "keyed": QuantityKind("the strongest head's held-out selectivity on {d} keys (against the detector's control)", "", 0.1),
 }
+KEYED = ("space", "word_start", "prefix_letter")
+ROOT_CONTROLS = {"shuffled_letters": "within-word shuffled-letter", "same_offset_rate": "same-distance consonant-rate"}  # detectors of the keyed hypothesis (prefix_letter: Hebrew only)
 
 
-def _kind_and_label(key: str) -> tuple[QuantityKind, str]:
+def quantity_kind(key: str) -> tuple[QuantityKind, str]:
+    """The kind of a quantity key ("kind" or "kind:argument") and its label for the reader."""
     kind, _, arg = key.partition(":")
     q = KINDS[kind]
-    return q, q.label.format(d=arg, k=arg, cells=arg.replace(">", " → "))
+    return q, q.label.format(d=ROOT_CONTROLS.get(arg, arg) if kind == "root" else arg, k=arg, cells=arg.replace(">", " → "))
 
 
 def vowel_consonant(summary: dict) -> Optional[dict]:
@@ -101,6 +108,13 @@ def model_quantities(summary: dict, split: str = "heldout") -> dict[str, Optiona
         for q, qn in enumerate(VOWEL_CONSONANT):
             for k, kn in enumerate(VOWEL_CONSONANT):
                 out[f"class:{qn}>{kn}"] = float(ratio[q, k])
+    for control in ROOT_CONTROLS:
+        ratio = ((summary.get("root_attention") or {}).get(control) or {}).get("pooled_ratio", False)
+        if ratio is not False:  # None or NaN: no consonant query with a same-word key at those distances
+            out[f"root:{control}"] = None if ratio is None or np.isnan(ratio) else float(ratio)
+    for d in KEYED:
+        if d in summary["detectors"]:
+            out[f"keyed:{d}"] = float(np.nanmax(np.asarray(summary["detectors"][d][split]["selectivity"], dtype=float)))
     it = summary.get("induction_test") or {}
     if "loss_first_copy" in it and "loss_second_copy" in it:
         out["induction"] = float(it["loss_first_copy"] - it["loss_second_copy"])
@@ -130,6 +144,13 @@ class QuantityComparison:
     def to_dict(self) -> dict:
         return {"key": self.key, "label": self.label, "unit": self.unit, "present": list(self.present),
                 "verdict": self.verdict, **(self.difference.to_dict() if self.difference else {})}
+
+
+def compare_quantity(key: str, a: Sequence[Optional[float]], b: Sequence[Optional[float]], alpha: float) -> QuantityComparison:
+    """One quantity's per-seed values in two groups (None: undefined in that seed) through the replication rule."""
+    kind, label = quantity_kind(key)
+    present = (sum(v is not None for v in a), sum(v is not None for v in b))
+    return QuantityComparison(key, label, kind.unit, present, compare_defined(a, b, alpha, kind.min_effect))
 
 
 @dataclass(frozen=True)
@@ -223,15 +244,8 @@ def compare_groups(names: tuple[str, str], summaries: tuple[Sequence[dict], Sequ
     """Compare two groups of model summaries (the summary.json contract), seeds as the unit."""
     numbers = [[model_quantities(s, split) for s in group] for group in summaries]
     keys = list(dict.fromkeys(k for group in numbers for m in group for k in m))
-    quantities = []
-    for key in keys:
-        kind, label = _kind_and_label(key)
-        vals = [[m.get(key) for m in group] for group in numbers]
-        present = (sum(v is not None for v in vals[0]), sum(v is not None for v in vals[1]))
-        defined = present == (len(vals[0]), len(vals[1]))
-        diff = compare_values([float(v) for v in vals[0] if v is not None], [float(v) for v in vals[1] if v is not None],
-                              alpha, kind.min_effect) if defined else None
-        quantities.append(QuantityComparison(key, label, kind.unit, present, diff))
+    quantities = [compare_quantity(key, [m.get(key) for m in numbers[0]], [m.get(key) for m in numbers[1]], alpha)
+                  for key in keys]
     replicated = tuple(_sentence(q, names, alpha) for q in quantities if q.verdict == "replicated")
     not_replicated = tuple(_sentence(q, names, alpha) for q in quantities
                            if q.verdict != "replicated" and not _silent(q))
@@ -251,8 +265,15 @@ def compare_groups(names: tuple[str, str], summaries: tuple[Sequence[dict], Sequ
                            replicated, not_replicated, tuple(notes))
 
 
+def says_nothing(key: str, values: Sequence[Optional[float]]) -> bool:
+    """A quantity with nothing to say: undefined in every model, or a count (or ablation effect) of a behaviour no model has."""
+    defined = [v for v in values if v is not None]
+    return not defined or key.startswith(("count:", "ablation:")) and not any(defined)
+
+
 def _silent(q: QuantityComparison) -> bool:
-    """Quantities with nothing to say: a behaviour no model of either group has."""
+    """Comparisons with nothing to say (says_nothing), left out of the findings and notes."""
     d = q.difference
-    return q.key.startswith(("count:", "ablation:")) and d is not None and not any(d.values_a + d.values_b) \
-        or q.key.startswith(("depth:", "ablation:", "formation:")) and q.present == (0, 0)
+    if d is None:
+        return q.present == (0, 0)
+    return says_nothing(q.key, d.values_a + d.values_b)

@@ -219,48 +219,47 @@ def _sentence_split(sentences: list[str], tokenizer: Tokenizer, T: int, unknown_
     return TextSplit("--sentences", kept, sum(map(len, kept))), unknown
 
 
-def parallel_windows(units_a: Sequence[tuple[str, str]], units_b: Sequence[tuple[str, str]], T: int, n: int,
-                     seed: int = 0) -> tuple[list[str], list[str], list[str]]:
-    """Held-out windows of T characters that start at the same verse in both texts.
-    Both texts are the verses whose references ("Ruth 1:1") appear in both, joined by
-    newlines in the order of `units_a`; windows do not overlap in either text; a seeded
-    choice of at most `n` of them. Returns (windows_a, windows_b, starting references)."""
-    b_text = dict(units_b)
-    keys = [k for k, _ in units_a if k in b_text]
-    a_text = dict(units_a)
+def parallel_windows(units: Sequence[Sequence[tuple[str, str]]], T: int, n: int,
+                     seed: int = 0) -> tuple[list[list[str]], list[str]]:
+    """Held-out windows of T characters that start at the same verse in every text (two languages, or the
+    four conditions of a study). Each text is the verses whose references ("Ruth 1:1") appear in all of
+    them, joined by newlines in the order of the first; windows overlap in no text; a seeded choice of at
+    most `n` of them. Returns (the windows of each text, the starting references)."""
+    common = set.intersection(*(set(k for k, _ in u) for u in units))
+    keys = [k for k, _ in units[0] if k in common]
     texts, starts = [], []
-    for source in (a_text, b_text):
+    for source in map(dict, units):
         pos, start = 0, {}
         for k in keys:
             start[k] = pos
             pos += len(source[k]) + 1
         texts.append("\n".join(source[k] for k in keys) + "\n")
         starts.append(start)
-    chosen, ends = [], [0, 0]
+    chosen, ends = [], [0] * len(units)
     for k in keys:
-        s = [starts[0][k], starts[1][k]]
-        if all(s[i] >= ends[i] and s[i] + T <= len(texts[i]) for i in range(2)):
+        s = [start[k] for start in starts]
+        if all(s[i] >= ends[i] and s[i] + T <= len(texts[i]) for i in range(len(units))):
             chosen.append(k)
-            ends = [s[0] + T, s[1] + T]
+            ends = [x + T for x in s]
     if len(chosen) > n:
         pick = np.sort(np.random.default_rng(seed).choice(len(chosen), n, replace=False))
         chosen = [chosen[i] for i in pick]
-    return ([texts[0][starts[0][k]:starts[0][k] + T] for k in chosen],
-            [texts[1][starts[1][k]:starts[1][k] + T] for k in chosen], chosen)
+    return [[text[start[k]:start[k] + T] for k in chosen] for text, start in zip(texts, starts)], chosen
 
 
-def parallel_heldout(a: AnalysisInputs, b: AnalysisInputs, n_windows: int,
-                     seed: int = 0) -> Optional[tuple[AnalysisInputs, AnalysisInputs]]:
-    """When both analyses read the default Bibles, copies of both whose held-out windows start at the
-    same held-out verses (`parallel_windows`), each in its own language; else None."""
-    if not (a.corpus and b.corpus and a.corpus.identity.get("kind") == b.corpus.identity.get("kind") == "bible"):
+def parallel_heldout(inputs: Sequence[AnalysisInputs], n_windows: int, seed: int = 0) -> Optional[list[AnalysisInputs]]:
+    """When every analysis reads a default Bible (either language, any script variant), copies of them whose
+    held-out windows start at the same held-out verses (`parallel_windows`), each in its own text; else None."""
+    corpora = [i.corpus for i in inputs]
+    if not all(c is not None and c.identity.get("kind") == "bible" for c in corpora):
         return None
-    T = min(a.model.config.block_size, b.model.config.block_size)
-    wa, wb, keys = parallel_windows(a.corpus.heldout_units, b.corpus.heldout_units, T, n_windows, seed)
+    T = min(i.model.config.block_size for i in inputs)
+    windows, keys = parallel_windows([c.heldout_units for c in corpora if c is not None], T, n_windows, seed)
 
-    def replaced(inputs: AnalysisInputs, windows: list[str], other: Corpus) -> AnalysisInputs:
-        assert inputs.corpus is not None
-        source = (f"{inputs.corpus.name} held-out verses, {len(keys)} windows starting at the same verses as in "
-                  f"{other.name} ({keys[0]} ... {keys[-1]})" if keys else "none")
-        return dataclasses.replace(inputs, heldout=TextSplit(source, windows, sum(map(len, windows))))
-    return replaced(a, wa, b.corpus), replaced(b, wb, a.corpus)
+    def replaced(one: AnalysisInputs, texts: list[str]) -> AnalysisInputs:
+        assert one.corpus is not None
+        others = sorted({c.name for c in corpora if c is not None} - {one.corpus.name})
+        source = (f"{one.corpus.name} held-out verses, {len(keys)} windows starting at the same verses as in "
+                  f"{', '.join(others) or 'the other models'} ({keys[0]} ... {keys[-1]})" if keys else "none")
+        return dataclasses.replace(one, heldout=TextSplit(source, texts, sum(map(len, texts))))
+    return [replaced(one, texts) for one, texts in zip(inputs, windows)]

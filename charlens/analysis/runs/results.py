@@ -27,7 +27,8 @@ SCHEMA_VERSION = 5  # 2: head_similarity, class_attention.most_selective; extras
 #    mixture labels ("offset_2 + recent_space") and key-character labels ("key 'e'")
 #    circuits (weight-level scores), copying (who carries the in-context copying), task (the synthetic induction task's
 #    held-out second copies), formation (the induction head's recorded formation); the head table's circuit and
-#    copy-share columns
+#    copy-share columns; root_attention (consonant -> same-word consonant at distances 2-3 over its within-word
+#    shuffled-letter control)
 
 Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (docs/analysis.md)
 
@@ -116,6 +117,7 @@ class AnalysisResult:
     copying: Optional[CopyingResult] = None  # who carries the in-context copying
     task: Optional[TaskResult] = None  # None unless the checkpoint was trained on the synthetic induction task
     formation: Optional[FormationResult] = None  # how the induction head formed; None without a timeline or one
+    root_attention: Optional[dict] = None  # measures.rootattention.root_entry on the held-out windows
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,7 @@ class Summary:
             "head_metrics": a.head_metrics, "induction_test": a.induction_test, "decomposition": a.decomposition,
             "salient_patterns": a.salient_patterns,
             "head_similarity": a.head_similarity, "timeline": timeline_entry(a.timeline),
+            "root_attention": a.root_attention,
         }
         for key, part in (("circuits", a.circuits), ("copying", a.copying), ("task", a.task), ("formation", a.formation)):
             if part is not None:

@@ -16,6 +16,7 @@ from charlens.analysis.measures import detectors as det
 from charlens.analysis.measures.decomposition import MixtureFit, basis_names, target_distributions, unexplained
 from charlens.analysis.measures.keychars import KeyCharCounts, KeyCharSums
 from charlens.analysis.measures.positional import BatchSums, ClassFrequencies, StratumCounts
+from charlens.analysis.measures.rootattention import root_entry, root_sums
 from charlens.analysis.measures.rule import CLASS_LABELS, PART_CUT, gate_induction
 from charlens.analysis.measures.scoring import class_attention_sums, head_metric_sums, score_windows
 from charlens.analysis.measures.similarity import js_distance_matrix
@@ -67,6 +68,7 @@ class SplitRun:
         self.class_heads = torch.zeros(())  # (L, H, C, C) once a batch is added
         self.class_base = torch.zeros(())  # (C, C)
         self.metrics: dict[str, torch.Tensor] = {}
+        self.root: tuple[torch.Tensor, ...] = ()  # consonant -> same-word consonant at 2-3 (measures.rootattention)
         self.n = 0
 
     def add(self, batch: AttentionBatch) -> None:
@@ -76,11 +78,14 @@ class SplitRun:
         self.key_chars.add(sums)
         heads, base, _ = class_attention_sums(batch.attention, batch.classes)
         metrics = head_metric_sums(batch.attention)
+        root = root_sums(batch.attention, batch.chars)
         if not self.n:  # the first batch's sums; later ones are added in place: no new long-lived tensor per batch
-            self.class_heads, self.class_base, self.metrics = heads, base, metrics
+            self.class_heads, self.class_base, self.metrics, self.root = heads, base, metrics, root
         else:
             self.class_heads += heads
             self.class_base += base
+            for total, part in zip(self.root, root):
+                total.add_(part)
             for k, v in metrics.items():
                 self.metrics[k] += v
         self.n += len(batch.texts)
@@ -244,4 +249,5 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
         copying=copying_result(inputs, settings),
         task=task_result(inputs),
         formation=formation_result(inputs.state.get("history", []), heads, circuits, cut),
+        root_attention=root_entry(runs["heldout"].root),  # type: ignore[arg-type]  # the four sums of root_sums
     )
