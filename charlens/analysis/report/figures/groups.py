@@ -2,6 +2,7 @@
 once whether a difference holds in every seed or rests on one draw."""
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -35,6 +36,13 @@ def _strip(ax, quantities: Sequence[QuantityComparison], names: Sequence[str], l
 
 
 FINDINGS_PER_ROW = 4
+TITLE_CHARS = 36  # a panel title's line, in characters: what fits over a 2.3-inch panel at 7 points
+
+
+def panel_title(text: str) -> str:
+    """A small panel's title in lines that fit over it (matplotlib's own wrap ignores the panel's width, so
+    neighbouring titles overlap)."""
+    return textwrap.fill(text, TITLE_CHARS)
 
 
 def findings_figure(cmp: GroupComparison) -> Figure | None:
@@ -51,8 +59,8 @@ def findings_figure(cmp: GroupComparison) -> Figure | None:
     for k, (ax, q) in enumerate(zip(axes, found)):
         _strip(ax, [q], list(cmp.names), [""], star=False)
         ax.set_xticks([])
-        ax.set_title(f"{k + 1}. {q.label}" + (f" ({q.unit})" if q.unit and q.unit != "x" else ""), fontsize=7,
-                     wrap=True)
+        ax.set_title(panel_title(f"{k + 1}. {q.label}" + (f" ({q.unit})" if q.unit and q.unit != "x" else "")),
+                     fontsize=7)
     for ax in axes[len(found):]:
         ax.set_visible(False)
     axes[0].legend(fontsize=6, loc="best")
@@ -92,7 +100,7 @@ def group_figures(cmp: GroupComparison) -> dict[str, tuple[str, Figure, str]]:
         axes = fig.subplots(1, len(scalars), squeeze=False)[0]
         for ax, q in zip(axes, scalars):
             _strip(ax, [q], names, [""])
-            ax.set_title(q.label, fontsize=7, wrap=True)
+            ax.set_title(panel_title(q.label), fontsize=7)
             ax.set_xticks([])
         axes[0].legend(fontsize=7)
         out["group_scalars"] = ("Head counts, distance, entropy and the induction test, per seed", fig,

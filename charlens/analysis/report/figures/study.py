@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from charlens.analysis.measures.attribution import CONDITIONS
-from charlens.analysis.report.figures.groups import GROUP_COLOURS
+from charlens.analysis.report.figures.groups import GROUP_COLOURS, panel_title
 from charlens.analysis.runs.stages import StageComparison, StageQuantity
 from charlens.analysis.runs.study import StudyResult
 
@@ -39,7 +39,7 @@ def _stage_panel(ax, q: StageQuantity, names: Sequence[str]) -> None:
                    color="black", zorder=5, clip_on=False, label="replicated")
     if len(steps) and steps.min() > 0 and steps.max() / steps.min() >= 20:
         ax.set_xscale("log")
-    ax.set_title(f"{q.label}\n({q.timing or 'never'})", fontsize=6.5, wrap=True)
+    ax.set_title(f"{panel_title(q.label)}\n({q.timing or 'never'})", fontsize=6.5)
     ax.tick_params(labelsize=6)
     ax.grid(alpha=0.3)
 
@@ -96,7 +96,7 @@ def attribution_figure(study: StudyResult) -> dict[str, tuple[str, Figure, str]]
             ax.plot(xs, means, color=colour, lw=1.8, label="English" if lang == "en" else "Hebrew")
         ax.set_xticks([0, 1], ["vowels written", "abjad"], fontsize=7)
         ax.set_xlim(-0.5, 1.7)
-        ax.set_title(f"{labels[a.key]}\n→ {a.verdict}", fontsize=6.5, wrap=True)
+        ax.set_title(f"{panel_title(labels[a.key])}\n→ {a.verdict}", fontsize=6.5)
         ax.tick_params(labelsize=6)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
