@@ -12,8 +12,9 @@ STEPS = [0, 100, 200, 300, 400, 500]
 
 
 def verdict(layer: int, head: int, behaviour: str) -> HeadVerdict:
-    return HeadVerdict(layer, head, behaviour, behaviour, behaviour != "none", False, 0.5, 0.5, 0.1, 3.0, 0.5, 0.5, 0.1,
-                       0.9, 32, "", 0.1, (behaviour,))
+    kind = behaviour if behaviour in ("none", "induction") else "detector"
+    return HeadVerdict(layer, head, behaviour, kind, behaviour, behaviour != "none", False, 0.5, 0.5, 0.1, 3.0, 0.5, 0.5,
+                       0.1, 0.9, 32, "", 0.1, (), (behaviour,))
 
 
 class Circuits:

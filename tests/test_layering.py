@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("charlens.analysis.measures",),
     ("charlens.training", "charlens.analysis.runs"),
     ("charlens.analysis.report",),
+    ("charlens.groupcli",),  # analyze.py's runs over many models
     ("charlens.train", "charlens.analyze", "charlens.cli"),
 ]
 UNLAYERED = ("charlens", "charlens.analysis")  # the packages' own __init__ files: docstrings only

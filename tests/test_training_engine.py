@@ -160,6 +160,9 @@ class CountingSource:
     def describe(self) -> str:
         return "synthetic: repeated letter runs"
 
+    def metrics(self, model, device, autocast) -> dict[str, float]:
+        return {}
+
 
 class TensorWindows:
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
