@@ -67,9 +67,10 @@ def spread(values: list[int]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/induction", help="folder for the checkpoints and reports")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of the 2-layer models")
+    p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                   help="train each seed in each of these dtypes, alternating per seed (two: their time ratio)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of each training run")
     p.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
                    help="also train and analyse a 1-layer model the same way (seed 0)")
     args = p.parse_args()
@@ -88,15 +89,16 @@ def main() -> None:
               f"loss drop steps {spread([r['loss_drop'] for r in mine if r['loss_drop'] is not None])}; "
               f"gaps {[r['gap'] for r in mine]}; seconds per run {[r['seconds'] for r in mine]}")
     if len(args.dtypes) == 2:
-        ratios = [a["seconds"] / b["seconds"] for a, b in zip(rows[::2], rows[1::2])]
+        seconds = {r["run"]: r["seconds"] for r in rows}
+        ratios = [seconds[f"induction_s{s}_float32"] / seconds[f"induction_s{s}_bfloat16"] for s in args.seeds]
         print(f"time float32 / bfloat16, alternating pairs: {', '.join(f'{r:.2f}' for r in ratios)}")
     if args.control:
         seconds, summary = train_and_analyse(out, "induction_1layer_s0", ["--seed", "0", "--n-layer", "1"], args.threads)
         control = row("induction_1layer_s0", seconds, summary)
         print(json.dumps(control))
+        two_layers = ", ".join(f"{r['second_copy_accuracy']:.3f}" for r in rows)
         print(f"1-layer control: induction heads {control['induction_heads'] or 'none'}, second-copy accuracy "
-              f"{control['second_copy_accuracy']:.3f} (2 layers: "
-              f"{', '.join(f'{r['second_copy_accuracy']:.3f}' for r in rows)})")
+              f"{control['second_copy_accuracy']:.3f} (2 layers: {two_layers})")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--text", metavar="FILE", help="train on a UTF-8 text file; its last 10%% is the validation split")
     src.add_argument("--task", choices=TASKS,
                      help="train on a synthetic task instead of text: induction = random letters in which a segment is "
-                          "copied to a random later position, drawn fresh every step (docs/induction.md); its preset is "
+                          "copied to a random later position, drawn fresh every step (docs/training.md); its preset is "
                           "the default")
     p.add_argument("--task-segment", type=int, metavar="N",
                    help=f"with --task induction: letters copied, 2 to half of --block-size (default {InductionTask.segment})")
