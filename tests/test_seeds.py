@@ -73,14 +73,23 @@ def test_ctrl_c_leaves_every_seed_resumable(text_file, tmp_path):
     cmd = [sys.executable, "train.py", *args(text_file, base, "--seeds", "2", "--max-iters", "100000")]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    started = [proc.stdout.readline(), proc.stdout.readline()]  # each seed prints one line before its first step
-    assert all("parameters" in line for line in started), started
+    wait_until_started(proc, 2)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: the whole process group
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == train.INTERRUPTED, stderr
     assert "Traceback" not in stderr and stderr.count("interrupted after step") == 2
     for seed in (0, 1):
         assert 1 <= torch.load(seed_path(base, seed), weights_only=True)["iter"] < 100000
+
+
+def wait_until_started(proc: subprocess.Popen, n: int) -> None:
+    """Read the run's output until n seeds have printed their start line (each prints one before its first step;
+    on a loaded machine one seed may log its first evaluation before the other has started)."""
+    seen = []
+    while sum("parameters" in line for line in seen) < n:
+        line = proc.stdout.readline()
+        assert line, f"the run ended before {n} seeds started: {seen}"
+        seen.append(line)
 
 
 def start_seeds(text_file: Path, base: Path, n: int, procs: int) -> subprocess.Popen:
@@ -98,8 +107,7 @@ def test_more_seeds_than_processes_stop_on_a_signal_without_hanging(text_file, t
     signum, status, how = signal.SIGTERM, 143, "terminated (SIGTERM)"
     base = tmp_path / "m.pt"
     proc = start_seeds(text_file, base, 3, 2)
-    started = [proc.stdout.readline(), proc.stdout.readline()]
-    assert all("parameters" in line for line in started), started
+    wait_until_started(proc, 2)
     os.killpg(proc.pid, signum)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == status, stderr
