@@ -168,6 +168,14 @@ def induction_summary(test: RepeatedSequenceTest) -> dict:
             "letters": test.pool}
 
 
+def key_characters(inputs: AnalysisInputs, runs: dict[str, SplitRun], names: list[str]) -> KeyChars:
+    """Every head's key characters on both splits (each split's enrichment over its own positional control)."""
+    return KeyChars([inputs.tokenizer.decode([i]) for i in range(inputs.tokenizer.vocab_size)],
+                    runs["discovery"].key_chars.result(runs["discovery"].key_frequencies),
+                    runs["heldout"].key_chars.result(runs["heldout"].key_frequencies),
+                    class_members(inputs.tokenizer, inputs.lang, names))
+
+
 def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Optional[Path] = None,
                  progress: bool = False) -> AnalysisResult:
     """Score every head on the discovery and held-out windows and validate."""
@@ -216,11 +224,8 @@ def run_analysis(inputs: AnalysisInputs, settings: Settings, save_attention: Opt
     class_attention = _row_normalize(disc_run.class_heads)
     class_base = _row_normalize(disc_run.class_base)
     examples = examples_of(example_batches, settings.n_examples, inputs.lang)
-    key_chars = KeyChars([inputs.tokenizer.decode([i]) for i in range(inputs.tokenizer.vocab_size)],
-                         runs["discovery"].key_chars.result(runs["discovery"].key_frequencies),
-                         runs["heldout"].key_chars.result(runs["heldout"].key_frequencies),
-                         class_members(inputs.tokenizer, inputs.lang, names))
-    heads = head_table(names, stats["discovery"], stats["heldout"], valid, part, cut, decomposed, key_chars)
+    heads = head_table(names, stats["discovery"], stats["heldout"], valid, part, cut, decomposed,
+                       key_characters(inputs, runs, names))
     circuits = circuit_result(inputs.model, settings.seed)
     texts = {k: s.describe() for k, s in splits.items()}
     if inputs.unknown is not None:
