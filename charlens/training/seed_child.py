@@ -2,24 +2,31 @@
 
 It imports nothing heavy at the top, and receives its job as pickled bytes that it unpacks itself, so that
 the seconds of start-up (importing torch) run inside `main`, where Ctrl-C and SIGTERM are caught: a signal
-that reaches the seed while it starts gives its exit status (130, 143), never a traceback. What remains is
-the interpreter's own start (about 0.1 s) before `main` runs.
+that reaches the seed while it starts gives its exit status (130, 143), never a traceback. The interpreter's own
+start, before `main` runs, happens with both signals ignored (seeds.start_shielded); a stop that came then is read
+from `stop` once the handlers are in place.
 """
 from __future__ import annotations
 
 import pickle
 import signal
 import sys
+from multiprocessing.sharedctypes import Synchronized
 
 from charlens.data.errors import CharlensError, interrupt_status, raise_terminated
 
 
-def main(job: bytes) -> None:
+def main(job: bytes, stop: Synchronized) -> None:
     """Train one seed: `job` is pickle.dumps((run, corpus, tokenizer_dict, threads, position)) for
-    training.seeds.run_child. Exits with the training's status, 130 / 143 when interrupted before the
-    training loop took over the signals (nothing to save yet), 2 with one line for a CharlensError."""
-    signal.signal(signal.SIGTERM, raise_terminated)
-    try:
+    training.seeds.run_child; `stop` is 0, or the run's exit status once the run was stopped. Exits with the
+    training's status, 130 / 143 when interrupted before the training loop took over the signals (nothing to save
+    yet), 2 with one line for a CharlensError."""
+    try:  # the handlers go in first, inside the try: a signal may come the moment each is installed
+        signal.signal(signal.SIGTERM, raise_terminated)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))  # the start may leave them blocked
+        if stop.value:  # stopped while this process started, its signals ignored
+            sys.exit(stop.value)
         from charlens.training.seeds import run_child
 
         status = run_child(*pickle.loads(job))

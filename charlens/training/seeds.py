@@ -162,12 +162,31 @@ def run_seeds(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, procs: 
     return done.status()
 
 
+SHIELDED = (signal.SIGINT, signal.SIGTERM)
+
+
+def start_shielded(child: mp.process.BaseProcess) -> None:
+    """Start a seed's process with Ctrl-C and SIGTERM ignored until seed_child.main has its own handlers (a signal
+    during the interpreter's start would print a traceback; an ignored disposition survives the exec, a handler does
+    not). The parent blocks both meanwhile, so one that arrives now reaches it just after; the seed then reads
+    `stop`, which the parent sets before passing the signal on."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SHIELDED)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in SHIELDED}
+    try:
+        child.start()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _run_parallel(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, procs: int, done: SeedStatus) -> None:
     """The processes of run_seeds: no new seed after a failure or a signal; a signal is passed on to the seeds
     running (a terminal's Ctrl-C reaches them too), and this returns when every one of them has exited."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads, ctx = max(1, cores // procs), mp.get_context("spawn")
     running: dict[int, tuple[SeedRun, mp.process.BaseProcess]] = {}
+    stop = ctx.Value("i", 0)  # once the run is stopped: the exit status of a seed whose process is still starting
     waiting = list(runs)
     while running or (waiting and done.signal is None and not any(done.exits.values())):
         try:
@@ -175,8 +194,8 @@ def _run_parallel(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, pro
                 slot = min(set(range(procs)) - set(running))
                 run = waiting.pop(0)
                 job = pickle.dumps((run, corpus, tokenizer.to_dict(), threads, slot))
-                child = ctx.Process(target=seed_child.main, args=(job,))
-                child.start()
+                child = ctx.Process(target=seed_child.main, args=(job, stop))
+                start_shielded(child)
                 running[slot] = (run, child)
             for slot, (run, p) in list(running.items()):
                 p.join(timeout=0.2)
@@ -185,6 +204,7 @@ def _run_parallel(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, pro
                     del running[slot]
         except KeyboardInterrupt as e:
             done.signal = done.signal or e
+            stop.value = interrupt_status(e)
             for _, p in running.values():
                 if p.exitcode is None and p.pid is not None:
                     os.kill(p.pid, signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
