@@ -108,15 +108,13 @@ def check_can_write(path: str | os.PathLike, what: str, folder: bool = False) ->
             raise OutputError(f"cannot write {what} {path}: it is a folder; give a file name inside it")
         if folder and path.exists() and not path.is_dir():
             raise OutputError(f"cannot write {what} {path}: a file of that name exists")
-        for missing in reversed([p for p in (path.parent, *path.parent.parents) if not p.exists()]):
-            missing.mkdir()
-            created.append(missing)
-        if folder:
-            os.rmdir(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
-        else:
-            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            os.unlink(tmp)
+        for attempt in range(RACE_TRIES):  # another process (a torchrun rank) may make or remove the same folders
+            try:
+                _trial_write(path, folder, created)
+                break
+            except FileNotFoundError:
+                if attempt == RACE_TRIES - 1 or path.parent.exists():
+                    raise
     except OSError as e:
         raise OutputError(f"cannot write {what} {path}: {_why(e, path)}") from None
     finally:
@@ -125,6 +123,27 @@ def check_can_write(path: str | os.PathLike, what: str, folder: bool = False) ->
                 made.rmdir()
             except OSError:
                 pass
+
+
+RACE_TRIES = 5
+
+
+def _trial_write(path: Path, folder: bool, created: list[Path]) -> None:
+    """Make the missing parent folders (recorded in `created`; one another process made meanwhile is fine) and
+    create and remove one temporary file (folder) beside `path`."""
+    for missing in reversed([p for p in (path.parent, *path.parent.parents) if not p.exists()]):
+        try:
+            missing.mkdir()
+            created.append(missing)
+        except FileExistsError:
+            if not missing.is_dir():
+                raise
+    if folder:
+        os.rmdir(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
 
 
 def _why(e: OSError, path: Path) -> str:
