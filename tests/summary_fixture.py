@@ -84,7 +84,7 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
     cls = np.broadcast_to(base, (L, H, C, C)).copy()
     cls[L - 1, H - 1] = np.eye(C) * 0.7 + 0.3 / C  # one class-selective head
     return {
-        "schema": 5, "checkpoint": f"checkpoints/{name}.pt", "name": name, "lang": lang,
+        "schema": 6, "checkpoint": f"checkpoints/{name}.pt", "name": name, "lang": lang,
         "model": {"n_layer": L, "n_head": H, "n_embd": 24, "block_size": 32},
         "settings": {"window": 32, "min_selectivity": 0.3, "alpha": 0.05, "n_boot": 200, "min_windows": 10},
         "texts": {"discovery": {"source": "train", "n_windows": 40, "n_chars": 1280},
@@ -98,7 +98,7 @@ def make_summary(name: str = "en", lang: str = "en", n_layer: int = 2, n_head: i
                          "normalized_entropy": rng.uniform(0, 1, (L, H)).tolist(),
                          "first_position": rng.uniform(0, 0.2, (L, H)).tolist()},
         "induction_test": {"score": np.zeros((L, H)).tolist(), "baseline": 0.05, "validated": np.zeros((L, H), bool).tolist(),
-                           "loss_first_copy": 3.1, "loss_second_copy": 3.0},
+                           "loss_first_copy": 3.1, "loss_second_copy": 3.0, "loss_fresh_half": 3.05},
         "decomposition": {"basis": ["previous_char", "uniform"], "weights": np.full((L, H, 2), 0.5).tolist(),
                           "unexplained": np.full((L, H), 0.05).tolist(), "n_windows": {"discovery": 40, "heldout": 40}},
         "salient_patterns": [{"layer": 0, "head": 0, "from": "h", "to": "t", "weight": 0.97, "context": "the"}],

@@ -35,7 +35,7 @@ def test_writes_the_report_files_and_prints_the_head_table(ckpt, tmp_path, capsy
     assert "| layer | head | behaviour |" in out and f"{out_dir}" in out
     assert {"attention_examples.npz", "heads.csv", "report.md", "summary.json"} <= {p.name for p in out_dir.iterdir()}
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
-    assert summary["schema"] == 5 and summary["model"]["n_layer"] == 2 and len(summary["heads"]) == 4
+    assert summary["schema"] == 6 and summary["model"]["n_layer"] == 2 and len(summary["heads"]) == 4
     assert summary["settings"]["window"] == 32 and summary["settings"]["n_boot"] == 100
     L, H = 2, 2
     for d in summary["detectors"].values():

@@ -1,5 +1,6 @@
 """Who copies in context (analysis.measures.copying, analysis.runs.copying): on a hand-set induction circuit made
-of weights, the copy drop is large and belongs to the circuit's two heads; the shares and their intervals."""
+of weights, the copy drop is large and belongs to the circuit's two heads; a model whose loss only falls with
+position has no copy drop; the shares and their intervals."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from charlens.analysis.measures.ablation import repeated_random_windows
-from charlens.analysis.measures.copying import CopyLosses, copy_losses, drop_shares, share, share_interval
+from charlens.analysis.measures.copying import CopyLosses, copy_losses, drop_shares, share, share_interval, unrepeated_control
 from charlens.data.tokenizer import CharTokenizer
 from live_helpers import handset_model
 
@@ -17,35 +18,61 @@ def circuit():
     tok = CharTokenizer(list("abcdefghijklmnop"))
     model = handset_model(tok, block_size=32, n_embd=96)
     ids = repeated_random_windows(range(1, 17), n=24, T=31, seed=0)  # (24, 32): 16 letters written twice
-    return model, ids
+    return model, ids, unrepeated_control(ids, range(1, 17), seed=1)
 
 
 def test_the_handset_circuit_copies_and_its_two_heads_carry_it(circuit):
-    model, ids = circuit
-    clean, ablated = drop_shares(model, ids, [[(0, 0)], [(0, 1)], [(1, 0)], [(1, 1)], [(0, 0), (1, 0)]], mode="zero")
-    assert clean.drop > 1.0 and clean.drop_bound(3.0) > 1.0  # the second copy is predicted, the first cannot be
+    model, ids, control = circuit
+    clean, ablated = drop_shares(model, ids, control, [[(0, 0)], [(0, 1)], [(1, 0)], [(1, 1)], [(0, 0), (1, 0)]],
+                                 mode="zero")
+    assert clean.drop > 1.0 and clean.drop_bound(3.0) > 1.0  # the second copy is predicted, fresh letters cannot be
     shares = [share(clean, a) for a in ablated]
     assert shares[2] > 0.99 and shares[4] > 0.99  # the induction head, alone or with its previous-character head: all
     assert abs(shares[1]) < 0.01 and abs(shares[3]) < 0.01  # the random heads: none of it
     # Without its previous-character head, the induction head attends evenly over the window and its strong output
-    # hurts both copies: a share, not all, of the drop goes (zero ablation takes the model off its usual inputs)
-    assert 0.3 < shares[0] < 0.6 and ablated[0].first.mean() > clean.first.mean() + 1
+    # hurts every prediction (zero ablation takes the model off its usual inputs); most, not all, of the drop goes:
+    # even attention still copies the window's letters, which on a repeated sequence include every next letter
+    assert 0.5 < shares[0] < 0.9 and ablated[0].first.mean() > clean.first.mean() + 1
 
 
 def test_copy_positions_and_the_share_arithmetic():
-    clean = CopyLosses(np.array([3.0, 3.0]), np.array([1.0, 2.0]))  # drops 2 and 1: mean 1.5
-    half = CopyLosses(np.array([3.0, 3.0]), np.array([2.0, 2.5]))  # drops 1 and 0.5: mean 0.75
-    assert clean.drop == 1.5 and share(clean, half) == 0.5 and share(clean, clean) == 0.0
-    assert np.isnan(share(CopyLosses(np.array([1.0]), np.array([1.0])), clean))  # no drop: nothing to share
+    first = np.array([4.0, 4.0])  # the first copy: 1 nat above the fresh half, which position alone explains
+    clean = CopyLosses(first, np.array([1.0, 2.0]), np.array([3.0, 3.0]))  # drops 2 and 1: mean 1.5
+    half = CopyLosses(first, np.array([2.0, 2.5]), np.array([3.0, 3.0]))  # drops 1 and 0.5: mean 0.75
+    assert clean.drop == 1.5 and clean.position_drop == 1.0 and share(clean, half) == 0.5 and share(clean, clean) == 0.0
+    assert np.isnan(share(CopyLosses(first, np.array([1.0]), np.array([1.0])), clean))  # no drop: nothing to share
     low, high = share_interval(clean, half, 2.0, 200, np.random.default_rng(0))
     assert low <= 0.5 <= high
 
 
 def test_copy_losses_read_each_copy_of_the_window(circuit):
-    model, ids = circuit
-    got = copy_losses(model, ids)
+    model, ids, control = circuit
+    got = copy_losses(model, ids, control)
+    assert torch.equal(control[:, :16], ids[:, :16]) and (control[:, 16:] != ids[:, 16:]).float().mean() > 0.8
     with torch.no_grad():
         logits, _ = model(ids[:, :-1])
+        fresh_logits, _ = model(control[:, :-1])
     loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    fresh = torch.nn.functional.cross_entropy(fresh_logits.transpose(1, 2), control[:, 1:], reduction="none")
     np.testing.assert_allclose(got.first, loss[:, :15].mean(1).double().numpy(), rtol=1e-6)  # letters 1..15
     np.testing.assert_allclose(got.second, loss[:, 16:].mean(1).double().numpy(), rtol=1e-6)  # letters 17..31
+    np.testing.assert_allclose(got.fresh, fresh[:, 16:].mean(1).double().numpy(), rtol=1e-6)  # the same positions
+
+
+class PositionOnly(torch.nn.Module):
+    """A model whose loss falls along the sequence whatever the letters: its confidence in a uniform guess over
+    the 16 letters grows with position, and it reads no letter."""
+
+    def forward(self, ids: torch.Tensor):
+        T = ids.shape[1]
+        logits = torch.full((*ids.shape, 17), -30.0)
+        logits[..., 1:] = 0.0
+        logits[..., 0] = torch.linspace(12.0, -30.0, T)  # mass on a letter no window holds, less at each position
+        return logits, None
+
+
+def test_a_model_whose_loss_only_falls_with_position_has_no_copy_drop(circuit):
+    _, ids, control = circuit
+    got = copy_losses(PositionOnly(), ids, control)
+    assert got.position_drop > 0.5  # the first-copy comparison would call this copying
+    assert abs(got.drop) < 1e-9 and got.drop_bound(3.0) <= 0

@@ -3,16 +3,21 @@ of a repeated random letter sequence.
 
 On a random sequence written twice, the first copy can only be predicted from letter frequencies; the
 second copy can be predicted by finding each letter's earlier occurrence and copying what followed it.
-The copy drop = loss on the first copy - loss on the second copy (nats per character) is the in-context
-copying the model does, whatever mechanism does it. Ablating a head (through blocks.L.attn.hook_z,
+But the second copy also sits at later positions, and a model far from home on random letters (a Bible
+model puts 6-7 nats on each) lowers its loss along any letter sequence: compared with the first copy, most
+of a Bible model's drop is position (bench/copy_position_control.py). So the control holds everything but
+the repetition fixed: the same first half followed by fresh letters. The copy drop = loss on the fresh
+second half - loss on the second copy (nats per character, paired by sequence) is the in-context copying
+the model does, whatever mechanism does it; the position drop = first copy - fresh second half is reported
+beside it. Ablating a head (through blocks.L.attn.hook_z,
 analysis.measures.ablation) and measuring the drop again gives the share of it that the head carries:
 (drop - ablated drop) / drop; 1 = the head does all of it, 0 = none, negative = the model copies better
 without it. A difference, not the second-copy loss alone, so that a head whose ablation merely hurts every
 prediction (the first copy's too) is not counted as copying.
 
 Positions, as in the repeated-sequence test (analysis.runs.induction): a window of 2 x half letters,
-predictions p of letters p + 1; first copy: letters 1 .. half - 1; second copy: letters half + 1 .. 2 half - 1
-(letter half follows the first copy's last letter, which no earlier letter predicts).
+predictions p of letters p + 1; first copy: letters 1 .. half - 1; second copy (and the control's fresh half):
+letters half + 1 .. 2 half - 1 (letter half follows the first copy's last letter, which no earlier letter predicts).
 """
 from __future__ import annotations
 
@@ -29,25 +34,43 @@ from charlens.model.transformer import TransformerLM
 
 @dataclass(frozen=True)
 class CopyLosses:
-    """Per-sequence mean losses on each copy, (N,) each."""
+    """Per-sequence mean losses, (N,) each: on the first copy, on the second copy, and on the control's second
+    half (the same first half followed by fresh letters, at the second copy's positions)."""
 
     first: np.ndarray
     second: np.ndarray
+    fresh: np.ndarray
 
     @property
     def drop(self) -> float:
-        """Mean first-copy loss minus mean second-copy loss (nats per character)."""
-        return float(self.first.mean() - self.second.mean())
+        """The copy drop: mean loss on the fresh second half minus on the second copy (nats per character)."""
+        return float(self.fresh.mean() - self.second.mean())
+
+    @property
+    def position_drop(self) -> float:
+        """What the later positions alone give: mean first-copy loss minus fresh-second-half loss."""
+        return float(self.first.mean() - self.fresh.mean())
 
     def drop_bound(self, z: float) -> float:
-        """The drop's lower bound: mean - z x its standard error over the sequences."""
-        d = self.first - self.second
+        """The copy drop's lower bound: mean - z x its standard error over the sequences (paired)."""
+        d = self.fresh - self.second
         return float(d.mean() - z * d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
 
 
+def unrepeated_control(ids: torch.Tensor, token_ids: Sequence[int], seed: int) -> torch.Tensor:
+    """ids (N, 2 * half) written twice -> the same first halves followed by fresh letters from `token_ids`."""
+    half = ids.shape[1] // 2
+    pool = torch.as_tensor(list(token_ids), dtype=torch.long)
+    out = ids.clone()
+    out[:, half:] = pool[torch.randint(len(pool), (len(ids), ids.shape[1] - half),
+                                       generator=torch.Generator().manual_seed(seed))]
+    return out
+
+
 @torch.no_grad()
-def copy_losses(model: TransformerLM, ids: torch.Tensor, batch_size: int = 32) -> CopyLosses:
-    """Each window's mean first- and second-copy loss under `model`, ids (N, 2 * half): sequences written twice."""
+def half_losses(model: TransformerLM, ids: torch.Tensor, batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each window's mean loss on its first half's letters 1 .. half - 1 and on its second half's letters
+    half + 1 .. 2 half - 1, ids (N, 2 * half): two (N,) float64 tensors."""
     half = ids.shape[1] // 2
     first, second = [], []
     for chunk in ids.split(batch_size):
@@ -55,18 +78,27 @@ def copy_losses(model: TransformerLM, ids: torch.Tensor, batch_size: int = 32) -
         loss = F.cross_entropy(logits.transpose(1, 2).float(), chunk[:, 1:], reduction="none").double()
         first.append(loss[:, : half - 1].mean(1))
         second.append(loss[:, half:].mean(1))
-    return CopyLosses(torch.cat(first).numpy(), torch.cat(second).numpy())
+    return torch.cat(first), torch.cat(second)
 
 
-def drop_shares(model: TransformerLM, ids: torch.Tensor, groups: Sequence[Sequence[Head]], mode: AblationMode = "mean",
-                means: Optional[torch.Tensor] = None, batch_size: int = 32) -> tuple[CopyLosses, list[CopyLosses]]:
+def copy_losses(model: TransformerLM, ids: torch.Tensor, control: torch.Tensor, batch_size: int = 32) -> CopyLosses:
+    """The copy losses under `model`: ids (N, 2 * half) sequences written twice, control the same first halves
+    followed by fresh letters (unrepeated_control)."""
+    first, second = half_losses(model, ids, batch_size)
+    _, fresh = half_losses(model, control, batch_size)
+    return CopyLosses(first.numpy(), second.numpy(), fresh.numpy())
+
+
+def drop_shares(model: TransformerLM, ids: torch.Tensor, control: torch.Tensor, groups: Sequence[Sequence[Head]],
+                mode: AblationMode = "mean", means: Optional[torch.Tensor] = None,
+                batch_size: int = 32) -> tuple[CopyLosses, list[CopyLosses]]:
     """The clean copy losses and, for each group of heads ablated together, the ablated ones (`share` turns
     them into the share of the drop the group carries)."""
-    clean = copy_losses(model, ids, batch_size)
+    clean = copy_losses(model, ids, control, batch_size)
     out = []
     for group in groups:
         with ablated(model, group, mode, means):
-            out.append(copy_losses(model, ids, batch_size))
+            out.append(copy_losses(model, ids, control, batch_size))
     return clean, out
 
 
@@ -81,8 +113,8 @@ def share_interval(clean: CopyLosses, ablated_losses: CopyLosses, z: float, n_bo
     n = len(clean.first)
     rows = rng.integers(n, size=(n_boot, n))
     mean = lambda a: a[rows].mean(1)
-    drop = mean(clean.first) - mean(clean.second)
-    boot = np.where(drop > 0, (drop - mean(ablated_losses.first) + mean(ablated_losses.second)) / np.where(drop > 0, drop, 1),
+    drop = mean(clean.fresh) - mean(clean.second)
+    boot = np.where(drop > 0, (drop - mean(ablated_losses.fresh) + mean(ablated_losses.second)) / np.where(drop > 0, drop, 1),
                     np.nan)
     se = float(np.nanstd(boot, ddof=1)) if np.isfinite(boot).sum() > 1 else float("nan")
     s = share(clean, ablated_losses)

@@ -1,5 +1,5 @@
 """Who copies in context, as a typed result: every head's share of the copy drop on repeated random letter
-sequences (analysis.measures.copying), ablated alone, and the pairs among the strongest ablated together;
+sequences against the same first halves followed by fresh letters (analysis.measures.copying), ablated alone, and the pairs among the strongest ablated together;
 and, for a checkpoint of the synthetic induction task, the loss and accuracy on the task's held-out
 second copies.
 
@@ -22,7 +22,7 @@ from scipy.stats import norm
 from torch.nn import functional as F
 
 from charlens.analysis.measures.ablation import head_output_means, repeated_random_windows
-from charlens.analysis.measures.copying import CopyLosses, drop_shares, share, share_interval
+from charlens.analysis.measures.copying import CopyLosses, drop_shares, share, share_interval, unrepeated_control
 from charlens.analysis.measures.stats import per_test_alpha
 from charlens.analysis.runs.induction import letter_pool
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings
@@ -75,8 +75,9 @@ class CopyingResult:
     def sentence(self) -> str:
         """Which heads carry the copying, in one sentence."""
         c = self.clean
-        drop = (f"The second copy's loss is {c.drop:.3f} nats below the first copy's "
-                f"(lower bound {c.drop_bound(self.z):.3f})")
+        drop = (f"The second copy's loss is {c.drop:.3f} nats below the loss on fresh letters at the same positions "
+                f"(lower bound {c.drop_bound(self.z):.3f}; position alone lowers the loss by {c.position_drop:.3f} "
+                f"from the first copy)")
         if not self.copies:
             return f"{drop}: no in-context copying to attribute to heads."
         s = self.single["mean"]
@@ -84,13 +85,14 @@ class CopyingResult:
                          f"{100 * self.single_ci[l, h, 1]:.0f}]" for l, h in self.carriers())
                or f"no head alone (the largest share is {100 * np.nanmax(s):.0f}%)")
         best = max(self.pairs, key=lambda p: p[2], default=None)
-        pair = (f"; ablated together, L{best[0][0]}H{best[0][1]} and L{best[1][0]}H{best[1][1]} remove {100 * best[2]:.0f}%"
-                if best else "")
+        pair = (f"; ablated together, L{best[0][0]}H{best[0][1]} and L{best[1][0]}H{best[1][1]} remove {100 * best[2]:.0f}% "
+                f"[{100 * best[3]:.0f}, {100 * best[4]:.0f}]" if best else "")
         return f"{drop}; mean-ablating one head removes: {who}{pair}."
 
     def to_dict(self) -> dict:
         return {"loss_first_copy": _r(self.clean.first.mean()), "loss_second_copy": _r(self.clean.second.mean()),
-                "drop": _r(self.clean.drop), "drop_bound": _r(self.clean.drop_bound(self.z)), "z": _r(self.z),
+                "loss_fresh_half": _r(self.clean.fresh.mean()),
+                "drop": _r(self.clean.drop), "position_drop": _r(self.clean.position_drop), "drop_bound": _r(self.clean.drop_bound(self.z)), "z": _r(self.z),
                 "copies": self.copies, "n_sequences": self.n_sequences, "length": self.length,
                 "share": {m: _listed(a) for m, a in self.single.items()}, "share_ci": _listed(self.single_ci),
                 "carriers": [list(h) for h in self.carriers()], "carrier_share": CARRIER_SHARE,
@@ -108,13 +110,14 @@ def _mean_outputs(inputs: AnalysisInputs) -> torch.Tensor:
 
 def copying_result(inputs: AnalysisInputs, settings: Settings) -> CopyingResult:
     """Ablate every head alone (mean and zero), then, if the model copies (the drop's lower bound is above 0), every
-    pair of the PAIR_HEADS strongest,
-    on `settings.induction_windows` repeated random letter sequences of the model's block size (made even)."""
+    pair of the PAIR_HEADS strongest, on `settings.induction_windows` repeated random letter sequences of the
+    model's block size (made even) and their unrepeated controls."""
     model = inputs.model.eval()
     L, H = model.config.n_layer, model.config.n_head
     T = model.config.block_size - model.config.block_size % 2
     pool = letter_pool(inputs.tokenizer, inputs.lang).tolist()
     ids = repeated_random_windows(pool, settings.induction_windows, T - 1, settings.seed + 1)  # (N, T): half = T / 2
+    control = unrepeated_control(ids, pool, settings.seed + 2)  # the same first halves, fresh second halves
     heads = [(l, h) for l in range(L) for h in range(H)]
     n_pairs = min(PAIR_HEADS, len(heads)) * (min(PAIR_HEADS, len(heads)) - 1) // 2
     z = float(norm.ppf(1 - per_test_alpha(settings.alpha, len(heads) + n_pairs)))
@@ -122,14 +125,14 @@ def copying_result(inputs: AnalysisInputs, settings: Settings) -> CopyingResult:
     means = _mean_outputs(inputs)
     single, ablated = {}, {}
     for mode in ("mean", "zero"):
-        clean, ablated[mode] = drop_shares(model, ids, [[hd] for hd in heads], mode, means, settings.batch_size)
+        clean, ablated[mode] = drop_shares(model, ids, control, [[hd] for hd in heads], mode, means, settings.batch_size)
         single[mode] = np.array([share(clean, a) for a in ablated[mode]]).reshape(L, H)
     ci = np.array([share_interval(clean, a, z, settings.n_boot, rng) for a in ablated["mean"]]).reshape(L, H, 2)
     pairs: list[tuple[Head, Head, float, float, float]] = []
     if clean.drop_bound(z) > 0:  # shares of a drop indistinguishable from none are noise: no pairs then
         order = sorted(heads, key=lambda hd: -np.nan_to_num(single["mean"][hd], nan=-np.inf))[:PAIR_HEADS]
         groups = list(combinations(sorted(order), 2))
-        _, together = drop_shares(model, ids, groups, "mean", means, settings.batch_size)
+        _, together = drop_shares(model, ids, control, groups, "mean", means, settings.batch_size)
         pairs = [(a, b, share(clean, t), *share_interval(clean, t, z, settings.n_boot, rng))
                  for (a, b), t in zip(groups, together)]
     return CopyingResult(clean, z, single, ci, tuple(pairs), len(ids), T)

@@ -6,7 +6,9 @@ random sequence of T/2 letters of the model's vocabulary repeated twice. Letters
 vocabulary: with a few dozen symbols characters recur inside a sequence, which is what separates
 matching a longer prefix from copying after any matching character (analysis.measures.induction).
 Each head's prefix-matching score is scored against the prefix control and must clear the cut on
-both sets (same rule as the detectors); the model's loss on each copy is reported beside it.
+both sets (same rule as the detectors); the model's loss on each copy is reported beside it, and the loss at
+the second copy's positions when the same first halves are followed by fresh letters (the copy drop's position
+control, analysis.measures.copying).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from charlens.analysis.measures.copying import half_losses, unrepeated_control
 from charlens.analysis.measures.induction import score_repeated
 from charlens.analysis.measures.stats import ScoreAccumulator, SplitStats, split_stats, validated
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings
@@ -40,6 +43,7 @@ class RepeatedSequenceTest:
     validated: np.ndarray  # (L, H)
     loss_first_copy: float
     loss_second_copy: float
+    loss_fresh_half: float  # at the second copy's positions, with fresh letters instead of the copy
     n_windows: int  # per set
     length: int
     pool: int  # letters drawn from
@@ -50,10 +54,12 @@ def induction_test(inputs: AnalysisInputs, settings: Settings, alpha_test: float
     half = T // 2
     gen = torch.Generator().manual_seed(settings.seed)
     pool = letter_pool(inputs.tokenizer, inputs.lang)
-    stats, losses = [], []
-    for _ in ("discovery", "heldout"):
+    stats, losses, fresh = [], [], []
+    for k, _ in enumerate(("discovery", "heldout")):
         first = pool[torch.randint(len(pool), (settings.induction_windows, half), generator=gen)]
         ids = torch.cat([first, first], dim=1)  # (N, 2 * half)
+        fresh.append(half_losses(model, unrepeated_control(ids, pool.tolist(), settings.seed + 3 + k),
+                                 settings.batch_size)[1])
         acc = ScoreAccumulator()
         with torch.no_grad():
             for chunk in ids.split(settings.batch_size):
@@ -66,4 +72,5 @@ def induction_test(inputs: AnalysisInputs, settings: Settings, alpha_test: float
     loss = torch.cat(losses)  # (2N, 2 * half - 1): loss[:, p] is the loss of predicting position p + 1
     return RepeatedSequenceTest(
         stats[0], stats[1], validated(stats[0], stats[1], settings.min_selectivity, settings.min_windows)[0],
-        float(loss[:, : half - 1].mean()), float(loss[:, half:].mean()), settings.induction_windows, 2 * half, len(pool))
+        float(loss[:, : half - 1].mean()), float(loss[:, half:].mean()), float(torch.cat(fresh).mean()),
+        settings.induction_windows, 2 * half, len(pool))

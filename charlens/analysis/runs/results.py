@@ -18,7 +18,7 @@ from charlens.analysis.runs.formation import FormationResult
 from charlens.analysis.runs.snapshots import SnapshotAttention
 from charlens.analysis.runs.timeline import TimelineResult, timeline_entry
 
-SCHEMA_VERSION = 5  # 2: head_similarity, class_attention.most_selective; extras merged at write time
+SCHEMA_VERSION = 6  # 2: head_similarity, class_attention.most_selective; extras merged at write time
 # 3: the selectivity rule (control baselines, selectivity and its interval, margins, borderline), prefix matches and
 #    the repeated-sequence test in validation, the decomposition, dropped or replaced characters
 # 4: timeline (the recorded training path: formation steps and phase changes), or a note that there is none
@@ -29,6 +29,8 @@ SCHEMA_VERSION = 5  # 2: head_similarity, class_attention.most_selective; extras
 #    held-out second copies), formation (the induction head's recorded formation); the head table's circuit and
 #    copy-share columns; root_attention (consonant -> same-word consonant at distances 2-3 over its within-word
 #    shuffled-letter control)
+# 6: the copy drop's position control: induction_test.loss_fresh_half, copying.loss_fresh_half / position_drop, and
+#    copying.drop (with its shares) measured against fresh letters at the second copy's positions, not the first copy
 
 Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (docs/analysis.md)
 

@@ -164,7 +164,7 @@ def induction_summary(test: RepeatedSequenceTest) -> dict:
     return {"score": test.discovery.score[0].tolist(), "baseline": float(test.discovery.baseline[0, 0, 0]),
             "discovery": split_scores(test.discovery, 0).to_dict(), "heldout": split_scores(test.heldout, 0).to_dict(),
             "validated": test.validated.tolist(), "loss_first_copy": test.loss_first_copy,
-            "loss_second_copy": test.loss_second_copy, "n_windows": test.n_windows, "length": test.length,
+            "loss_second_copy": test.loss_second_copy, "loss_fresh_half": test.loss_fresh_half, "n_windows": test.n_windows, "length": test.length,
             "letters": test.pool}
 
 
