@@ -76,8 +76,8 @@ class CopyingResult:
         """Which heads carry the copying, in one sentence."""
         c = self.clean
         drop = (f"The second copy's loss is {c.drop:.3f} nats below the loss on fresh letters at the same positions "
-                f"(lower bound {c.drop_bound(self.z):.3f}; position alone lowers the loss by {c.position_drop:.3f} "
-                f"from the first copy)")
+                f"(lower bound {c.drop_bound(self.z):.3f}; position alone moves the loss by {-c.position_drop:+.3f} "
+                f"from the first copy to fresh letters there)")
         if not self.copies:
             return f"{drop}: no in-context copying to attribute to heads."
         s = self.single["mean"]
