@@ -133,8 +133,9 @@ def analyse_groups(groups: list[list[AnalysisInputs]], tmp: Path, args: argparse
 
 def stage_values(group: list[AnalysisInputs], summaries: list[dict], tmp: Path, settings: Settings,
                  quiet: bool) -> list[dict[int, dict]]:
-    """Per model: {step: model_quantities} at each of its snapshots (analysed like the model, on its windows;
-    each stage's summary.json kept as OUT/<model>/stages/step<k>.json) and at its final step."""
+    """Per model: {step: model_quantities} at each of its snapshots (analysed like the model, on its windows, but
+    without the copying ablation, which no quantity reads; each stage's summary.json kept as
+    OUT/<model>/stages/step<k>.json) and at its final step."""
     out = []
     for inputs, summary in zip(group, summaries):
         final = int(inputs.state.get("iter", 0))
@@ -154,7 +155,7 @@ def stage_values(group: list[AnalysisInputs], summaries: list[dict], tmp: Path, 
                 print(f"analyze.py: note: stage left out: {visible(path.name)}: another model config or tokenizer", file=sys.stderr)
                 continue
             snap = dataclasses.replace(snap, heldout=inputs.heldout, discovery=inputs.discovery, name=f"{inputs.name}.step{step}")
-            data = Summary(run_analysis(snap, settings)).to_dict()
+            data = Summary(run_analysis(snap, settings, copying=False)).to_dict()
             write_json(data, tmp / inputs.name / "stages" / f"step{step}.json")
             steps[step] = model_quantities(data)
         out.append(steps)
