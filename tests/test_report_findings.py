@@ -46,7 +46,7 @@ def test_the_paragraph_counts_the_heads_and_places_each_behaviour_in_its_layers(
     assert found.layers == ("By layer, layer 0: previous_char (0.0) and recent_space (0.1); "
                             "layer 1: offset_3 (1.0) and previous_char (1.1).")
     assert found.induction == ("No head passes the repeated-sequence induction test (loss 3.00 nats on the second copy "
-                               "of the repeated random sequences, 3.05 with fresh letters at the same positions).")
+                               "of the repeated random sequences, 3.05 on the same letters reordered at the same positions).")
     assert found.paragraph() == " ".join((found.count, found.layers, found.induction))
 
 

@@ -78,7 +78,7 @@ def _copying(summary: dict, out: FigureWriter) -> Section:
     heads = {(h["layer"], h["head"]): h for h in summary["heads"]}
     lines = [c["sentence"], "",
              f"On {c['n_sequences']} random letter sequences of {c['length'] // 2} written twice; a head's share (interval: "
-             f"-+ {c['z']:.2f} bootstrap standard errors over the sequences): how much of the copy drop (the loss with fresh letters at the second copy's positions minus the loss on the copy) disappears when the head's output is replaced by its "
+             f"-+ {c['z']:.2f} bootstrap standard errors over the sequences): how much of the copy drop (the loss on the same letters reordered at the second copy's positions minus the loss on the copy) disappears when the head's output is replaced by its "
              "mean over held-out text (mean) or by zero. Beside it, the head's prefix-matching selectivity on repeated "
              "sequences (held-out set; its lower bound must clear the cut to validate), its label and circuit scores.", "",
              "| layer | head | label | share (mean) [interval] | share (zero) | repeated-sequence selectivity [bound] | "

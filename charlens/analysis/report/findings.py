@@ -104,9 +104,9 @@ def induction_sentence(summary: dict) -> str:
         return ""
     passed = [f"{l}.{k}" for l, row in enumerate(it["validated"]) for k, ok in enumerate(row) if ok]
     losses = ""
-    if "loss_fresh_half" in it:
+    if "copy_drop" in it:
         losses = (f" (loss {it['loss_second_copy']:.2f} nats on the second copy of the repeated random sequences, "
-                  f"{it['loss_fresh_half']:.2f} with fresh letters at the same positions)")
+                  f"{it['loss_reordered_half']:.2f} on the same letters reordered at the same positions)")
     if passed:
         return f"Head(s) {', '.join(passed)} pass the repeated-sequence induction test{losses}."
     return f"No head passes the repeated-sequence induction test{losses}."

@@ -177,9 +177,9 @@ def report_markdown(summary: dict, extras: Sequence[Section] = (), head_map: Opt
         "## Induction test: repeated random sequences",
         "",
         f"Two sets (discovery, held-out) of {ind['n_windows']} random sequences of {ind['length'] // 2} letters "
-        f"(drawn from {ind['letters']}), each repeated twice. Loss on the first copy {ind['loss_first_copy']:.3f}, on the "
-        f"second copy {ind['loss_second_copy']:.3f}, at the same positions with fresh letters instead of the copy "
-        f"{ind['loss_fresh_half']:.3f} (copy drop {ind['loss_fresh_half'] - ind['loss_second_copy']:.3f}). Strongest head {best_ind[0]}.{best_ind[1]}: "
+        f"(drawn from {ind['letters']}), each repeated twice. On {ind['copy_sequences']} more, the loss on the first copy {ind['loss_first_copy']:.3f}, "
+        f"on the second copy {ind['loss_second_copy']:.3f}, at the same positions with the same letters reordered "
+        f"{ind['loss_reordered_half']:.3f}: copy drop {ind['copy_drop']:.3f} ± {ind['copy_drop_se']:.3f}. Strongest head {best_ind[0]}.{best_ind[1]}: "
         f"{ind['score'][best_ind[0]][best_ind[1]]:.3f} of its attention on the copy target (uniform: {ind['baseline']:.3f}); "
         f"its selectivity over a one-character matcher {_num(held['selectivity'][best_ind[0]][best_ind[1]])} on the held-out "
         f"set. Heads that pass on both sets: "

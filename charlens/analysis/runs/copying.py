@@ -1,5 +1,5 @@
 """Who copies in context, as a typed result: every head's share of the copy drop on repeated random letter
-sequences against the same first halves followed by fresh letters (analysis.measures.copying), ablated alone, and the pairs among the strongest ablated together;
+sequences against the same first halves followed by their letters reordered (analysis.measures.copying), ablated alone, and the pairs among the strongest ablated together;
 and, for a checkpoint of the synthetic induction task, the loss and accuracy on the task's held-out
 second copies.
 
@@ -22,7 +22,7 @@ from scipy.stats import norm
 from torch.nn import functional as F
 
 from charlens.analysis.measures.ablation import head_output_means, repeated_random_windows
-from charlens.analysis.measures.copying import CopyLosses, drop_shares, share, share_interval, unrepeated_control
+from charlens.analysis.measures.copying import CopyLosses, drop_shares, reordered_control, share, share_interval
 from charlens.analysis.measures.stats import per_test_alpha
 from charlens.analysis.runs.induction import letter_pool
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings
@@ -75,9 +75,9 @@ class CopyingResult:
     def sentence(self) -> str:
         """Which heads carry the copying, in one sentence."""
         c = self.clean
-        drop = (f"The second copy's loss is {c.drop:.3f} nats below the loss on fresh letters at the same positions "
-                f"(lower bound {c.drop_bound(self.z):.3f}; position alone moves the loss by {-c.position_drop:+.3f} "
-                f"from the first copy to fresh letters there)")
+        drop = (f"The second copy's loss is {c.drop:.3f} nats below the loss on the same letters reordered at the same "
+                f"positions (lower bound {c.drop_bound(self.z):.3f}; position alone moves the loss by "
+                f"{-c.position_drop:+.3f} from the first copy to the reordered letters)")
         if not self.copies:
             return f"{drop}: no in-context copying to attribute to heads."
         s = self.single["mean"]
@@ -91,7 +91,7 @@ class CopyingResult:
 
     def to_dict(self) -> dict:
         return {"loss_first_copy": _r(self.clean.first.mean()), "loss_second_copy": _r(self.clean.second.mean()),
-                "loss_fresh_half": _r(self.clean.fresh.mean()),
+                "loss_reordered_half": _r(self.clean.reordered.mean()),
                 "drop": _r(self.clean.drop), "position_drop": _r(self.clean.position_drop), "drop_bound": _r(self.clean.drop_bound(self.z)), "z": _r(self.z),
                 "copies": self.copies, "n_sequences": self.n_sequences, "length": self.length,
                 "share": {m: _listed(a) for m, a in self.single.items()}, "share_ci": _listed(self.single_ci),
@@ -117,7 +117,7 @@ def copying_result(inputs: AnalysisInputs, settings: Settings) -> CopyingResult:
     T = model.config.block_size - model.config.block_size % 2
     pool = letter_pool(inputs.tokenizer, inputs.lang).tolist()
     ids = repeated_random_windows(pool, settings.induction_windows, T - 1, settings.seed + 1)  # (N, T): half = T / 2
-    control = unrepeated_control(ids, pool, settings.seed + 2)  # the same first halves, fresh second halves
+    control = reordered_control(ids, settings.seed + 2)  # the same first halves, their letters reordered after them
     heads = [(l, h) for l in range(L) for h in range(H)]
     n_pairs = min(PAIR_HEADS, len(heads)) * (min(PAIR_HEADS, len(heads)) - 1) // 2
     z = float(norm.ppf(1 - per_test_alpha(settings.alpha, len(heads) + n_pairs)))

@@ -39,7 +39,7 @@ KINDS: dict[str, QuantityKind] = {
     "entropy": QuantityKind("mean normalized attention entropy (1 = uniform)", "", 0.02),
     "offset": QuantityKind("mean attention at offset {k}", "of the attention", 0.02),
     "class": QuantityKind("{cells} attention over its base rate, in the language's own classes", "x", 0.1),
-    "induction": QuantityKind("induction-test copy drop: loss with fresh letters minus on the second copy", "nats", 0.1),
+    "induction": QuantityKind("induction-test copy drop: loss on the same letters reordered minus on the second copy", "nats", 0.1),
     "ablation": QuantityKind("largest loss increase when a {d} head is ablated", "nats/char", 0.02),
     "formation": QuantityKind("training step at which the first {d} head formed (recorded timeline)", "steps", 50.0),
     # The two hypotheses from the structure of Hebrew (issue 20): root letters two or three apart, and heads keyed on
@@ -116,8 +116,8 @@ def model_quantities(summary: dict, split: str = "heldout") -> dict[str, Optiona
         if d in summary["detectors"]:
             out[f"keyed:{d}"] = float(np.nanmax(np.asarray(summary["detectors"][d][split]["selectivity"], dtype=float)))
     it = summary.get("induction_test") or {}
-    if "loss_fresh_half" in it:  # the drop beyond position (schema 6); earlier summaries compared the first copy
-        out["induction"] = float(it["loss_fresh_half"] - it["loss_second_copy"])
+    if "copy_drop" in it:  # the drop beyond position (schema 6); earlier summaries compared the first copy
+        out["induction"] = float(it["copy_drop"])
     if any("ablation_delta_loss" in h for h in summary["heads"]):
         for d in valid:
             deltas = [h["ablation_delta_loss"] for h in summary["heads"] if h.get("behaviour") == d]

@@ -29,8 +29,9 @@ SCHEMA_VERSION = 6  # 2: head_similarity, class_attention.most_selective; extras
 #    held-out second copies), formation (the induction head's recorded formation); the head table's circuit and
 #    copy-share columns; root_attention (consonant -> same-word consonant at distances 2-3 over its within-word
 #    shuffled-letter control)
-# 6: the copy drop's position control: induction_test.loss_fresh_half, copying.loss_fresh_half / position_drop, and
-#    copying.drop (with its shares) measured against fresh letters at the second copy's positions, not the first copy
+# 6: the copy drop's position control: induction_test.loss_reordered_half / copy_drop / copy_drop_se / copy_sequences
+#    (a sample of its own), copying.loss_reordered_half / position_drop, and copying.drop (with its shares) measured
+#    against the same letters reordered at the second copy's positions, not against the first copy
 
 Examples = dict[str, np.ndarray]  # the content of attention_examples.npz (docs/analysis.md)
 

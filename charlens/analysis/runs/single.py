@@ -163,8 +163,10 @@ def induction_summary(test: RepeatedSequenceTest) -> dict:
     """The summary entry of the repeated-sequence test."""
     return {"score": test.discovery.score[0].tolist(), "baseline": float(test.discovery.baseline[0, 0, 0]),
             "discovery": split_scores(test.discovery, 0).to_dict(), "heldout": split_scores(test.heldout, 0).to_dict(),
-            "validated": test.validated.tolist(), "loss_first_copy": test.loss_first_copy,
-            "loss_second_copy": test.loss_second_copy, "loss_fresh_half": test.loss_fresh_half, "n_windows": test.n_windows, "length": test.length,
+            "validated": test.validated.tolist(), "loss_first_copy": float(test.copy.first.mean()),
+            "loss_second_copy": float(test.copy.second.mean()), "loss_reordered_half": float(test.copy.reordered.mean()),
+            "copy_drop": test.copy.drop, "copy_drop_se": test.copy.drop_se, "copy_sequences": len(test.copy.first),
+            "n_windows": test.n_windows, "length": test.length,
             "letters": test.pool}
 
 
