@@ -259,3 +259,10 @@ def test_an_out_path_that_cannot_be_written_is_refused_before_any_work(ckpt, tmp
     rc, _, err = run(argv, capsys)
     assert rc == 2 and len(err.splitlines()) == 1 and problem.format(tmp=tmp_path) in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_with_a_one_character_context_is_refused_in_one_line(tmp_path, capsys):
+    one, _ = make_checkpoint(tmp_path, block_size=1)
+    rc, _, err = run(["--ckpt", one, "--out", tmp_path / "r", *QUICK], capsys)
+    assert rc == 2 and "there is no attention to analyse" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()

@@ -12,11 +12,12 @@ per character, paired by sequence) is what knowing the order gives: copying what
 whatever mechanism; that a letter recurs at all is in both halves and is not counted. Fresh letters would
 hold position fixed too, but change which letters are predicted, and a text model's loss differs by
 several nats from letter to letter: the per-sequence spread of the drop is larger with them (English
-models: 0.5 nats against 0.35). The position drop = first copy - reordered second half is reported beside it. Ablating a head (through blocks.L.attn.hook_z,
-analysis.measures.ablation) and measuring the drop again gives the share of it that the head carries:
-(drop - ablated drop) / drop; 1 = the head does all of it, 0 = none, negative = the model copies better
-without it. A difference, not the second-copy loss alone, so that a head whose ablation merely hurts every
-prediction (the first copy's too) is not counted as copying.
+models: 0.5 nats against 0.35). The position drop = first copy - reordered second half is reported beside it.
+
+Ablating a head (through blocks.L.attn.hook_z, analysis.measures.ablation) and measuring the drop again gives
+the share of it that the head carries: (drop - ablated drop) / drop; 1 = the head does all of it, 0 = none,
+negative = the model copies better without it. A difference, not the second-copy loss alone, so that a head
+whose ablation merely hurts every prediction (the reordered letters' too) is not counted as copying.
 
 Positions, as in the repeated-sequence test (analysis.runs.induction): a window of 2 x half letters,
 predictions p of letters p + 1; first copy: letters 1 .. half - 1; second copy (and the control's reordered half):

@@ -111,7 +111,7 @@ def _mean_outputs(inputs: AnalysisInputs) -> torch.Tensor:
 def copying_result(inputs: AnalysisInputs, settings: Settings) -> CopyingResult:
     """Ablate every head alone (mean and zero), then, if the model copies (the drop's lower bound is above 0), every
     pair of the PAIR_HEADS strongest, on `settings.induction_windows` repeated random letter sequences of the
-    model's block size (made even) and their unrepeated controls."""
+    model's block size (made even) and their reordered controls."""
     model = inputs.model.eval()
     L, H = model.config.n_layer, model.config.n_head
     T = model.config.block_size - model.config.block_size % 2

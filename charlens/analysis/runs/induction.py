@@ -12,8 +12,9 @@ Beside it, the model's copy drop, on a sample of its own: COPY_SEQUENCES sequenc
 same first halves followed by their letters reordered (analysis.measures.copying), with its standard error.
 Loss only (no attention is kept), and many more sequences than the attention sets: every model of a group
 comparison is measured on the same draw, so the draw's error is common to all seeds of a group and the seed-level
-test cannot see it; at 256 sequences it is 0.02-0.03 nats (an English Bible model's per-sequence spread is about
-0.35 nats), well below the quantity's minimum effect (0.1 nats), where 64 sequences made a spurious difference.
+test cannot see it; at 256 sequences its standard error is about 0.02 nats for an English Bible model (per-sequence
+spread about 0.35 nats) and 0.01 for a Hebrew one, well below the quantity's minimum effect (0.1 nats); 64 shared
+sequences against fresh letters made a spurious English-vs-Hebrew difference (docs/analysis.md).
 """
 from __future__ import annotations
 

@@ -181,6 +181,9 @@ def load_inputs(ckpt_path: str | os.PathLike, settings: Settings, text_path: Opt
     except (RuntimeError, TypeError, ValueError, KeyError) as e:
         raise AnalysisError(f"{ckpt_path} does not hold a usable model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     T = model.config.block_size
+    if T < 2:
+        raise AnalysisError(f"{ckpt_path}: a model with a context of {T} character attends only to the character itself: "
+                            "there is no attention to analyse (train with --block-size 2 or more)")
     rng = np.random.default_rng(settings.seed)
     unknown_detectors = [s for s in settings.detectors or () if s not in det.REGISTRY]
     if unknown_detectors:
