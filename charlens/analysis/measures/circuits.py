@@ -85,20 +85,21 @@ def head_weights(model: TransformerLM, tokens: Optional[Sequence[int]] = None) -
     L, H, C = cfg.n_layer, cfg.n_head, cfg.n_embd
     d = C // H
     ids = list(tokens) if tokens is not None else list(range(1, cfg.vocab_size))
+    host = lambda w: w.detach().to("cpu", torch.float64)  # the scores are small float64 work: on the CPU, from any device
     with torch.no_grad():
         def heads(w: torch.Tensor) -> torch.Tensor:  # nn.Linear weight rows (H*d, C) -> (H, C, d) reading factors
-            return w.double().T.reshape(C, H, d).permute(1, 0, 2)
+            return host(w).T.reshape(C, H, d).permute(1, 0, 2)
         reads: dict[str, list[torch.Tensor]] = {"q": [], "k": [], "v": []}
         outs = []
         for block in model.blocks:
-            scale = block.ln_1.weight.double()[None, :, None]
+            scale = host(block.ln_1.weight)[None, :, None]
             for name, w in zip(MODES, block.attn.c_attn.weight.split(C, dim=0)):
                 reads[name].append(_centred(scale * heads(w), -2))
-            outs.append(_centred(block.attn.c_proj.weight.double().T.reshape(H, d, C), -1))
-        embed = _centred(model.wte.weight.double(), -1)
-        unembed = _centred(model.ln_f.weight.double()[:, None] * model.lm_head.weight.double().T, 0)
+            outs.append(_centred(host(block.attn.c_proj.weight).T.reshape(H, d, C), -1))
+        embed = _centred(host(model.wte.weight), -1)
+        unembed = _centred(host(model.ln_f.weight)[:, None] * host(model.lm_head.weight).T, 0)
         return HeadWeights(torch.stack(reads["q"]), torch.stack(reads["k"]), torch.stack(reads["v"]), torch.stack(outs),
-                           embed[ids], _centred(model.wpe.weight.double(), -1), unembed[:, ids])
+                           embed[ids], _centred(host(model.wpe.weight), -1), unembed[:, ids])
 
 
 def _pairs(L: int, H: int, score) -> torch.Tensor:
