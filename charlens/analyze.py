@@ -32,7 +32,8 @@ from charlens.analysis.runs.snapshots import snapshot_attention
 from charlens.analysis.runs.store import check_attention_target, place_file
 from charlens.data.errors import (CharlensError, OneLineParser, UsageError, interrupt_status, raise_terminated,
                                   visible)
-from charlens.groupcli import analyze, live_entry, run_compare, run_study, warn_unknown
+from charlens.groupcli import live_entry, run_compare, run_study, warn_unknown
+from charlens.groupjobs import analyse_model
 
 PROJECTION_PACKAGES = {"tsne": "sklearn", "umap": "umap"}
 # Ranges of the integer flags: beyond these a run would take hours or more memory than a laptop has.
@@ -125,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave the model's weights out of report.html (no live view: the page cannot run the model "
                    f"on typed text); models above {MAX_LIVE_BYTES / 1e6:.0f} MB of float16 weights are left out anyway")
     o.add_argument("--quiet", action="store_true", help="no progress bars and no head table on stdout")
+    r = p.add_argument_group("resources")
+    r.add_argument("--procs", type=int, metavar="N",
+                   help="with --compare or --study: analyses run at once, each in a worker process of one thread "
+                        "(default: one per CPU core, at most one per model and snapshot); 1 = one after another in "
+                        "this process, with progress bars. In 1..256")
     return p
 
 
@@ -146,6 +152,10 @@ def check_args(args: argparse.Namespace) -> None:
                          "or the four conditions with --study ...)")
     if len(sources) > 1:
         raise UsageError(f"give one of {', '.join(sources)}, not several")
+    if args.procs is not None and args.ckpt:
+        raise UsageError("--procs works with --compare or --study (--ckpt analyses one model)")
+    if args.procs is not None and not 1 <= args.procs <= 256:
+        raise UsageError(f"--procs must be in 1..256, got {args.procs}")
     if args.stages and args.ckpt:
         raise UsageError("--stages works with --compare or --study (a single model's snapshots: analyse each with --ckpt)")
     if args.study and (args.text or args.sentences is not None):
@@ -229,7 +239,7 @@ def run_single(args: argparse.Namespace) -> int:
     warn_unknown(inputs)
     with staged_output_dir(out_dir) as tmp:
         saved = tmp / "all_attention.npz" if args.save_attention else None
-        summary = analyze(inputs, settings, request, progress=not args.quiet, save_attention=saved)
+        summary = analyse_model(inputs, settings, request, progress=not args.quiet, save_attention=saved)
         snapshots = snapshot_attention(inputs, summary.examples, settings.value_weighted)
         summary = dataclasses.replace(summary, snapshots=snapshots)
         for why in snapshots.skipped if snapshots is not None else ():

@@ -13,30 +13,20 @@ import glob
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from charlens.analysis.measures.attribution import CONDITIONS, MAIN
-from charlens.analysis.report.files import write_json
 from charlens.analysis.report.folder import check_output_dir, staged_output_dir
-from charlens.analysis.report.live_model import live_model
-from charlens.analysis.report.render import write_analysis_report, write_group_report, write_study_report
-from charlens.analysis.runs.extras import ExtrasRequest, check_request, run_extras
+from charlens.analysis.report.render import write_group_report, write_study_report
+from charlens.analysis.runs.extras import ExtrasRequest, check_request
 from charlens.analysis.runs.groups import compare_groups, model_quantities
 from charlens.analysis.runs.inputs import AnalysisInputs, Settings, load_inputs, parallel_heldout
-from charlens.analysis.runs.results import Extras, Summary
-from charlens.analysis.runs.single import run_analysis
 from charlens.analysis.runs.snapshots import STEP, snapshot_files
-from charlens.analysis.runs.stages import compare_stages
+from charlens.analysis.runs.stages import StageValues, compare_stages
 from charlens.analysis.runs.study import run_study as study_result
-from charlens.data.errors import CharlensError, UsageError, visible
-
-
-def analyze(inputs: AnalysisInputs, settings: Settings, request: ExtrasRequest, progress: bool,
-            save_attention: Optional[Path] = None) -> Summary:
-    """The analysis of one model and the extras asked for, as one summary."""
-    analysis = run_analysis(inputs, settings, save_attention=save_attention, progress=progress)
-    extras = run_extras(request, inputs, analysis, progress=progress) if request.wanted() else Extras()
-    return Summary(analysis, extras)
+from charlens.data.errors import UsageError, visible
+from charlens.groupjobs import Job, ModelJob, ModelResult, StageJob, live_view, run_jobs
+from charlens.model.limits import cpu_cores
 
 
 def warn_unknown(inputs: AnalysisInputs) -> None:
@@ -48,7 +38,7 @@ def warn_unknown(inputs: AnalysisInputs) -> None:
 
 def live_entry(args: argparse.Namespace, inputs: AnalysisInputs) -> Optional[dict]:
     """The model for report.html's live view (None with --no-live-model)."""
-    return None if args.no_live_model else live_model(inputs.model, inputs.tokenizer, inputs.lang, inputs.name)
+    return None if args.no_live_model else live_view(inputs)
 
 
 def expand_group(patterns: list[str], flag: str) -> list[str]:
@@ -113,53 +103,36 @@ def prepare(groups: list[list[AnalysisInputs]], names: list[str], args: argparse
     return groups
 
 
-def analyse_groups(groups: list[list[AnalysisInputs]], tmp: Path, args: argparse.Namespace, settings: Settings,
-                   request: ExtrasRequest) -> tuple[list[list[dict]], list[list]]:
-    """Every model's report into tmp/<model>/; its summary dict and examples, by group."""
-    total, done = sum(map(len, groups)), 0
-    written: list[list[dict]] = [[] for _ in groups]
-    examples: list[list] = [[] for _ in groups]
-    for g, group in enumerate(groups):
-        for inputs in group:
-            done += 1
-            if not args.quiet:
-                print(f"analysing {visible(inputs.name)} ({done} of {total})", file=sys.stderr)
-            (tmp / inputs.name).mkdir()
-            summary = analyze(inputs, settings, request, progress=not args.quiet)
-            written[g].append(write_analysis_report(summary, tmp / inputs.name, live=live_entry(args, inputs)))
-            examples[g].append(summary.examples)
-    return written, examples
+def analyse_all(groups: list[list[AnalysisInputs]], tmp: Path, args: argparse.Namespace, settings: Settings,
+                request: ExtrasRequest, staged: Sequence[int] = ()) -> tuple[list[list[dict]], list[list], StageValues]:
+    """Every model's report into tmp/<model>/ and, for the groups numbered in `staged`, every snapshot's stage
+    analysis into tmp/<model>/stages/step<k>.json, --procs at a time (groupjobs.py). Returns each model's summary
+    dict and examples by group, and for each staged group, per model: {step: model_quantities} at each of its
+    snapshots and at its final step."""
+    stage_jobs = {(g, k): [StageJob.of(m, step, path, settings, tmp / m.name / "stages" / f"step{step}.json")
+                           for step, path in snapshot_files(m.ckpt_path) if step < int(m.state.get("iter", 0))]
+                  for g in staged for k, m in enumerate(groups[g])}
+    model_jobs = [ModelJob(m, settings, request, tmp / m.name, not args.no_live_model) for group in groups for m in group]
+    jobs: list[Job] = [*model_jobs, *(job for js in stage_jobs.values() for job in js)]
+    results = iter(run_jobs(jobs, resolve_procs(args.procs, len(jobs)), args.quiet))
+    models: list[list[ModelResult]] = [[next(results) for _ in group] for group in groups]
+    values: list[list[dict[int, dict]]] = []
+    for g in staged:
+        values.append([])
+        for k, (m, final) in enumerate(zip(groups[g], models[g])):
+            steps = {int(m.state.get("iter", 0)): model_quantities(final.summary)}
+            for stage in (next(results) for _ in stage_jobs[g, k]):
+                if stage.quantities is None:
+                    print(f"analyze.py: note: stage left out: {stage.note}", file=sys.stderr)
+                else:
+                    steps[stage.step] = stage.quantities
+            values[-1].append(steps)
+    return [[r.summary for r in group] for group in models], [[r.examples for r in group] for group in models], values
 
 
-def stage_values(group: list[AnalysisInputs], summaries: list[dict], tmp: Path, settings: Settings,
-                 quiet: bool) -> list[dict[int, dict]]:
-    """Per model: {step: model_quantities} at each of its snapshots (analysed like the model, on its windows, but
-    without the copying ablation, which no quantity reads; each stage's summary.json kept as
-    OUT/<model>/stages/step<k>.json) and at its final step."""
-    out = []
-    for inputs, summary in zip(group, summaries):
-        final = int(inputs.state.get("iter", 0))
-        steps = {final: model_quantities(summary)}
-        files = [(k, p) for k, p in snapshot_files(inputs.ckpt_path) if k < final]
-        if files:
-            (tmp / inputs.name / "stages").mkdir()
-        for k, (step, path) in enumerate(files, 1):
-            if not quiet:
-                print(f"analysing {visible(inputs.name)} at step {step:,} (stage {k} of {len(files)})", file=sys.stderr)
-            try:
-                snap = load_inputs(path, settings)
-            except CharlensError as e:
-                print(f"analyze.py: note: stage left out: {visible(path.name)}: {visible(str(e))}", file=sys.stderr)
-                continue
-            if snap.state["model_config"] != inputs.state["model_config"] or snap.state["tokenizer"] != inputs.state["tokenizer"]:
-                print(f"analyze.py: note: stage left out: {visible(path.name)}: another model config or tokenizer", file=sys.stderr)
-                continue
-            snap = dataclasses.replace(snap, heldout=inputs.heldout, discovery=inputs.discovery, name=f"{inputs.name}.step{step}")
-            data = Summary(run_analysis(snap, settings, copying=False)).to_dict()
-            write_json(data, tmp / inputs.name / "stages" / f"step{step}.json")
-            steps[step] = model_quantities(data)
-        out.append(steps)
-    return out
+def resolve_procs(procs: Optional[int], n_jobs: int) -> int:
+    """--procs, or by default one worker per CPU core, at most one per analysis."""
+    return procs if procs is not None else max(1, min(n_jobs, cpu_cores()))
 
 
 def links_to(groups: list[list[AnalysisInputs]]) -> list[dict]:
@@ -185,11 +158,10 @@ def run_compare(args: argparse.Namespace, settings: Settings, request: ExtrasReq
     groups = prepare(groups, names, args, request, settings)
     out_dir = Path(args.out) if args.out else Path("reports") / f"{names[0]}_vs_{names[1]}"
     with staged_output_dir(out_dir) as tmp:
-        written, examples = analyse_groups(groups, tmp, args, settings, request)
+        written, examples, values = analyse_all(groups, tmp, args, settings, request, staged=(0, 1) if args.stages else ())
         comparison = compare_groups((names[0], names[1]), (written[0], written[1]), (examples[0], examples[1]),
                                     alpha=settings.alpha)
-        stages = compare_stages((names[0], names[1]), [stage_values(g, w, tmp, settings, args.quiet)
-                                                       for g, w in zip(groups, written)], settings.alpha) if args.stages else None
+        stages = compare_stages((names[0], names[1]), values, settings.alpha) if args.stages else None
         write_group_report(comparison, tmp, links=links_to(groups), stages=stages)
     if not args.quiet:
         print("\n".join(map(visible, comparison.notes + (stages.notes + stages.findings if stages else ()))))
@@ -220,10 +192,10 @@ def run_study(args: argparse.Namespace, settings: Settings, request: ExtrasReque
     groups = prepare([by_condition[c] for c in names], names, args, request, settings)
     out_dir = Path(args.out) if args.out else Path("reports") / "study"
     with staged_output_dir(out_dir) as tmp:
-        written, examples = analyse_groups(groups, tmp, args, settings, request)
         main = [names.index(c) for c in MAIN]
-        values = [stage_values(groups[g], written[g], tmp, settings, args.quiet) for g in main] if args.stages else None
-        study = study_result(dict(zip(names, written)), dict(zip(names, examples)), settings.alpha, values)
+        written, examples, values = analyse_all(groups, tmp, args, settings, request, staged=main if args.stages else ())
+        study = study_result(dict(zip(names, written)), dict(zip(names, examples)), settings.alpha,
+                             values if args.stages else None)
         write_study_report(study, tmp, links_to(groups))
     if not args.quiet:
         print("\n".join(map(visible, study.notes)))

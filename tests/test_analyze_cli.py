@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlens import analyze, groupcli
+from charlens import analyze, groupjobs
 from charlens.analysis.runs.inputs import AnalysisError
 from analyzer_helpers import ENGLISH, make_checkpoint
 
@@ -204,7 +204,7 @@ def test_a_failure_mid_run_leaves_the_previous_report_untouched(ckpt, tmp_path, 
 
     def explode(*args, **kwargs):
         raise AnalysisError("simulated failure")
-    monkeypatch.setattr(groupcli, "run_analysis", explode)
+    monkeypatch.setattr(groupjobs, "run_analysis", explode)
     rc, _, err = run(["--ckpt", ckpt, "--out", out_dir, *QUICK], capsys)
     assert rc == 2 and "simulated failure" in err
     assert (out_dir / "summary.json").read_bytes() == before

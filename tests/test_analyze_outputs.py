@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from charlens import analyze, groupcli
+from charlens import analyze, groupjobs
 from charlens.analysis.report.folder import MARKER, check_output_dir
 from analyzer_helpers import make_checkpoint
 from startup_helpers import ctrl_c_while_torch_loads
@@ -149,7 +149,7 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_the_previous_report(ckpt, tmp_pa
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(groupcli, "run_analysis", interrupted)
+    monkeypatch.setattr(groupjobs, "run_analysis", interrupted)
     assert analyze.main(["--ckpt", str(ckpt), "--out", str(out), *QUICK]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("analyze.py: interrupted") and "Traceback" not in "".join(err)
@@ -220,7 +220,7 @@ def test_names_are_inert_in_every_markdown_context_and_on_the_console(ckpt, tmp_
     links = [line for line in (out / "report.md").read_text(encoding="utf-8").splitlines() if "full report" in line]
     assert links == ["- [&lt;img src=x onerror=alert(1)&gt;: full report](%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E/report.html)",
                      "- [b&lt;U+202E&gt;gnp: full report](b%E2%80%AEgnp/report.html)"], links
-    assert "\u202e" not in console.out + console.err and "analysing b<U+202E>gnp" in console.err
+    assert "\u202e" not in console.out + console.err and "analysed b<U+202E>gnp" in console.err  # a line per analysis, from the workers
 
 
 def test_an_error_naming_an_odd_path_is_one_line(tmp_path, capsys):

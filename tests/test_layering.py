@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("charlens.analysis.measures",),
     ("charlens.training", "charlens.analysis.runs"),
     ("charlens.analysis.report",),
+    ("charlens.groupjobs",),  # the analyses of those runs, as jobs for worker processes
     ("charlens.groupcli",),  # analyze.py's runs over many models
     ("charlens.train", "charlens.analyze", "charlens.cli"),
 ]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
+from multiprocessing.process import BaseProcess
 from typing import NoReturn
 
 # C0 and C1 controls but the tab, and the bidirectional formatting characters (Unicode's Bidi_Control).
@@ -41,6 +43,24 @@ def raise_terminated(signum: int, frame: object) -> None:
 def interrupt_status(e: KeyboardInterrupt) -> int:
     """The exit status a shell reports for the signal behind `e`: 143 for SIGTERM, 130 for Ctrl-C."""
     return 143 if isinstance(e, Terminated) else 130
+
+
+SHIELDED = (signal.SIGINT, signal.SIGTERM)
+
+
+def start_shielded(child: BaseProcess) -> None:
+    """Start a spawned child process with Ctrl-C and SIGTERM ignored until it sets its own handlers (a signal during
+    the interpreter's start would print a traceback; an ignored disposition survives the exec, a handler does not).
+    The parent blocks both meanwhile, so one that arrives now reaches it just after. A child that never sets a
+    SIGTERM handler must be stopped with SIGKILL."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SHIELDED)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in SHIELDED}
+    try:
+        child.start()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def visible(text: str) -> str:

@@ -117,5 +117,10 @@ def available_memory() -> Optional[int]:
     return min(found) if found else None
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system says, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB"

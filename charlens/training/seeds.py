@@ -21,9 +21,10 @@ from typing import Optional
 import torch
 
 from charlens.data.corpora import Corpus
-from charlens.data.errors import Terminated, UsageError, interrupt_status
+from charlens.data.errors import Terminated, UsageError, interrupt_status, start_shielded
 from charlens.data.tokenizer import Tokenizer, tokenizer_from_dict
 from charlens.model.checkpoint import load_checkpoint
+from charlens.model.limits import cpu_cores
 from charlens.training import seed_child
 from charlens.training.config import SETTING_RANGES, TrainSettings, settings_from_flags
 from charlens.training.task_source import source_for
@@ -91,7 +92,7 @@ def default_procs(n_runs: int, device: torch.device) -> int:
     """Seeds at once: one process per CPU core (at most one per seed); on a GPU one at a time."""
     if device.type != "cpu":
         return 1
-    return max(1, min(n_runs, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return max(1, min(n_runs, cpu_cores()))
 
 
 def run_one(run: SeedRun, corpus: Corpus, tokenizer: Tokenizer, position: int = 0) -> int:
@@ -162,29 +163,10 @@ def run_seeds(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, procs: 
     return done.status()
 
 
-SHIELDED = (signal.SIGINT, signal.SIGTERM)
-
-
-def start_shielded(child: mp.process.BaseProcess) -> None:
-    """Start a seed's process with Ctrl-C and SIGTERM ignored until seed_child.main has its own handlers (a signal
-    during the interpreter's start would print a traceback; an ignored disposition survives the exec, a handler does
-    not). The parent blocks both meanwhile, so one that arrives now reaches it just after; the seed then reads
-    `stop`, which the parent sets before passing the signal on."""
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SHIELDED)
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in SHIELDED}
-    try:
-        child.start()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
 def _run_parallel(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, procs: int, done: SeedStatus) -> None:
     """The processes of run_seeds: no new seed after a failure or a signal; a signal is passed on to the seeds
     running (a terminal's Ctrl-C reaches them too), and this returns when every one of them has exited."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads, ctx = max(1, cores // procs), mp.get_context("spawn")
+    threads, ctx = max(1, cpu_cores() // procs), mp.get_context("spawn")
     running: dict[int, tuple[SeedRun, mp.process.BaseProcess]] = {}
     stop = ctx.Value("i", 0)  # once the run is stopped: the exit status of a seed whose process is still starting
     waiting = list(runs)
@@ -195,7 +177,7 @@ def _run_parallel(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, pro
                 run = waiting.pop(0)
                 job = pickle.dumps((run, corpus, tokenizer.to_dict(), threads, slot))
                 child = ctx.Process(target=seed_child.main, args=(job, stop))
-                start_shielded(child)
+                start_shielded(child)  # the seed then reads `stop`, set before a signal is passed on
                 running[slot] = (run, child)
             for slot, (run, p) in list(running.items()):
                 p.join(timeout=0.2)
