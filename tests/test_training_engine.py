@@ -189,3 +189,16 @@ def test_any_batch_source_plugs_into_the_loop(tmp_path, capsys):
     assert TrainSettings.from_dict(state["train_args"]) == s
     assert [r["kind"] for r in state["history"] if r["kind"] != "step"] == ["eval", "eval", "final"]
     assert "synthetic: repeated letter runs, vocabulary 9" in capsys.readouterr().out
+
+
+def test_the_evaluation_batches_do_not_change_what_is_trained(tmp_path):
+    """Evaluations draw from a generator of their own, in eval mode (no dropout): the small preset's eval_iters
+    could be halved for speed without changing the main job's models. Dropout on, so a stray draw would show."""
+    weights = []
+    for eval_iters in (1, 3):
+        s = TrainSettings.for_preset("tiny", max_iters=12, eval_interval=4, eval_iters=eval_iters, dropout=0.2,
+                                     out=str(tmp_path / f"m{eval_iters}.pt"), timeline=False, sample_chars=0,
+                                     compile=False, dtype="float32")
+        assert train(s, CountingSource(s.block_size, s.batch_size), CharTokenizer(list("abcdefgh"))) == 0
+        weights.append(load_checkpoint(tmp_path / f"m{eval_iters}.pt")["model"])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

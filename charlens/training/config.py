@@ -18,7 +18,7 @@ from charlens.training.timeline import check_resumable
 # Training settings for each architecture preset in model.transformer.PRESETS.
 TRAIN_PRESETS: dict[str, dict] = {
     "tiny": dict(batch_size=8, max_iters=60, lr=1e-3, min_lr=1e-4, warmup_iters=10, eval_interval=20, eval_iters=4),
-    "small": dict(batch_size=32, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250, eval_iters=20),
+    "small": dict(batch_size=32, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250, eval_iters=10),
     "base": dict(batch_size=32, max_iters=5000, lr=6e-4, min_lr=6e-5, warmup_iters=200, eval_interval=500, eval_iters=50,
                  dropout=0.1),
     # constant learning rate, no warm-up (the recipe); evaluations every 100 steps follow the phase change
