@@ -1,8 +1,9 @@
 """The analyses behind analyze.py's runs over many models, as independent jobs: a model's final analysis with its
 report (ModelJob), or one training snapshot's stage analysis (StageJob). `run_jobs` runs them one after another in
 this process, or `procs` at a time in worker processes of one thread each: on a 2-core CPU two one-thread analyses
-side by side take 0.6 of the time of the same two in turn with two threads (docs/benchmarks.md), because an
-analysis of a small model is many small operations that a second thread barely speeds up.
+side by side take 0.6 of the time of the same two in turn with two threads, and the main job's whole comparison
+0.82 (docs/benchmarks.md), because an analysis of a small model is many small operations that a second thread
+barely speeds up.
 
 Each job writes its own files into the staged output folder and returns what the comparison needs, so the results
 are the same whichever process ran them (up to the last bits of floating-point sums with another thread count).
