@@ -167,6 +167,13 @@ def _run_in_workers(jobs: Sequence[Job], procs: int, quiet: bool) -> list:
     workers: list[tuple[SpawnProcess, Connection]] = []
     results: list = [None] * len(jobs)
     todo, busy, done = list(enumerate(jobs)), {}, 0
+
+    def send_next(conn: Connection) -> None:
+        if todo:
+            k, job = todo.pop(0)
+            busy[conn] = k
+            conn.send(job)
+
     try:
         for _ in range(procs):
             mine, theirs = ctx.Pipe()
@@ -175,9 +182,7 @@ def _run_in_workers(jobs: Sequence[Job], procs: int, quiet: bool) -> list:
             theirs.close()
             workers.append((process, mine))
         for _, conn in workers:
-            if todo:
-                busy[conn] = todo[0][0]
-                conn.send(todo.pop(0)[1])
+            send_next(conn)
         while busy:
             ready = wait([*busy, *(p.sentinel for p, _ in workers)])
             for conn in [c for c in busy if c in ready]:
@@ -191,9 +196,7 @@ def _run_in_workers(jobs: Sequence[Job], procs: int, quiet: bool) -> list:
                 results[k], done = value, done + 1
                 if not quiet:
                     print(f"analysed {jobs[k].label()} ({done} of {len(jobs)})", file=sys.stderr)
-                if todo:
-                    busy[conn] = todo[0][0]
-                    conn.send(todo.pop(0)[1])
+                send_next(conn)
             if any(p.sentinel in ready for p, _ in workers):
                 raise CharlensError(DIED)
         for process, conn in workers:
