@@ -6,6 +6,7 @@ induction head form"), with a 1-layer control trained the same way.
     python bench/induction_formation.py                          # seeds 0 1 2 and the 1-layer control, into runs/induction/
     python bench/induction_formation.py --seeds 0 --no-control   # one seed
     python bench/induction_formation.py --dtypes float32 bfloat16   # each seed in both, alternating (CPUs with native bfloat16)
+    python bench/induction_formation.py --follow 0.5 --out runs/induction_follow   # letters follow an in-context bigram map
 
 Each training run is its own process, timed from start to exit (`--threads` torch threads; one by default, as on a
 shared machine). With two dtypes the runs alternate float32, bfloat16 per seed, so the time ratio is measured under
@@ -44,6 +45,12 @@ def steps_of(summary: dict) -> int:
     return int(summary["model"]["iter"])
 
 
+def formed(s: dict, label: str) -> dict[str, int | None]:
+    """The formation step of every head whose primary label in the timeline is `label`."""
+    return {f"L{h['layer']}H{h['head']}": h["formed"] for h in (s.get("timeline") or {}).get("heads", [])
+            if h["primary"] and h["label"] == label}
+
+
 def row(name: str, seconds: float, s: dict) -> dict:
     """What one model shows: labels, formation, loss drop, gap, accuracy jump, final task numbers."""
     heads = {f"L{h['layer']}H{h['head']}": h["behaviour"] for h in s["heads"]}
@@ -52,6 +59,8 @@ def row(name: str, seconds: float, s: dict) -> dict:
     return {"run": name, "seconds": round(seconds, 1), "ms_per_step": round(1e3 * seconds / steps_of(s), 1),
             "induction_heads": [k for k, v in heads.items() if v == "induction"],
             "layer0": sorted({v for k, v in heads.items() if k.startswith("L0")}),
+            "layer1": sorted({v for k, v in heads.items() if k.startswith("L1")}),
+            "previous_char_formed": formed(s, "previous_char"), "prefix_match_1_formed": formed(s, "prefix_match_1"),
             "partner": f.get("partner"), "formed": f.get("formed"), "loss_drop": f.get("loss_drop"), "gap": f.get("gap"),
             "accuracy_rise": rise, "second_copy_accuracy": s["task"]["accuracy_second_copy"],
             "second_copy_loss": s["task"]["loss_second_copy"]}
@@ -73,14 +82,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads of each training run")
     p.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
                    help="also train and analyse a 1-layer model the same way (seed 0)")
+    p.add_argument("--follow", type=float, default=0.0,
+                   help="train.py --task-follow of every run: chance that a letter is its predecessor's successor (0: none)")
     args = p.parse_args()
+    task = ["--task-follow", str(args.follow)] if args.follow else []
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in args.seeds:
         for dtype in args.dtypes:
             name = f"induction_s{seed}_{dtype}"
-            seconds, summary = train_and_analyse(out, name, ["--seed", str(seed), "--dtype", dtype], args.threads)
+            seconds, summary = train_and_analyse(out, name, ["--seed", str(seed), "--dtype", dtype, *task],
+                                                 args.threads)
             rows.append(row(name, seconds, summary))
             print(json.dumps(rows[-1]), flush=True)
     for dtype in args.dtypes:
@@ -88,12 +101,15 @@ def main() -> None:
         print(f"{dtype}: formation steps {spread([r['formed'] for r in mine if r['formed'] is not None])}; "
               f"loss drop steps {spread([r['loss_drop'] for r in mine if r['loss_drop'] is not None])}; "
               f"gaps {[r['gap'] for r in mine]}; seconds per run {[r['seconds'] for r in mine]}")
+        steps = [min(v for v in r["previous_char_formed"].values() if v is not None) for r in mine
+                 if any(v is not None for v in r["previous_char_formed"].values())]
+        print(f"{dtype}: layer-0 previous_char heads in {len(steps)} of {len(mine)} seeds, formed at {spread(steps)}")
     if len(args.dtypes) == 2:
         seconds = {r["run"]: r["seconds"] for r in rows}
         ratios = [seconds[f"induction_s{s}_float32"] / seconds[f"induction_s{s}_bfloat16"] for s in args.seeds]
         print(f"time float32 / bfloat16, alternating pairs: {', '.join(f'{r:.2f}' for r in ratios)}")
     if args.control:
-        seconds, summary = train_and_analyse(out, "induction_1layer_s0", ["--seed", "0", "--n-layer", "1"], args.threads)
+        seconds, summary = train_and_analyse(out, "induction_1layer_s0", ["--seed", "0", "--n-layer", "1", *task], args.threads)
         control = row("induction_1layer_s0", seconds, summary)
         print(json.dumps(control))
         two_layers = ", ".join(f"{r['second_copy_accuracy']:.3f}" for r in rows)

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"with --task induction: letters copied, 2 to half of --block-size (default {InductionTask.segment})")
     p.add_argument("--task-letters", type=int, metavar="N",
                    help=f"with --task induction: alphabet size, 1..{len(LETTERS)} (default {InductionTask.letters})")
+    p.add_argument("--task-follow", type=float, metavar="P",
+                   help="with --task induction: chance in [0, 1] that a letter is its predecessor's successor, one "
+                        "random successor per letter and sequence (an in-context bigram map, which pays only a head "
+                        f"on the previous letter); 0 = independent letters (default {InductionTask.follow})")
     p.add_argument("--keep-niqqud", action="store_true", help="with --lang he: keep the vowel points (writes he_niqqud)")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="model size and schedule (default small; with --task induction, induction)")
@@ -134,11 +138,12 @@ def preset_of(args: argparse.Namespace) -> str:
 def make_corpus(args: argparse.Namespace, s: TrainSettings) -> Corpus:
     """The corpus the flags name (not on --resume, which takes the checkpoint's)."""
     if args.task:
-        given = {k: v for k, v in (("segment", args.task_segment), ("letters", args.task_letters)) if v is not None}
+        given = {k: v for k, v in (("segment", args.task_segment), ("letters", args.task_letters),
+                                   ("follow", args.task_follow)) if v is not None}
         try:
             return task_corpus(InductionTask(length=s.block_size, **given))
         except ValueError as e:
-            raise UsageError(f"--task induction: {e} (--task-segment, --task-letters, --block-size)") from None
+            raise UsageError(f"--task induction: {e} (--task-segment, --task-letters, --task-follow, --block-size)") from None
     return (bible_corpus(args.lang, args.keep_niqqud, args.drop_vowels) if args.lang
             else file_corpus(args.text, s.block_size))
 
@@ -160,8 +165,8 @@ def prepare(args: argparse.Namespace) -> tuple[TrainSettings, Corpus, Tokenizer,
     """Everything that can fail because of the arguments, before any training work."""
     if args.keep_niqqud and args.lang != "he" and not args.resume:
         raise UsageError("--keep-niqqud only applies to --lang he")
-    if (args.task_segment is not None or args.task_letters is not None) and not args.task:
-        raise UsageError("--task-segment and --task-letters only apply to --task induction")
+    if any(v is not None for v in (args.task_segment, args.task_letters, args.task_follow)) and not args.task:
+        raise UsageError("--task-segment, --task-letters and --task-follow only apply to --task induction")
     if args.drop_vowels and args.lang != "en":
         raise UsageError("--drop-vowels only applies to --lang en" + (" (a resumed run keeps its corpus)" if args.resume else ""))
     if args.seeds is not None:

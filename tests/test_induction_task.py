@@ -61,6 +61,43 @@ def test_second_copy_marks_the_predictions_the_first_copy_determines():
     assert torch.equal(x.gather(1, (p - gap).clamp_min(0))[mask], x[mask])  # whose preceding letter matches the query
 
 
+def test_without_successors_the_draws_are_version_1s_to_the_bit():
+    # the digests of the fixed sets as drawn before --task-follow existed: old checkpoints find their task again
+    assert task_corpus(InductionTask(length=64)).identity["sha256"] == \
+        "15459a6d648266a1517611c80439057fec7d9b1a5ba9d8250ac7233c1505395c"
+    assert task_corpus(InductionTask(length=16, segment=4, letters=4)).identity["sha256"] == \
+        "96d19d4adfb65248a255485bfaa42624405b46511da37667e3d0f20adfe26b85"
+    old = {k: v for k, v in task_corpus(InductionTask(length=64)).identity.items() if k != "follow"}
+    assert corpus_from_identity(old).heldout == task_corpus(InductionTask(length=64)).heldout
+
+
+def _transitions(batch, length: int) -> list[tuple[int, int, int]]:
+    """(row, letter, next letter) for every pair of neighbours that the copy did not write."""
+    out = []
+    for r, (row, b) in enumerate(zip(batch.ids.tolist(), batch.second.tolist())):
+        out += [(r, row[t - 1], row[t]) for t in range(1, length) if not b <= t <= b + batch.segment]
+    return out
+
+
+def test_with_follow_each_letter_is_followed_by_its_rows_own_successor_at_that_rate():
+    always = InductionTask(length=64, segment=8, letters=10, follow=1.0)
+    half = InductionTask(length=64, segment=8, letters=10, follow=0.5)
+    chains, mixed = (t.draw(400, torch.Generator().manual_seed(5)) for t in (always, half))
+    successor: dict[tuple[int, int], set[int]] = {}
+    for r, a, b in _transitions(chains, 64):
+        successor.setdefault((r, a), set()).add(b)
+    assert all(len(v) == 1 for v in successor.values())  # follow 1: one successor per letter and row
+    assert len({next(iter(v)) for (r, a), v in successor.items() if a == 1}) == 10  # and a different map per row
+    pairs = [(r, a, b) for r, a, b in _transitions(mixed, 64) if (r, a) in successor]
+    share = np.mean([b in successor[(r, a)] for r, a, b in pairs])
+    assert abs(share - (0.5 + 0.5 / 10)) < 0.01  # half follow, and a fresh letter hits the successor 1 time in 10
+    assert torch.equal(chains.first, mixed.first) and torch.equal(chains.second, mixed.second)
+    gap = (mixed.second - mixed.first)[:, None]
+    p = torch.arange(65).expand(400, -1)
+    inside = (p >= mixed.second[:, None]) & (p < mixed.second[:, None] + 8)
+    assert torch.equal(mixed.ids[inside], mixed.ids.gather(1, (p - gap).clamp_min(0))[inside])  # the copy is still there
+
+
 def test_fixed_sets_are_fixed_distinct_and_never_drawn_in_training():
     task = InductionTask(length=16, segment=4, letters=4)
     sets = {k: task.fixed_set(k) for k in ("train", "val", "heldout")}
@@ -92,6 +129,7 @@ def test_the_task_is_a_corpus_a_checkpoint_names_and_finds_again():
 @pytest.mark.parametrize("change, message", [({"sha256": "0" * 64}, "changed since the checkpoint was trained"),
                                              ({"version": 99}, "task version 99"),
                                              ({"segment": 40}, "do not fit"), ({"letters": 0}, "letters must be"),
+                                             ({"follow": 1.5}, "follow must be"), ({"follow": "x"}, "follow must be"),
                                              ({"task": "sorting"}, "unknown task")])
 def test_a_damaged_task_identity_is_refused_in_one_line(change, message):
     identity = {**task_corpus(InductionTask(length=64)).identity, **change}

@@ -78,7 +78,8 @@ def test_two_processes_take_the_steps_of_one(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--task", "induction", "--task-segment", "40"], "--task induction: two copies of 40 letters do not fit in 64 letters"),
-    (["--lang", "en", "--task-letters", "8"], "--task-segment and --task-letters only apply to --task induction"),
+    (["--lang", "en", "--task-letters", "8"], "--task-segment, --task-letters and --task-follow only apply to --task induction"),
+    (["--task", "induction", "--task-follow", "-0.1"], "--task induction: follow must be in [0, 1]"),
     (["--task", "induction", "--task-letters", "27"], "letters must be in 1..26"),
 ])
 def test_bad_task_flags_give_one_line(argv, message, tmp_path, capsys):
@@ -92,3 +93,14 @@ def test_resume_takes_the_task_from_the_checkpoint(tmp_path, capsys):
     assert train.main([*TINY, "--max-iters", "2", "--no-timeline", "--out", str(out)]) == 0
     assert train.main(["--resume", str(out), "--task", "induction", "--max-iters", "4"]) == 2
     assert "drop --lang/--text/--task" in capsys.readouterr().err
+
+
+def test_the_bigram_map_travels_with_the_checkpoint_and_resume_draws_it_again(tmp_path, capsys):
+    full, part = tmp_path / "full.pt", tmp_path / "part.pt"
+    follow = [*TINY, "--task-follow", "0.5", "--max-iters", "20"]
+    assert train.main([*follow, "--out", str(full)]) == 0
+    assert "each letter its predecessor's successor with chance 0.5" in capsys.readouterr().out
+    assert train.main([*follow, "--out", str(part)], stop_at=13) == train.INTERRUPTED
+    assert load_checkpoint(part)["corpus"]["follow"] == 0.5
+    assert train.main(["--resume", str(part), "--sample-chars", "0"]) == 0
+    assert_same_training_state(load(full), load(part))  # the resumed run drew the same chains as the whole one

@@ -17,6 +17,14 @@ independent, so a copied letter can be predicted only by finding the current let
 in the first copy and reading what followed it: the predictions of letters b + 1 .. b + segment - 1 (the
 "second copy"; letter b itself follows a random letter).
 
+With `follow` > 0 each sequence also has its own bigram map: every letter gets one random successor, and each
+letter after the first is, with chance `follow`, its predecessor's successor instead of a fresh letter (then the
+copy is written over the chain; the letter after the copy follows the letter the copy replaced). The map is
+learnable only in context and only from the previous letter: the letters before an earlier occurrence say
+nothing, so matching two or three letters, which a soft window over the previous characters serves and which
+the copies alone reward, loses matches here. With `follow` = 0.5 a sharp previous-character head forms in layer
+0 beside the induction heads (docs/timeline.md); with 0 the layer-0 heads stay windows.
+
 Training draws come from the run's torch.Generator, fresh every step. The three fixed sets (the analyzer's
 discovery windows, the trainer's evaluation, the held-out windows of the analyzer and the timeline) come
 from numpy generators with fixed seeds of their own: another algorithm than torch's, so no training seed
@@ -38,6 +46,8 @@ TASK_NAME = "induction"
 SET_SEEDS = {"train": 2201, "val": 2202, "heldout": 2203}  # numpy seeds of the fixed sets (issue 22)
 SET_SIZE = 512  # sequences in each fixed set
 TASK_VERSION = 1  # bump when the draws below change: a checkpoint's identity then no longer matches
+FOLLOW_RESOLUTION = 2**24  # a successor is followed when a draw in [0, 2**24) is below follow * 2**24
+Draw = Callable[[int, tuple[int, ...]], torch.Tensor]  # draw(high, size): uniform integers in [0, high)
 
 
 @dataclass(frozen=True)
@@ -67,10 +77,13 @@ class InductionTask:
     length: int = 64  # letters a model sees (its block size)
     segment: int = 16  # letters copied
     letters: int = 26  # alphabet size: the first `letters` of LETTERS
+    follow: float = 0.0  # chance that a letter is its predecessor's successor in this sequence (module docstring)
 
     def __post_init__(self) -> None:
         if not 1 <= self.letters <= len(LETTERS):
             raise ValueError(f"letters must be in 1..{len(LETTERS)}, got {self.letters}")
+        if not 0.0 <= self.follow <= 1.0:
+            raise ValueError(f"follow must be in [0, 1], got {self.follow}")
         if self.segment < 2:
             raise ValueError(f"the copied segment needs at least 2 letters, got {self.segment}")
         if 2 * self.segment > self.length:
@@ -96,10 +109,13 @@ class InductionTask:
         draw = lambda high, size: torch.from_numpy(rng.integers(high, size=size))
         return self._assemble(draw, SET_SIZE, self.length)
 
-    def _assemble(self, draw: Callable[[int, tuple[int, ...]], torch.Tensor], n: int, width: int) -> TaskBatch:
-        """Letters, then two distinct slots per row (uniform over pairs), then the copy, from one source of draws."""
+    def _assemble(self, draw: Draw, n: int, width: int) -> TaskBatch:
+        """Letters, then two distinct slots per row (uniform over pairs), then the successors (when `follow` > 0),
+        then the copy, from one source of draws (with `follow` = 0 the draws of version 1, to the bit)."""
         letters = draw(self.letters, (n, width)).long()
         u, v = draw(self.slots(), (n,)).long(), draw(self.slots() - 1, (n,)).long()
+        if self.follow > 0:
+            letters = self._chain(letters, draw)
         v = v + (v >= u).long()  # a second slot, distinct from the first, uniform over the others
         first, second = torch.minimum(u, v), torch.maximum(u, v)
         index = torch.arange(width).expand(n, width)
@@ -107,6 +123,17 @@ class InductionTask:
         # letter by letter: an overlapping copy (offset < segment) repeats the letters before it with period offset
         index = torch.where(inside, first[:, None] + (index - second[:, None]) % (second - first)[:, None], index)
         return TaskBatch(letters.gather(1, index) + 1, first, second, self.segment)
+
+    def _chain(self, letters: torch.Tensor, draw: Draw) -> torch.Tensor:
+        """letters (n, width) with each letter after the first replaced, with chance `follow`, by its predecessor's
+        successor: one random successor per letter and row (the row's own bigram map)."""
+        n, width = letters.shape
+        successor = draw(self.letters, (n, self.letters)).long()  # (n, letters)
+        follows = draw(FOLLOW_RESOLUTION, (n, width)) < round(self.follow * FOLLOW_RESOLUTION)  # (n, width)
+        out = letters.clone()
+        for t in range(1, width):  # left to right: a successor is followed by its own successor
+            out[:, t] = torch.where(follows[:, t], successor.gather(1, out[:, t - 1:t])[:, 0], out[:, t])
+        return out
 
     def text(self, batch: TaskBatch) -> str:
         """The letters of a batch's sequences laid end to end."""
@@ -134,4 +161,7 @@ def task_from_identity(identity: dict) -> InductionTask:
     for key, value in fields.items():
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 8192:
             raise ValueError(f"{key} must be an integer in [1, 8,192], got {value!r}")
-    return InductionTask(**fields)  # type: ignore[arg-type]  # checked above
+    follow = identity.get("follow", 0.0)  # checkpoints from before the successors have none: 0
+    if not isinstance(follow, (int, float)) or isinstance(follow, bool) or not 0 <= follow <= 1:
+        raise ValueError(f"follow must be a number in [0, 1], got {follow!r}")
+    return InductionTask(**fields, follow=float(follow))  # type: ignore[arg-type]  # checked above

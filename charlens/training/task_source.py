@@ -75,7 +75,9 @@ class TaskSource:
     def describe(self) -> str:
         t = self.task
         return (f"induction task: {t.length + 1}-letter sequences of {t.letters} letters drawn every step, a {t.segment}-"
-                f"letter segment copied to a random later position; fixed sets of {SET_SIZE} sequences")
+                f"letter segment copied to a random later position" +
+                (f", each letter its predecessor's successor with chance {t.follow:g}" if t.follow else "") +
+                f"; fixed sets of {SET_SIZE} sequences")
 
     @torch.inference_mode()
     def metrics(self, model: TransformerLM, device: torch.device, autocast: AbstractContextManager) -> dict[str, float]:
