@@ -166,3 +166,20 @@ def test_the_circuit_result_names_the_pair_and_fills_the_head_table():
     d = result.to_dict()
     assert d["pairs"]["k_composition"][1][0][0][0] is None  # later -> earlier: undefined, null in JSON
     assert d["pairs"]["k_composition"][0][0][1][0] == top["score"] and d["n_chars"] == 10
+
+
+def test_a_one_layer_model_has_no_pairs_and_its_figure_says_so_without_warnings():
+    import warnings
+
+    from charlens.analysis.report.figures.circuits import PAIR_PANELS, circuits_figure
+    from charlens.analysis.runs.circuits import circuit_result
+
+    torch.manual_seed(0)
+    result = circuit_result(TransformerLM(ModelConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=16,
+                                                      attn_only=True)))
+    assert result.strongest("k_composition") == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "identical low and high xlims" on an empty map was one
+        fig = circuits_figure(result.to_dict())
+    texts = [t.get_text() for ax in fig.get_axes() for t in ax.texts]
+    assert texts.count("no pairs: one layer") == len(PAIR_PANELS)

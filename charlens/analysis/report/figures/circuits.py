@@ -55,7 +55,11 @@ def circuits_figure(circuits: dict) -> Figure:
 
 def _excess_map(ax, values: np.ndarray, base: dict, rows: list[str], cols: list[str]) -> None:
     """A rows x columns map of raw scores, coloured from the random mean (white) to 1, values written in, cells above
-    the random quantile boxed."""
+    the random quantile boxed; a 1-layer model has no pairs, and the panel says so."""
+    if values.size == 0:
+        ax.text(0.5, 0.5, "no pairs: one layer", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
     im = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(base["mean"], 0.0, 1.0), interpolation="nearest")
     ax.set_xticks(range(len(cols)), cols, fontsize=6, rotation=90)
     ax.set_yticks(range(len(rows)), rows, fontsize=6)
