@@ -69,3 +69,21 @@ def test_no_formation_without_an_induction_head_or_a_timeline():
     heads = [verdict(0, 1, "previous_char"), verdict(1, 0, "none")]
     assert formation_result(records(), heads, Circuits(), cut=0.3) is None  # type: ignore[arg-type]
     assert formation_result([], [verdict(1, 0, "induction")], Circuits(), cut=0.3) is None  # type: ignore[arg-type]
+
+
+def test_the_partner_and_the_one_letter_matchers_are_dated_beside_the_head():
+    recs = records()
+    for r in recs:  # layer 1 head 1 matches one letter from step 200 on, before the induction head (300)
+        r["detectors"] = [*NAMES, "prefix_match_1"]
+        r["selectivity"] = [*r["selectivity"], [[0.0, 0.0], [0.0, 0.6 if r["iter"] >= 200 else 0.1]]]
+        r["score"] = r["control"] = [[[0.0] * 2] * 2] * 4
+    heads = [verdict(0, 0, "none"), verdict(0, 1, "previous_char"), verdict(1, 0, "induction"),
+             verdict(1, 1, "prefix_match_1")]
+    f = formation_result(recs, heads, Circuits(), cut=0.3)  # type: ignore[arg-type]
+    assert f is not None and f.formed == 300 and f.partner_formed == 200 and f.matchers == (((1, 1), 200),)
+    d = f.to_dict()
+    assert d["partner_previous_char_formed"] == 200 and d["one_letter_matchers"] == [{"head": [1, 1], "formed": 200}]
+    assert "formed at step 300 (L0H1 a previous_char head from step 200; one-letter matchers L1H1 from 200); " \
+           "the second-copy loss fell half-way at step 300" in d["sentence"]
+    plain = formation_result(records(), heads[:3], Circuits(), cut=0.3)  # type: ignore[arg-type]
+    assert plain is not None and plain.matchers == () and "one-letter" not in plain.sentence()

@@ -9,6 +9,10 @@ partner (the earlier-layer head with the highest final K-composition into it), a
 - k_composition and qk_match: partner -> head, read off the weights (analysis.measures.circuits);
 - copy: the head's OV copying score;
 - the loss on the first and second copy of the repeated sequences.
+Beside them, from the same timeline: the step from which the partner's previous_char criterion holds, and the
+formation steps of the final model's one-letter matchers (`prefix_match_1` heads), which can find most copies before
+any head matches two letters (the `--task-follow` task: docs/timeline.md), so that a late induction head is not read
+as a late detector.
 The head's formation step is the timeline's (measures.timeline.formation_steps: from there on its induction
 criterion holds at every record); the loss drop step is the first record at which the second-copy loss has
 fallen half-way from its highest value to its final one; their gap says whether the head formed when the loss
@@ -33,6 +37,7 @@ if TYPE_CHECKING:  # results.py holds this module's result
     from charlens.analysis.runs.results import HeadVerdict
 
 DIGITS = 4
+ONE_LETTER = "prefix_match_1"  # attends to the letter after an earlier occurrence of the current one
 Head = tuple[int, int]
 
 
@@ -68,6 +73,8 @@ class FormationResult:
     loss_drop: Optional[int]
     phase: Optional[Jump]  # of the head's induction selectivity
     accuracy: tuple[np.ndarray, np.ndarray]  # (steps, second-copy accuracy) of the task's evaluations; empty otherwise
+    partner_formed: Optional[int] = None  # the partner's previous_char criterion holds from this step on
+    matchers: tuple[tuple[Head, Optional[int]], ...] = ()  # the final prefix_match_1 heads and their formation steps
 
     @property
     def gap(self) -> Optional[int]:
@@ -80,6 +87,7 @@ class FormationResult:
         l, h = self.head
         partner = f" reading L{self.partner[0]}H{self.partner[1]} through K-composition" if self.partner else ""
         formed = f"formed at step {self.formed}" if self.formed is not None else "is not past the cut at every record to the end"
+        formed += self._beside()
         drop = (f"the second-copy loss fell half-way at step {self.loss_drop}" if self.loss_drop is not None
                 else "the second-copy loss never fell")
         gap = f" (gap {self.gap:+d} steps)" if self.gap is not None else ""
@@ -91,9 +99,21 @@ class FormationResult:
                f"steps {self.accuracy[0][a.k]} and {self.accuracy[0][a.k + 1]}" if a is not None else "")
         return f"Induction head L{l}H{h}{partner} {formed}; {drop}{gap}{phase}{acc}."
 
+    def _beside(self) -> str:
+        """' (L0H2 a previous_char head from step 790; one-letter matchers L1H0 from 790, L1H2 from 790)', or ''."""
+        parts = []
+        if self.partner and self.partner_formed is not None:
+            parts.append(f"L{self.partner[0]}H{self.partner[1]} a previous_char head from step {self.partner_formed}")
+        if self.matchers:
+            parts.append("one-letter matchers " + ", ".join(
+                f"L{l}H{h} from {step}" if step is not None else f"L{l}H{h} (no formation step)" for (l, h), step in self.matchers))
+        return f" ({'; '.join(parts)})" if parts else ""
+
     def to_dict(self) -> dict:
         a = self.accuracy_jump()
         return {"head": list(self.head), "partner": list(self.partner) if self.partner else None,
+                "partner_previous_char_formed": self.partner_formed,
+                "one_letter_matchers": [{"head": list(m), "formed": step} for m, step in self.matchers],
                 "steps": self.steps.tolist(), "series": {k: _listed(v) for k, v in self.series.items()},
                 "formed": self.formed, "loss_drop": self.loss_drop, "gap": self.gap,
                 "phase_change": _jump_dict(self.steps, self.phase),
@@ -127,6 +147,10 @@ def formation_result(history: Sequence[dict], heads: Sequence[HeadVerdict], circ
               "k_composition": pair("k_composition"), "qk_match": pair("qk_match"),
               "copy": t.circuits["ov_copying"][:, head[0], head[1]],
               "loss_first_copy": t.scalars["loss_first_copy"], "loss_second_copy": t.scalars["loss_second_copy"]}
-    formed = formation_steps(t, Criterion(cut, cut)).get((INDUCTION, *head))
-    return FormationResult(head, partner, t.steps, series, formed, half_drop_step(t.steps, series["loss_second_copy"]),
-                           largest_jump(label_series(t, INDUCTION, *head)), _eval_accuracy(history))
+    steps = formation_steps(t, Criterion(cut, cut))
+    matchers = tuple(((v.layer, v.head), steps.get((ONE_LETTER, v.layer, v.head)))
+                     for v in heads if v.validated and v.behaviour == ONE_LETTER)
+    return FormationResult(head, partner, t.steps, series, steps.get((INDUCTION, *head)),
+                           half_drop_step(t.steps, series["loss_second_copy"]),
+                           largest_jump(label_series(t, INDUCTION, *head)), _eval_accuracy(history),
+                           steps.get(("previous_char", *partner)) if partner else None, matchers)
