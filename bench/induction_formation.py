@@ -101,8 +101,8 @@ def main() -> None:
         print(f"{dtype}: formation steps {spread([r['formed'] for r in mine if r['formed'] is not None])}; "
               f"loss drop steps {spread([r['loss_drop'] for r in mine if r['loss_drop'] is not None])}; "
               f"gaps {[r['gap'] for r in mine]}; seconds per run {[r['seconds'] for r in mine]}")
-        steps = [min(v for v in r["previous_char_formed"].values() if v is not None) for r in mine
-                 if any(v is not None for v in r["previous_char_formed"].values())]
+        layer0 = [[v for k, v in r["previous_char_formed"].items() if k.startswith("L0") and v is not None] for r in mine]
+        steps = [min(v) for v in layer0 if v]
         print(f"{dtype}: layer-0 previous_char heads in {len(steps)} of {len(mine)} seeds, formed at {spread(steps)}")
     if len(args.dtypes) == 2:
         seconds = {r["run"]: r["seconds"] for r in rows}
