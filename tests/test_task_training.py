@@ -118,7 +118,7 @@ def test_a_small_configuration_goes_through_the_phase_change(tmp_path):
                        "--out", str(out)]) == 0
     accuracy = [r["second_copy_accuracy"] for r in load_checkpoint(out)["history"] if r["kind"] == "eval"]
     assert len(accuracy) == 12
-    plateau = accuracy[1:6]  # steps 200-600
+    plateau = accuracy[1:5]  # steps 200-500 (seeds 0 and 1 leave it at 600-700: margin for another CPU's rounding)
     assert max(plateau) < 0.4 and max(plateau) - min(plateau) < 0.1 and accuracy[-1] > 0.65
     rises = [b - a for a, b in zip(accuracy, accuracy[2:])]  # over 200 steps
-    assert max(rises) > 0.3  # the copy is found within 200 steps after 600 flat ones: a phase change
+    assert max(rises) > 0.3  # the copy is found within 200 steps after a flat stretch: a phase change
