@@ -1,7 +1,9 @@
 """Who copies in context (analysis.measures.copying, analysis.runs.copying): on a hand-set induction circuit made
 of weights, the copy drop is large and belongs to the circuit's two heads; a model whose loss only falls with
-position has no copy drop; the shares and their intervals."""
+position has no copy drop; the shares and their intervals, given only where the model copies."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,6 +11,9 @@ import torch
 
 from charlens.analysis.measures.ablation import repeated_random_windows
 from charlens.analysis.measures.copying import CopyLosses, copy_losses, drop_shares, share, share_interval, reordered_control
+from charlens.analysis.runs.copying import copying_result
+from charlens.analysis.runs.inputs import Settings
+from charlens.model.transformer import TransformerLM
 from charlens.data.tokenizer import CharTokenizer
 from live_helpers import handset_model
 
@@ -77,3 +82,22 @@ def test_a_model_whose_loss_only_falls_with_position_has_no_copy_drop(circuit):
     got = copy_losses(PositionOnly(), ids, control)
     assert got.position_drop > 0.5  # the first-copy comparison would call this copying
     assert abs(got.drop) < 1e-9 and got.drop_bound(3.0) <= 0
+
+
+def test_share_intervals_are_given_only_where_the_model_copies(circuit):
+    """A random model's drop is indistinguishable from none: its shares' bootstrap divides by resampled drops near 0,
+    so its intervals are unbounded and turn on the CPU's last bits; they are left undefined, not printed."""
+    model, _, _ = circuit
+    tok = CharTokenizer(list("abcdefghijklmnop"))
+    settings = Settings(induction_windows=24, n_boot=200)
+    inputs = lambda m: SimpleNamespace(model=m, tokenizer=tok, lang="en", heldout=SimpleNamespace(windows=["abcdefghijklmnop" * 2] * 4))
+    copier = copying_result(inputs(model), settings)
+    assert copier.copies and np.isfinite(copier.single_ci).all() and copier.carriers()[0] == (1, 0)
+    lo, hi = copier.single_ci[1, 0]
+    assert lo > 0.5 and hi > copier.single["mean"][1, 0] > lo  # the induction head: a share with an interval around it
+    torch.manual_seed(1)  # a random model whose drop is above 0 (0.019) but not distinguishable from none (bound -0.049)
+    random = copying_result(inputs(TransformerLM(model.config).eval()), settings)
+    assert random.clean.drop > 0 and not random.copies and np.isnan(random.single_ci).all() and random.carriers() == [] and random.pairs == ()
+    summary = random.to_dict()
+    assert summary["share_ci"] == [[[None, None]] * model.config.n_head] * model.config.n_layer
+    assert "no in-context copying" in summary["sentence"]

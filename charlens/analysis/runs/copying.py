@@ -49,7 +49,7 @@ class CopyingResult:
     clean: CopyLosses
     z: float  # of the intervals: Bonferroni over every head and pair ablated, at the analysis's alpha
     single: dict[str, np.ndarray]  # mode (mean, zero) -> (L, H) share of the drop removed by the head alone
-    single_ci: np.ndarray  # (L, H, 2) the mean-ablation share -+ z x its bootstrap SE over the sequences
+    single_ci: np.ndarray  # (L, H, 2) the mean-ablation share -+ z x its bootstrap SE over the sequences (NaN: no copying)
     pairs: tuple[tuple[Head, Head, float, float, float], ...]  # (head, head, share, low, high), mean-ablated together
     n_sequences: int
     length: int
@@ -127,9 +127,12 @@ def copying_result(inputs: AnalysisInputs, settings: Settings) -> CopyingResult:
     for mode in ("mean", "zero"):
         clean, ablated[mode] = drop_shares(model, ids, control, [[hd] for hd in heads], mode, means, settings.batch_size)
         single[mode] = np.array([share(clean, a) for a in ablated[mode]]).reshape(L, H)
-    ci = np.array([share_interval(clean, a, z, settings.n_boot, rng) for a in ablated["mean"]]).reshape(L, H, 2)
+    copies = clean.drop_bound(z) > 0  # shares of a drop indistinguishable from none are noise: no intervals, no pairs
+    # (their bootstrap divides by resampled drops near 0: the interval is unbounded and turns on the last bits)
+    ci = (np.array([share_interval(clean, a, z, settings.n_boot, rng) for a in ablated["mean"]]).reshape(L, H, 2)
+          if copies else np.full((L, H, 2), np.nan))
     pairs: list[tuple[Head, Head, float, float, float]] = []
-    if clean.drop_bound(z) > 0:  # shares of a drop indistinguishable from none are noise: no pairs then
+    if copies:
         order = sorted(heads, key=lambda hd: -np.nan_to_num(single["mean"][hd], nan=-np.inf))[:PAIR_HEADS]
         groups = list(combinations(sorted(order), 2))
         _, together = drop_shares(model, ids, control, groups, "mean", means, settings.batch_size)
