@@ -150,7 +150,7 @@ def _worker(conn: Connection) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SHIELDED)  # start_shielded's mask survives the exec
     tqdm.set_lock(threading.RLock())
     torch.set_num_threads(1)
-    while (job := conn.recv()) is not None:
+    while (job := _next_job(conn)) is not None:
         try:
             conn.send((True, job.run(progress=False)))
         except CharlensError as e:
@@ -158,6 +158,16 @@ def _worker(conn: Connection) -> None:
         except Exception:  # a bug: its traceback, which would otherwise stay in the worker
             conn.send((False, RuntimeError(f"{job.label()}: the analysis failed in a worker process:\n"
                                            f"{traceback.format_exc()}")))
+
+
+def _next_job(conn: Connection) -> Optional[Job]:
+    """The next job; None when sent None or when the main process is gone (its end of the pipe closed), so that
+    a worker left behind ends quietly instead of printing EOFError's traceback on the user's terminal."""
+    try:
+        job: Optional[Job] = conn.recv()
+    except EOFError:
+        return None
+    return job
 
 
 def _run_in_workers(jobs: Sequence[Job], procs: int, quiet: bool) -> list:
@@ -178,9 +188,9 @@ def _run_in_workers(jobs: Sequence[Job], procs: int, quiet: bool) -> list:
         for _ in range(procs):
             mine, theirs = ctx.Pipe()
             process = ctx.Process(target=_worker, args=(theirs,), daemon=True)
-            start_shielded(process)  # Ctrl-C while it starts up would print its traceback
+            workers.append((process, mine))  # before it starts: a Ctrl-C held back while it starts is raised
+            start_shielded(process)  # as start_shielded returns, and the finally must stop this worker too
             theirs.close()
-            workers.append((process, mine))
         for _, conn in workers:
             send_next(conn)
         while busy:
@@ -204,11 +214,13 @@ def _run_in_workers(jobs: Sequence[Job], procs: int, quiet: bool) -> list:
             process.join(timeout=10)
     finally:
         for process, conn in workers:
+            conn.close()
+            if process.pid is None:  # interrupted before it was started
+                continue
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=5)
             if process.is_alive():  # still starting up, with SIGTERM ignored until _worker
                 process.kill()
             process.join()
-            conn.close()
     return results

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from charlens import analyze
-from charlens.data.errors import CharlensError, UsageError
+from charlens import analyze, groupjobs
+from charlens.data.errors import CharlensError, UsageError, start_shielded
 from charlens.groupjobs import run_jobs
 from charlens.model.checkpoint import load_checkpoint, save_checkpoint
 from analyzer_helpers import make_checkpoint
@@ -42,6 +42,34 @@ def test_an_error_in_one_worker_stops_the_others_and_is_raised(tmp_path):
 def test_a_worker_that_dies_is_an_error_not_a_hang():
     with pytest.raises(CharlensError, match="worker process died"):
         run_jobs([Dies(), Square(2)], procs=2, quiet=True)
+
+
+def test_a_ctrl_c_held_back_while_a_worker_starts_still_stops_that_worker(monkeypatch, capfd):
+    """start_shielded blocks Ctrl-C while a worker starts, so the KeyboardInterrupt is raised as it returns: the
+    worker just started must be stopped with the others (it was once left behind, printing EOFError's traceback
+    when analyze.py exited)."""
+    starts = []
+
+    def start_then_ctrl_c(process):
+        start_shielded(process)
+        starts.append(process)
+        if len(starts) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(groupjobs, "start_shielded", start_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_jobs([Square(n) for n in range(4)], procs=2, quiet=True)
+    assert len(starts) == 2 and multiprocessing.active_children() == [] and capfd.readouterr().err == ""
+
+
+def test_a_worker_whose_main_process_is_gone_ends_quietly(capfd):
+    mine, theirs = multiprocessing.get_context("spawn").Pipe()
+    worker = multiprocessing.get_context("spawn").Process(target=groupjobs._worker, args=(theirs,))
+    start_shielded(worker)
+    theirs.close()
+    mine.close()  # as when analyze.py exits or is killed
+    worker.join(timeout=60)
+    assert worker.exitcode == 0 and capfd.readouterr().err == ""
 
 
 def staged_models(tmp_path: Path) -> list[Path]:

@@ -55,3 +55,23 @@ def test_train_py_writes_plain_lines_to_a_log(text_file, tmp_path):
     assert lines and all(re.fullmatch(r"[\d,]+/300 it \(\d+%\), [\d,.]+ it/s, \d+:\d\d elapsed(, about \d+:\d\d left)?"
                                       r"(, loss=[\d.]+, chars_s=[\d,]+)?", line) for line in lines), lines
     assert lines[-1].startswith("300/300 it (100%)")
+
+
+PRINTER = """
+import sys
+from charlens.data.progress import write_whole_lines
+write_whole_lines()
+for i in range(5000):
+    print(f"{sys.argv[1]} line {i} " + "x" * 40, file=sys.stderr if i % 2 else sys.stdout)
+"""
+
+
+def test_processes_sharing_a_log_never_merge_lines():
+    """Two processes (as two seeds) printing into one pipe under PYTHONUNBUFFERED, where print writes a line's text
+    and its newline separately: with write_whole_lines every line arrives whole (without it, thousands merge)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    both = ["-c", PRINTER]
+    log = subprocess.run(["bash", "-c", f"'{sys.executable}' \"$@\" A & '{sys.executable}' \"$@\" B & wait", "sh",
+                          *both], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         check=True).stdout.splitlines()
+    assert len(log) == 10000 and all(re.fullmatch(r"[AB] line \d+ x{40}", line) for line in log)

@@ -1,6 +1,7 @@
 """Several seeds (`--seeds`): names, equality with single runs, skip and resume on a rerun, Ctrl-C, bad flags."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ import torch
 
 from charlens import train
 from charlens.data.corpora import bible_corpus
+from charlens.data.errors import start_shielded
+from charlens.training import seeds
 from charlens.training.seeds import seed_list, seed_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,9 +87,10 @@ def test_ctrl_c_leaves_every_seed_resumable(text_file, tmp_path):
 
 def wait_until_started(proc: subprocess.Popen, n: int) -> None:
     """Read the run's output until n seeds have printed their start line (each prints one before its first step;
-    on a loaded machine one seed may log its first evaluation before the other has started)."""
+    on a loaded machine one seed may log its first evaluation before the other has started). Counted in the text,
+    not per line: should two lines ever merge, a count of lines would wait forever."""
     seen = []
-    while sum("parameters" in line for line in seen) < n:
+    while sum(line.count("parameters") for line in seen) < n:
         line = proc.stdout.readline()
         assert line, f"the run ended before {n} seeds started: {seen}"
         seen.append(line)
@@ -140,6 +144,25 @@ def test_ctrl_c_while_the_seeds_start_is_one_line_per_process(text_file, tmp_pat
     assert proc.returncode == train.INTERRUPTED and "Traceback" not in stderr, stderr
     assert stderr.splitlines()[-1] == "interrupted: seeds 0, 1, 2 not started; rerun the same command to continue"
     assert not list(tmp_path.iterdir())
+
+
+def test_a_ctrl_c_held_back_while_a_seed_starts_is_waited_for(text_file, tmp_path, monkeypatch, capsys):
+    """start_shielded blocks Ctrl-C while a seed's process starts, so the KeyboardInterrupt is raised as it
+    returns: that seed must be counted as running and waited for (it was once left behind, untracked)."""
+    starts = []
+
+    def start_then_ctrl_c(process):
+        start_shielded(process)
+        starts.append(process)
+        if len(starts) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(seeds, "start_shielded", start_then_ctrl_c)
+    assert train.main(args(text_file, tmp_path / "m.pt", "--seeds", "2", "--seed-procs", "2")) == train.INTERRUPTED
+    assert [p.exitcode for p in starts] == [train.INTERRUPTED] * 2 and multiprocessing.active_children() == []
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    assert err.splitlines()[-1] == "interrupted: seeds 0, 1 not started; rerun the same command to continue"
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -34,6 +34,15 @@ def is_terminal(stream: TextIO) -> bool:
         return False
 
 
+def write_whole_lines() -> None:
+    """Make stdout and stderr write each line in one write call, for processes that share a terminal or a log
+    (the seeds side by side): print writes a text and its newline separately when the text layer writes through
+    (PYTHONUNBUFFERED, python -u), so two processes' lines would merge into one and leave an empty one."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # a TextIOWrapper (not a replacement without it)
+            stream.reconfigure(line_buffering=True, write_through=False)
+
+
 class LineProgress:
     """A bar's interface (update, set_postfix_str, write, close) that writes one plain line to stderr at most
     every `every` seconds: '<desc>: 1,200/2,000 it (60%), 10.5 it/s, 1:54 elapsed, about 1:16 left, <postfix>'."""

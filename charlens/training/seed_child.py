@@ -14,6 +14,7 @@ import sys
 from multiprocessing.sharedctypes import Synchronized
 
 from charlens.data.errors import CharlensError, interrupt_status, raise_terminated
+from charlens.data.progress import write_whole_lines
 
 
 def main(job: bytes, stop: Synchronized) -> None:
@@ -21,6 +22,7 @@ def main(job: bytes, stop: Synchronized) -> None:
     training.seeds.run_child; `stop` is 0, or the run's exit status once the run was stopped. Exits with the
     training's status, 130 / 143 when interrupted before the training loop took over the signals (nothing to save
     yet), 2 with one line for a CharlensError."""
+    write_whole_lines()  # the other seeds write to the same terminal or log
     try:  # the handlers go in first, inside the try: a signal may come the moment each is installed
         signal.signal(signal.SIGTERM, raise_terminated)
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -177,8 +177,8 @@ def _run_parallel(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, pro
                 run = waiting.pop(0)
                 job = pickle.dumps((run, corpus, tokenizer.to_dict(), threads, slot))
                 child = ctx.Process(target=seed_child.main, args=(job, stop))
-                start_shielded(child)  # the seed then reads `stop`, set before a signal is passed on
-                running[slot] = (run, child)
+                running[slot] = (run, child)  # before it starts: a signal held back while it starts is raised as
+                start_shielded(child)  # this returns; the seed then reads `stop`, set before a signal is passed on
             for slot, (run, p) in list(running.items()):
                 p.join(timeout=0.2)
                 if p.exitcode is not None:
@@ -187,6 +187,8 @@ def _run_parallel(runs: list[SeedRun], corpus: Corpus, tokenizer: Tokenizer, pro
         except KeyboardInterrupt as e:
             done.signal = done.signal or e
             stop.value = interrupt_status(e)
+            for slot in [slot for slot, (_, p) in running.items() if p.pid is None]:  # never started
+                del running[slot]
             for _, p in running.values():
                 if p.exitcode is None and p.pid is not None:
                     os.kill(p.pid, signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
