@@ -1,12 +1,18 @@
 """Fixtures shared by the trainer and analyzer tests."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from charlens.data.corpora import bible_corpus
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # tests side by side (the README's -n 2): one thread each, for the tests
+    os.environ["OMP_NUM_THREADS"] = "1"  # and the processes they start; two threads each on 2 cores thrash
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
