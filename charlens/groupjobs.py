@@ -141,33 +141,31 @@ DIED = "an analysis worker process died (out of memory?); rerun with --procs 1 t
 
 
 def _worker(conn: Connection) -> None:
-    """A worker process: run each job it is sent and send back (True, result) or (False, error) until sent None.
-    Ctrl-C is the main process's to handle (it stops the workers), so it stays ignored from the start
-    (start_shielded); SIGTERM, how they are stopped, kills at once. tqdm gets a thread lock: its default
-    multiprocessing lock is a semaphore that a killed worker leaves behind (the resource tracker then warns of a
-    leak), and a worker shows no bars. One thread each."""
+    """A worker process: run each job it is sent and send back its outcome until sent None, or until the main
+    process is gone (exited or killed: its end of the pipe closed), when it ends quietly instead of printing
+    EOFError's or BrokenPipeError's traceback on the user's terminal. Ctrl-C is the main process's to handle (it
+    stops the workers), so it stays ignored from the start (start_shielded); SIGTERM, how they are stopped, kills at
+    once. tqdm gets a thread lock: its default multiprocessing lock is a semaphore that a killed worker leaves behind
+    (the resource tracker then warns of a leak), and a worker shows no bars. One thread each."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SHIELDED)  # start_shielded's mask survives the exec
     tqdm.set_lock(threading.RLock())
     torch.set_num_threads(1)
-    while (job := _next_job(conn)) is not None:
-        try:
-            conn.send((True, job.run(progress=False)))
-        except CharlensError as e:
-            conn.send((False, e))
-        except Exception:  # a bug: its traceback, which would otherwise stay in the worker
-            conn.send((False, RuntimeError(f"{job.label()}: the analysis failed in a worker process:\n"
-                                           f"{traceback.format_exc()}")))
-
-
-def _next_job(conn: Connection) -> Optional[Job]:
-    """The next job; None when sent None or when the main process is gone (its end of the pipe closed), so that
-    a worker left behind ends quietly instead of printing EOFError's traceback on the user's terminal."""
     try:
-        job: Optional[Job] = conn.recv()
-    except EOFError:
-        return None
-    return job
+        while (job := conn.recv()) is not None:
+            conn.send(_outcome(job))
+    except (EOFError, BrokenPipeError):
+        return
+
+
+def _outcome(job: Job) -> tuple[bool, object]:
+    """(True, the job's result) or (False, the error to raise in the main process)."""
+    try:
+        return True, job.run(progress=False)
+    except CharlensError as e:
+        return False, e
+    except Exception:  # a bug: its traceback, which would otherwise stay in the worker
+        return False, RuntimeError(f"{job.label()}: the analysis failed in a worker process:\n{traceback.format_exc()}")
 
 
 def _run_in_workers(jobs: Sequence[Job], procs: int, quiet: bool) -> list:

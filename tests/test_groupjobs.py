@@ -62,14 +62,18 @@ def test_a_ctrl_c_held_back_while_a_worker_starts_still_stops_that_worker(monkey
     assert len(starts) == 2 and multiprocessing.active_children() == [] and capfd.readouterr().err == ""
 
 
-def test_a_worker_whose_main_process_is_gone_ends_quietly(capfd):
+@pytest.mark.parametrize("busy", [False, True])  # waiting for a job; answering one
+def test_a_worker_whose_main_process_is_gone_ends_quietly(capfd, tmp_path, busy):
+    marker = tmp_path / "finished"
     mine, theirs = multiprocessing.get_context("spawn").Pipe()
     worker = multiprocessing.get_context("spawn").Process(target=groupjobs._worker, args=(theirs,))
     start_shielded(worker)
     theirs.close()
+    if busy:
+        mine.send(SleepsThenWrites(1, marker))
     mine.close()  # as when analyze.py exits or is killed
     worker.join(timeout=60)
-    assert worker.exitcode == 0 and capfd.readouterr().err == ""
+    assert worker.exitcode == 0 and marker.exists() == busy and capfd.readouterr().err == ""
 
 
 def staged_models(tmp_path: Path) -> list[Path]:
