@@ -19,6 +19,7 @@ from charlens.groupjobs import run_jobs
 from charlens.model.checkpoint import load_checkpoint, save_checkpoint
 from analyzer_helpers import make_checkpoint
 from job_helpers import Dies, Fails, SleepsThenWrites, Square
+from startup_helpers import ctrl_c_as_the_nth_process_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,14 +49,7 @@ def test_a_ctrl_c_held_back_while_a_worker_starts_still_stops_that_worker(monkey
     """start_shielded blocks Ctrl-C while a worker starts, so the KeyboardInterrupt is raised as it returns: the
     worker just started must be stopped with the others (it was once left behind, printing EOFError's traceback
     when analyze.py exited)."""
-    starts = []
-
-    def start_then_ctrl_c(process):
-        start_shielded(process)
-        starts.append(process)
-        if len(starts) == 2:
-            raise KeyboardInterrupt
-
+    starts, start_then_ctrl_c = ctrl_c_as_the_nth_process_starts(2)
     monkeypatch.setattr(groupjobs, "start_shielded", start_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run_jobs([Square(n) for n in range(4)], procs=2, quiet=True)

@@ -14,9 +14,9 @@ import torch
 
 from charlens import train
 from charlens.data.corpora import bible_corpus
-from charlens.data.errors import start_shielded
 from charlens.training import seeds
 from charlens.training.seeds import seed_list, seed_path
+from startup_helpers import ctrl_c_as_the_nth_process_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -149,14 +149,7 @@ def test_ctrl_c_while_the_seeds_start_is_one_line_per_process(text_file, tmp_pat
 def test_a_ctrl_c_held_back_while_a_seed_starts_is_waited_for(text_file, tmp_path, monkeypatch, capsys):
     """start_shielded blocks Ctrl-C while a seed's process starts, so the KeyboardInterrupt is raised as it
     returns: that seed must be counted as running and waited for (it was once left behind, untracked)."""
-    starts = []
-
-    def start_then_ctrl_c(process):
-        start_shielded(process)
-        starts.append(process)
-        if len(starts) == 2:
-            raise KeyboardInterrupt
-
+    starts, start_then_ctrl_c = ctrl_c_as_the_nth_process_starts(2)
     monkeypatch.setattr(seeds, "start_shielded", start_then_ctrl_c)
     assert train.main(args(text_file, tmp_path / "m.pt", "--seeds", "2", "--seed-procs", "2")) == train.INTERRUPTED
     assert [p.exitcode for p in starts] == [train.INTERRUPTED] * 2 and multiprocessing.active_children() == []
