@@ -51,8 +51,9 @@ SHIELDED = (signal.SIGINT, signal.SIGTERM)
 def start_shielded(child: BaseProcess) -> None:
     """Start a spawned child process with Ctrl-C and SIGTERM ignored until it sets its own handlers (a signal during
     the interpreter's start would print a traceback; an ignored disposition survives the exec, a handler does not).
-    The parent blocks both meanwhile, so one that arrives now reaches it just after. A child that never sets a
-    SIGTERM handler must be stopped with SIGKILL."""
+    The parent blocks both meanwhile, so one that arrives now is raised as this returns: register the child with
+    whatever stops it before the call, not after. A child that never sets a SIGTERM handler must be stopped with
+    SIGKILL."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SHIELDED)
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in SHIELDED}
     try:
