@@ -11,7 +11,7 @@ import torch
 from charlens.data.corpora import bible_corpus
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # tests side by side (the README's -n 2): one thread each, for the tests
-    os.environ["OMP_NUM_THREADS"] = "1"  # and the processes they start; two threads each on 2 cores thrash
+    os.environ["OMP_NUM_THREADS"] = "1"  # and the processes they start, not two threads each on two cores
     torch.set_num_threads(1)
 
 
